@@ -1,0 +1,635 @@
+//! The façade every shell calls (CLI today; service, web API and tray later): open the
+//! state, sync a pair once (scan -> hash what the planner asks for -> guards -> plan ->
+//! execute -> record), summarize a scan, list and resolve conflicts, history, status.
+//! Errors carry a stable code (for the UI) and an exit code (for the CLI).
+//! Must not touch: terminal output (it returns data), tauri, flag parsing.
+
+use crate::config::{ConfigError, Ignore, PairConfig, SyncOptions};
+use crate::exec::{self, ExecOptions, ExecReport, Outcome, Replica, Sink};
+use crate::fs::{hash_file, Fs};
+use crate::model::{BaseUpdate, Hash, RelPath, Side};
+use crate::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOptions};
+use crate::scan::{self, ScanError, ScanResult};
+use crate::state::{now_ns, ConflictRow, JournalRow, RunCounts, RunRow, StateError, Store};
+use chrono::{Local, Offset, TimeZone};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("pair {pair}: {source}; the pair is paused, nothing was changed")]
+    Root {
+        pair: String,
+        #[source]
+        source: ScanError,
+    },
+    #[error("pair {pair}: the {side} folder {root} is empty but held {files} synced files: not treated as \"everything was deleted\"; the pair is paused, nothing was changed (is the drive mounted?)")]
+    RootEmpty { pair: String, side: Side, root: PathBuf, files: u64 },
+    #[error("pair {pair}: the plan deletes {deletions} of {total} files ({percent}%), more than max_delete_percent = {max}%. Nothing was changed. Check the folders; run again with --allow-mass-delete if this is intended.")]
+    MassDelete { pair: String, deletions: u64, total: u64, percent: u64, max: u8 },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("pair {pair} is being synced by another Tandem process (lock {lock})")]
+    Locked { pair: String, lock: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Config(_) => "config_invalid",
+            ApiError::Usage(_) => "usage",
+            ApiError::Root { source: ScanError::RootMissing { .. }, .. } => "root_missing",
+            ApiError::Root { .. } => "root_unreadable",
+            ApiError::RootEmpty { .. } => "root_empty",
+            ApiError::MassDelete { .. } => "mass_delete",
+            ApiError::State(StateError::Corrupt { .. }) => "state_corrupt",
+            ApiError::State(_) => "state_error",
+            ApiError::Locked { .. } => "pair_locked",
+            ApiError::Io { .. } => "io_error",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// CLI exit code: 2 usage/config, 3 stopped by a safety guard.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ApiError::Root { .. } | ApiError::RootEmpty { .. } | ApiError::MassDelete { .. } | ApiError::Locked { .. } => 3,
+            ApiError::Io { .. } | ApiError::Internal(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Manual,
+    Watch,
+    Schedule,
+    Reconciliation,
+    Startup,
+    Resolve,
+}
+
+impl Trigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Watch => "watch",
+            Trigger::Schedule => "schedule",
+            Trigger::Reconciliation => "reconciliation",
+            Trigger::Startup => "startup",
+            Trigger::Resolve => "resolve",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncRequest {
+    pub dry_run: bool,
+    pub allow_mass_delete: bool,
+    pub trigger: Trigger,
+    pub overrides: BTreeMap<RelPath, Keep>,
+}
+
+impl Default for SyncRequest {
+    fn default() -> Self {
+        SyncRequest {
+            dry_run: false,
+            allow_mass_delete: false,
+            trigger: Trigger::Manual,
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Everything planned was done (clash copies count as success).
+    Ok,
+    /// Some operations failed; the rest were done.
+    Partial,
+    /// Nothing was executed (dry run).
+    DryRun,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SyncReport {
+    pub pair: String,
+    pub run_id: Option<i64>,
+    pub status: RunStatus,
+    pub plan: Plan,
+    /// Outcome per plan action (None: not executed).
+    pub outcomes: Vec<Option<Outcome>>,
+    pub counts: RunCounts,
+    pub deferred: u64,
+    /// Unsyncable paths reported for the first time in this run.
+    pub new_skips: Vec<(Side, RelPath, String)>,
+    pub fatal: Option<String>,
+}
+
+impl SyncReport {
+    pub fn exit_code(&self) -> i32 {
+        if self.fatal.is_some() || self.counts.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// Where the state lives when nothing says otherwise.
+pub fn default_state_path() -> PathBuf {
+    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("tandem").join("state.db")
+}
+
+/// `--state` may name a file or an existing folder (then `tandem.db` inside it).
+pub fn state_path_arg(p: &Path) -> PathBuf {
+    if p.is_dir() {
+        p.join("tandem.db")
+    } else {
+        p.to_path_buf()
+    }
+}
+
+pub fn open_state(path: &Path) -> Result<Store, ApiError> {
+    Ok(Store::open(path)?)
+}
+
+/// An ad-hoc pair (no config file) with the SPEC defaults. Roots are made absolute.
+pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
+    let abs = |p: &Path| -> Result<PathBuf, ApiError> {
+        let a = std::path::absolute(p).map_err(|source| ApiError::Io { path: p.into(), source })?;
+        Ok(std::fs::canonicalize(&a).unwrap_or(a))
+    };
+    let (l, r) = (abs(left)?, abs(right)?);
+    if l.starts_with(&r) || r.starts_with(&l) {
+        return Err(ApiError::Usage(format!("{} and {} overlap: one folder lies inside the other", l.display(), r.display())));
+    }
+    let name = format!(
+        "{}<->{}",
+        l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| l.display().to_string()),
+        r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| r.display().to_string())
+    );
+    Ok(PairConfig {
+        name,
+        left: l,
+        right: r,
+        options: SyncOptions::default(),
+    })
+}
+
+/// A pair's lock: one process syncs a pair at a time.
+pub struct PairLock {
+    _file: Option<std::fs::File>,
+}
+
+fn lock_pair(store: &Store, pair: &PairConfig, id: i64) -> Result<PairLock, ApiError> {
+    let sp = store.path();
+    if sp == Path::new(":memory:") {
+        return Ok(PairLock { _file: None });
+    }
+    let lock = PathBuf::from(format!("{}.pair-{id}.lock", sp.display()));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| ApiError::Io { path: lock.clone(), source })?;
+    match f.try_lock() {
+        Ok(()) => Ok(PairLock { _file: Some(f) }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ApiError::Locked { pair: pair.name.clone(), lock }),
+        Err(std::fs::TryLockError::Error(source)) => Err(ApiError::Io { path: lock, source }),
+    }
+}
+
+fn utc_offset(ns: i64) -> i32 {
+    Local.timestamp_nanos(ns).offset().fix().local_minus_utc()
+}
+
+/// The file systems' naming limits for a pair.
+pub fn name_rules(opts: &SyncOptions, fs: &dyn Fs, root: &Path) -> NameRules {
+    NameRules {
+        case_insensitive: opts.portable_names || fs.case_insensitive(root),
+        windows: opts.portable_names || cfg!(windows),
+    }
+}
+
+/// Scan both roots in parallel.
+fn scan_both(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<(ScanResult, ScanResult), ApiError> {
+    let ignore = Ignore::new(&pair.options).map_err(|e| ApiError::Usage(format!("pair {}: ignore patterns: {e}", pair.name)))?;
+    let threads = pair.options.concurrency.clamp(1, 8);
+    let (l, r) = std::thread::scope(|s| {
+        let l = s.spawn(|| scan::scan(lfs, &pair.left, &ignore, threads));
+        let r = scan::scan(rfs, &pair.right, &ignore, threads);
+        (l.join().expect("scanner thread"), r)
+    });
+    let l = l.map_err(|source| ApiError::Root { pair: pair.name.clone(), source })?;
+    let r = r.map_err(|source| ApiError::Root { pair: pair.name.clone(), source })?;
+    Ok((l, r))
+}
+
+struct StoreSink<'a> {
+    store: &'a mut Store,
+    pair: i64,
+    run: Option<i64>,
+}
+
+impl Sink for StoreSink<'_> {
+    fn commit(&mut self, updates: &[BaseUpdate], journal: &[JournalRow]) -> Result<(), String> {
+        self.store.commit(self.pair, self.run, updates, journal).map_err(|e| e.to_string())
+    }
+}
+
+/// Fill the hashes the planner asked for: from the cache, else by reading the file (in
+/// parallel). Unreadable files become unknown paths.
+fn fill_hashes(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, input: &mut PlanInput, wanted: &[(Side, RelPath)], cache_writes: bool) -> Result<(), ApiError> {
+    let mut todo = Vec::new();
+    for (side, p) in wanted {
+        let Some(e) = input.tree(*side).get(p).copied() else { continue };
+        match store.cached_hash(pair_id, *side, p, &e)? {
+            Some(h) => input.tree_mut(*side).get_mut(p).unwrap().hash = Some(h),
+            None => todo.push((*side, p.clone(), e)),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let threads = pair.options.concurrency.clamp(1, 8).min(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(usize, Result<Hash, String>)>> = Default::default();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some((side, p, e)) = todo.get(i) else { break };
+                let (fs, root) = if *side == Side::Left { (lfs, &pair.left) } else { (rfs, &pair.right) };
+                let abs = root.join(p.as_str());
+                let r = match hash_file(fs, &abs) {
+                    Ok((h, n)) if n == e.size => Ok(h),
+                    Ok(_) => Err("changed while being read".to_string()),
+                    Err(err) => Err(format!("cannot read: {err}")),
+                };
+                results.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut cache = Vec::new();
+    for (i, r) in results.into_inner().unwrap() {
+        let (side, p, e) = &todo[i];
+        match r {
+            Ok(h) => {
+                input.tree_mut(*side).get_mut(p).unwrap().hash = Some(h);
+                cache.push((*side, p.clone(), *e, h));
+            }
+            Err(reason) => input.unknown.push((*side, p.clone(), format!("error: {reason}"))),
+        }
+    }
+    if cache_writes {
+        store.put_hashes(pair_id, &cache)?;
+    }
+    Ok(())
+}
+
+/// Scan, then plan until the planner needs no more hashes.
+fn build_plan(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
+    let (ls, rs) = scan_both(pair, lfs, rfs)?;
+    let base = store.load_base(pair_id)?;
+    // A root that suddenly holds nothing while the base says it held files is not read as
+    // "everything was deleted".
+    let base_files = base.values().filter(|b| b.kind == crate::model::Kind::File).count() as u64;
+    for (side, s, root) in [(Side::Left, &ls, &pair.left), (Side::Right, &rs, &pair.right)] {
+        if base_files > 0 && s.tree.is_empty() && s.unknown.is_empty() {
+            return Err(ApiError::RootEmpty {
+                pair: pair.name.clone(),
+                side,
+                root: root.clone(),
+                files: base_files,
+            });
+        }
+    }
+    if cleanup {
+        for (fs, root, s) in [(lfs, &pair.left, &ls), (rfs, &pair.right, &rs)] {
+            for t in &s.temp_files {
+                let p = root.join(t.as_str());
+                match fs.remove_file(&p) {
+                    Ok(()) => tracing::info!(path = %p.display(), "removed leftover temporary file"),
+                    Err(e) => tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}"),
+                }
+            }
+        }
+    }
+    let mut input = PlanInput {
+        unknown: ls
+            .unknown
+            .into_iter()
+            .map(|(p, r)| (Side::Left, p, r))
+            .chain(rs.unknown.into_iter().map(|(p, r)| (Side::Right, p, r)))
+            .collect(),
+        left: ls.tree,
+        right: rs.tree,
+        base,
+    };
+    let opts = PlanOptions {
+        rules: pair.options.rules,
+        soft_delete_max_bytes: pair.options.soft_delete_max_bytes,
+        left_names: name_rules(&pair.options, lfs, &pair.left),
+        right_names: name_rules(&pair.options, rfs, &pair.right),
+        max_path_len: pair.options.max_path_len,
+        overrides: &req.overrides,
+        utc_offset: &utc_offset,
+    };
+    for _ in 0..8 {
+        let p = plan::plan(&input, &opts);
+        if p.hash_requests.is_empty() {
+            return Ok(p);
+        }
+        fill_hashes(store, pair_id, pair, lfs, rfs, &mut input, &p.hash_requests, !req.dry_run)?;
+    }
+    Err(ApiError::Internal(format!("pair {}: the planner kept asking for hashes", pair.name)))
+}
+
+/// One-shot sync of a pair through the given file systems.
+pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest) -> Result<SyncReport, ApiError> {
+    let pair_id = store.pair_id(&pair.name, &pair.left, &pair.right)?;
+    let _lock = lock_pair(store, pair, pair_id)?;
+    let span = tracing::info_span!("sync", pair = %pair.name);
+    let _g = span.enter();
+    let plan = match build_plan(store, pair_id, pair, lfs, rfs, req, !req.dry_run) {
+        Ok(p) => p,
+        Err(e) => {
+            if !req.dry_run && e.exit_code() == 3 {
+                record_stopped(store, pair_id, req.trigger, &e)?;
+            }
+            return Err(e);
+        }
+    };
+    // Mass-delete guard.
+    let deletions = plan.file_deletions() as u64;
+    let total = store.base_file_count(pair_id)?;
+    if !req.allow_mass_delete && total > 0 && deletions * 100 > pair.options.max_delete_percent as u64 * total {
+        let e = ApiError::MassDelete {
+            pair: pair.name.clone(),
+            deletions,
+            total,
+            percent: deletions * 100 / total,
+            max: pair.options.max_delete_percent,
+        };
+        if !req.dry_run {
+            record_stopped(store, pair_id, req.trigger, &e)?;
+        }
+        return Err(e);
+    }
+    if req.dry_run {
+        let n = plan.actions.len();
+        let mut counts = RunCounts::default();
+        for a in &plan.actions {
+            match a {
+                Action::Conflict { .. } => counts.conflicts += 1,
+                Action::Skip { .. } => counts.skipped += 1,
+                _ => {}
+            }
+        }
+        return Ok(SyncReport {
+            pair: pair.name.clone(),
+            run_id: None,
+            status: RunStatus::DryRun,
+            plan,
+            outcomes: vec![None; n],
+            counts,
+            deferred: 0,
+            new_skips: Vec::new(),
+            fatal: None,
+        });
+    }
+    let started = now_ns();
+    let run = store.start_run(pair_id, req.trigger.name(), false)?;
+    tracing::info!(run, actions = plan.actions.len(), "executing plan");
+    let now = Local::now();
+    let opts = ExecOptions {
+        concurrency: pair.options.concurrency,
+        soft_delete_max_bytes: pair.options.soft_delete_max_bytes,
+        trash_stamp: now.format("%Y-%m-%d_%H%M%S").to_string(),
+        now: started,
+        ..Default::default()
+    };
+    let (l, r) = (
+        Replica { root: pair.left.clone(), fs: lfs },
+        Replica { root: pair.right.clone(), fs: rfs },
+    );
+    let rep: ExecReport = exec::execute(&plan, &l, &r, &opts, &mut StoreSink { store, pair: pair_id, run: Some(run) });
+    let new_skips = record_outcomes(store, pair_id, &plan, &rep, &req.overrides, started)?;
+    let status = if rep.fatal.is_some() || rep.counts.failed > 0 { RunStatus::Partial } else { RunStatus::Ok };
+    store.finish_run(run, if rep.fatal.is_some() { "error" } else if rep.counts.failed > 0 { "partial" } else { "ok" }, &rep.counts, rep.fatal.as_deref())?;
+    tracing::info!(run, copied = rep.counts.copied, failed = rep.counts.failed, "run finished");
+    Ok(SyncReport {
+        pair: pair.name.clone(),
+        run_id: Some(run),
+        status,
+        plan,
+        outcomes: rep.outcomes,
+        counts: rep.counts,
+        deferred: rep.deferred,
+        new_skips,
+        fatal: rep.fatal,
+    })
+}
+
+fn record_stopped(store: &Store, pair_id: i64, trigger: Trigger, e: &ApiError) -> Result<(), ApiError> {
+    let run = store.start_run(pair_id, trigger.name(), false)?;
+    store.finish_run(run, "stopped", &RunCounts::default(), Some(&e.to_string()))?;
+    Ok(())
+}
+
+/// Conflicts, clash copies and skipped names go to the state store.
+fn record_outcomes(store: &Store, pair_id: i64, plan: &Plan, rep: &ExecReport, overrides: &BTreeMap<RelPath, Keep>, started: i64) -> Result<Vec<(Side, RelPath, String)>, ApiError> {
+    let mut raised = std::collections::HashSet::new();
+    let mut new_skips = Vec::new();
+    for (a, o) in plan.actions.iter().zip(&rep.outcomes) {
+        match a {
+            Action::Conflict { path, rule, left, right, newer } => {
+                store.upsert_conflict(pair_id, path, rule.name(), left.as_ref(), right.as_ref(), *newer, "left untouched: waiting for a decision")?;
+                raised.insert(path.as_str().to_string());
+            }
+            Action::ClashRename { side, from, to, expect, rule } if matches!(o, Some(Outcome::Done { .. })) => {
+                // A clash handled by the rules is recorded as a conflict already resolved.
+                let (l, r) = if *side == Side::Left { (Some(expect), None) } else { (None, Some(expect)) };
+                store.upsert_conflict(pair_id, from, rule.name(), l, r, Some(side.other()), &format!("older version kept as {to}"))?;
+                store.resolve_conflict(pair_id, from.as_str(), "clash copy")?;
+            }
+            Action::Skip { side, path, reason } => {
+                if store.note_skipped(pair_id, *side, path, reason, started)? {
+                    tracing::warn!(path = %path, side = %side, "not synced: {reason}");
+                    new_skips.push((*side, path.clone(), reason.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    store.clear_stale_skipped(pair_id, started)?;
+    // Open conflicts the plan no longer raises were settled (on disk, or by a decision).
+    for c in store.open_conflicts(pair_id)? {
+        if !raised.contains(&c.path) {
+            let how = match RelPath::new(&c.path).ok().and_then(|p| overrides.get(&p).copied()) {
+                Some(Keep::Left) => "kept left",
+                Some(Keep::Right) => "kept right",
+                Some(Keep::Both) => "kept both",
+                None => "settled on disk",
+            };
+            store.resolve_conflict(pair_id, &c.path, how)?;
+        }
+    }
+    Ok(new_skips)
+}
+
+/// One-shot sync on the real file systems.
+pub fn sync(store: &mut Store, pair: &PairConfig, req: &SyncRequest) -> Result<SyncReport, ApiError> {
+    sync_with(store, pair, &crate::fs::RealFs, &crate::fs::RealFs, req)
+}
+
+/// `tandem scan`: counts without changing anything.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct ScanSummary {
+    pub pair: String,
+    pub files_left: u64,
+    pub files_right: u64,
+    pub only_left: u64,
+    pub only_right: u64,
+    pub on_both: u64,
+    /// On both, but with another size, time or kind.
+    pub differing: u64,
+    pub bytes_left: u64,
+    pub bytes_right: u64,
+    pub unknown: u64,
+}
+
+pub fn scan_summary(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<ScanSummary, ApiError> {
+    let (l, r) = scan_both(pair, lfs, rfs)?;
+    let mut s = ScanSummary {
+        pair: pair.name.clone(),
+        unknown: (l.unknown.len() + r.unknown.len()) as u64,
+        ..Default::default()
+    };
+    for (p, e) in l.tree.iter().filter(|(_, e)| e.is_file()) {
+        s.files_left += 1;
+        s.bytes_left += e.size;
+        match r.tree.get(p) {
+            Some(o) => {
+                s.on_both += 1;
+                if o.kind != e.kind || o.size != e.size || o.mtime.div_euclid(1_000_000_000) != e.mtime.div_euclid(1_000_000_000) {
+                    s.differing += 1;
+                }
+            }
+            None => s.only_left += 1,
+        }
+    }
+    for (p, e) in r.tree.iter().filter(|(_, e)| e.is_file()) {
+        s.files_right += 1;
+        s.bytes_right += e.size;
+        if !l.tree.get(p).is_some_and(|o| o.is_file()) {
+            s.only_right += 1;
+        }
+    }
+    Ok(s)
+}
+
+/// Open conflicts of every pair the store knows (or of one pair).
+pub fn conflicts(store: &Store, pair: Option<&str>) -> Result<Vec<(String, ConflictRow)>, ApiError> {
+    let mut out = Vec::new();
+    for (id, name, _, _) in store.pairs()? {
+        if pair.is_some_and(|p| p != name) {
+            continue;
+        }
+        for c in store.open_conflicts(id)? {
+            out.push((name.clone(), c));
+        }
+    }
+    Ok(out)
+}
+
+/// The pair (as stored) that has an open conflict at `path`.
+pub fn conflict_pair(store: &Store, path: &str, pair: Option<&str>, configured: &[PairConfig]) -> Result<PairConfig, ApiError> {
+    let hits: Vec<(String, ConflictRow)> = conflicts(store, pair)?.into_iter().filter(|(_, c)| c.path == path).collect();
+    match hits.len() {
+        0 => Err(ApiError::NotFound(format!("no open conflict at {path:?}{}", pair.map(|p| format!(" in pair {p}")).unwrap_or_default()))),
+        1 => {
+            let id = hits[0].1.pair_id;
+            let (_, name, l, r) = store.pairs()?.into_iter().find(|p| p.0 == id).ok_or_else(|| ApiError::Internal("conflict without pair".into()))?;
+            if let Some(p) = configured.iter().find(|p| p.name == name || (p.left == Path::new(&l) && p.right == Path::new(&r))) {
+                return Ok(p.clone());
+            }
+            Ok(PairConfig {
+                name,
+                left: l.into(),
+                right: r.into(),
+                options: SyncOptions::default(),
+            })
+        }
+        _ => Err(ApiError::Usage(format!(
+            "{path:?} has open conflicts in several pairs ({}); say which with --pair",
+            hits.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Apply a user's decision on one conflict: a sync of its pair with that path overridden.
+pub fn resolve(store: &mut Store, pair: &PairConfig, path: &str, keep: Keep) -> Result<SyncReport, ApiError> {
+    let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
+    let req = SyncRequest {
+        trigger: Trigger::Resolve,
+        overrides: [(rel, keep)].into_iter().collect(),
+        ..Default::default()
+    };
+    sync(store, pair, &req)
+}
+
+pub fn history(store: &Store, limit: u32) -> Result<Vec<RunRow>, ApiError> {
+    Ok(store.runs(limit)?)
+}
+
+/// Per-pair status from the state store.
+#[derive(Debug, Serialize)]
+pub struct PairStatus {
+    pub pair: String,
+    pub left: String,
+    pub right: String,
+    pub last_run: Option<RunRow>,
+    pub open_conflicts: u64,
+    pub ops_last_24h: u64,
+}
+
+pub fn status(store: &Store) -> Result<Vec<PairStatus>, ApiError> {
+    let runs = store.runs(10_000)?;
+    let mut out = Vec::new();
+    for (id, name, l, r) in store.pairs()? {
+        out.push(PairStatus {
+            last_run: runs.iter().find(|x| x.pair == name).cloned(),
+            open_conflicts: store.open_conflicts(id)?.len() as u64,
+            ops_last_24h: store.ops_since(id, now_ns() - 24 * 3600 * 1_000_000_000)?,
+            pair: name,
+            left: l,
+            right: r,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,442 @@
+//! The `tandem` command: parses flags, calls `tandem::api`, prints, exits with the code the
+//! result calls for (0 in sync, 1 some operations failed, 2 usage or config error, 3 stopped
+//! by a safety guard). No sync logic lives here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use tandem::api::{self, ApiError, SyncReport, SyncRequest};
+use tandem::config::{Config, PairConfig};
+use tandem::model::fmt_time;
+use tandem::plan::{Action, Keep};
+
+#[derive(Parser)]
+#[command(name = "tandem", version, about = "Two-way folder sync that never loses a version")]
+struct Cli {
+    /// State file (default: the user's data directory). A folder means FOLDER/tandem.db.
+    #[arg(long, global = true, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// Left folder (ad-hoc pair, SPEC defaults).
+    left: Option<PathBuf>,
+    /// Right folder.
+    right: Option<PathBuf>,
+    /// Config file with [[pair]] tables.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Only this pair of the config.
+    #[arg(long, value_name = "NAME")]
+    pair: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Sync once: LEFT RIGHT, or --config FILE [--pair NAME].
+    Sync {
+        #[command(flatten)]
+        target: Target,
+        /// Show the plan; change no file and no state.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object per line: actions, then a summary.
+        #[arg(long)]
+        json: bool,
+        /// Go ahead even when more than max_delete_percent of the files would be deleted.
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
+    /// Dry-run summary: files on each side, only left, only right, on both, differing.
+    Scan {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config file.
+    CheckConfig { file: PathBuf },
+    /// Conflicts awaiting a decision.
+    Conflicts {
+        #[command(subcommand)]
+        cmd: ConflictCmd,
+    },
+    /// Run history.
+    History {
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+        /// Most recent runs to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Status of every pair known to the state file.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConflictCmd {
+    List {
+        #[arg(long)]
+        pair: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    Resolve {
+        /// Path relative to the pair's roots.
+        path: String,
+        #[arg(long, value_enum)]
+        keep: KeepArg,
+        #[arg(long)]
+        pair: Option<String>,
+        /// Config file (to use the pair's configured options).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeepArg {
+    Left,
+    Right,
+    Both,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) { 0 } else { 2 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let (code, msg) = match e.downcast_ref::<ApiError>() {
+                Some(api) => (api.exit_code(), format!("{api} [{}]", api.code())),
+                None => (1, format!("{e:#}")),
+            };
+            eprintln!("tandem: {msg}");
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn state_path(cli_state: &Option<PathBuf>, config: Option<&Config>) -> PathBuf {
+    match (cli_state, config.and_then(|c| c.state.clone())) {
+        (Some(p), _) => api::state_path_arg(p),
+        (None, Some(p)) => p,
+        (None, None) => api::default_state_path(),
+    }
+}
+
+/// The pairs a command works on.
+fn pairs(t: &Target) -> Result<(Option<Config>, Vec<PairConfig>), ApiError> {
+    match (&t.config, &t.left, &t.right) {
+        (Some(file), None, None) => {
+            let c = Config::load(file)?;
+            let ps: Vec<PairConfig> = match &t.pair {
+                Some(n) => vec![c.pair(n).cloned().ok_or_else(|| ApiError::Usage(format!("{}: no pair named {n:?}", file.display())))?],
+                None => c.pairs.clone(),
+            };
+            if ps.is_empty() {
+                return Err(ApiError::Usage(format!("{}: no [[pair]] configured", file.display())));
+            }
+            Ok((Some(c), ps))
+        }
+        (None, Some(l), Some(r)) => Ok((None, vec![api::adhoc_pair(l, r)?])),
+        _ => Err(ApiError::Usage("give LEFT RIGHT, or --config FILE [--pair NAME]".into())),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.cmd {
+        Cmd::CheckConfig { file } => {
+            let c = Config::load(file)?;
+            println!("{}: ok ({} pair{}{})", file.display(), c.pairs.len(), if c.pairs.len() == 1 { "" } else { "s" }, if c.email.is_some() { ", email configured" } else { "" });
+            Ok(0)
+        }
+        Cmd::Sync { target, dry_run, json, allow_mass_delete } => {
+            let (config, pairs) = pairs(target)?;
+            let mut store = api::open_state(&state_path(&cli.state, config.as_ref()))?;
+            let req = SyncRequest {
+                dry_run: *dry_run,
+                allow_mass_delete: *allow_mass_delete,
+                ..Default::default()
+            };
+            let mut worst = 0;
+            for p in &pairs {
+                let code = match api::sync(&mut store, p, &req) {
+                    Ok(rep) => {
+                        print_report(&rep, *json)?;
+                        rep.exit_code()
+                    }
+                    Err(e) if pairs.len() > 1 => {
+                        eprintln!("tandem: {e} [{}]", e.code());
+                        e.exit_code()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                worst = worst.max(code);
+            }
+            Ok(worst)
+        }
+        Cmd::Scan { target, json } => {
+            let (_, pairs) = pairs(target)?;
+            for p in &pairs {
+                let s = api::scan_summary(p, &tandem::fs::RealFs, &tandem::fs::RealFs)?;
+                if *json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    println!("pair {}", s.pair);
+                    println!("  files on left:  {:>9}  ({})", s.files_left, human(s.bytes_left));
+                    println!("  files on right: {:>9}  ({})", s.files_right, human(s.bytes_right));
+                    println!("  only left:      {:>9}", s.only_left);
+                    println!("  only right:     {:>9}", s.only_right);
+                    println!("  on both:        {:>9}", s.on_both);
+                    println!("  differing:      {:>9}  (size or time)", s.differing);
+                    if s.unknown > 0 {
+                        println!("  unreadable or not syncable: {}", s.unknown);
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Conflicts { cmd } => conflicts(&cli, cmd),
+        Cmd::History { csv, json, limit } => {
+            let store = api::open_state(&state_path(&cli.state, None))?;
+            let runs = api::history(&store, *limit)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                for r in &runs {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                }
+            } else if *csv {
+                writeln!(out, "run,pair,trigger,started,finished,status,copied,renamed,deleted,trashed,props,conflicts,failed,skipped,bytes,error")?;
+                for r in &runs {
+                    let c = &r.counts;
+                    writeln!(
+                        out,
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                        r.id,
+                        csv_field(&r.pair),
+                        r.trigger,
+                        fmt_time(r.started_at),
+                        r.finished_at.map(fmt_time).unwrap_or_default(),
+                        r.status,
+                        c.copied,
+                        c.renamed,
+                        c.deleted,
+                        c.trashed,
+                        c.props,
+                        c.conflicts,
+                        c.failed,
+                        c.skipped,
+                        c.bytes,
+                        csv_field(r.error.as_deref().unwrap_or(""))
+                    )?;
+                }
+            } else {
+                for r in &runs {
+                    let c = &r.counts;
+                    writeln!(
+                        out,
+                        "#{:<5} {} {:<24} {:<14} {:<11} copied {} renamed {} trashed {} deleted {} conflicts {} failed {} ({}){}",
+                        r.id,
+                        fmt_time(r.started_at),
+                        r.pair,
+                        r.trigger,
+                        r.status,
+                        c.copied,
+                        c.renamed,
+                        c.trashed,
+                        c.deleted,
+                        c.conflicts,
+                        c.failed,
+                        human(c.bytes),
+                        r.error.as_ref().map(|e| format!(" - {e}")).unwrap_or_default()
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Status { json } => {
+            let store = api::open_state(&state_path(&cli.state, None))?;
+            let st = api::status(&store)?;
+            if *json {
+                println!("{}", serde_json::to_string(&st)?);
+            } else if st.is_empty() {
+                println!("no pair has been synced with this state file ({})", store.path().display());
+            } else {
+                for s in st {
+                    println!("pair {}  ({} <-> {})", s.pair, s.left, s.right);
+                    match &s.last_run {
+                        Some(r) => println!("  last run: #{} {} {} ({})", r.id, fmt_time(r.started_at), r.status, r.trigger),
+                        None => println!("  last run: never"),
+                    }
+                    println!("  open conflicts: {}", s.open_conflicts);
+                    println!("  operations in the last 24 h: {}", s.ops_last_24h);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
+    match cmd {
+        ConflictCmd::List { pair, json } => {
+            let store = api::open_state(&state_path(&cli.state, None))?;
+            let list = api::conflicts(&store, pair.as_deref())?;
+            for (pair, c) in &list {
+                if *json {
+                    println!("{}", serde_json::json!({"pair": pair, "conflict": c}));
+                } else {
+                    let side = |e: &Option<tandem::model::Entry>| match e {
+                        Some(e) => format!("{} bytes, {}", e.size, fmt_time(e.mtime)),
+                        None => "absent".into(),
+                    };
+                    println!("{pair}: {} [{}] left: {}; right: {}; newer: {}", c.path, c.rule, side(&c.left), side(&c.right), c.newer.map(|s| s.name()).unwrap_or("-"));
+                }
+            }
+            if list.is_empty() && !*json {
+                println!("no open conflicts");
+            }
+            Ok(0)
+        }
+        ConflictCmd::Resolve { path, keep, pair, config } => {
+            let cfg = config.as_deref().map(Config::load).transpose()?;
+            let mut store = api::open_state(&state_path(&cli.state, cfg.as_ref()))?;
+            let configured = cfg.as_ref().map(|c| c.pairs.clone()).unwrap_or_default();
+            let p = api::conflict_pair(&store, path, pair.as_deref(), &configured)?;
+            let keep = match keep {
+                KeepArg::Left => Keep::Left,
+                KeepArg::Right => Keep::Right,
+                KeepArg::Both => Keep::Both,
+            };
+            let rep = api::resolve(&mut store, &p, path, keep)?;
+            print_report(&rep, false)?;
+            Ok(rep.exit_code())
+        }
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn human(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Rename { side, from, to, .. } => format!("rename  {side:<5} {from} -> {to}"),
+        Action::ClashRename { side, from, to, .. } => format!("clash   {side:<5} {from} -> {to} (older version kept)"),
+        Action::MkDir { side, path, .. } => format!("mkdir   {side:<5} {path}"),
+        Action::Copy { side, path, src, .. } => format!("copy    {:<5} {path} -> {side} ({})", side.other(), human(src.size)),
+        Action::SetProps { side, path, .. } => format!("props   {side:<5} {path}"),
+        Action::Delete { side, path, soft: true, .. } => format!("trash   {side:<5} {path}"),
+        Action::Delete { side, path, .. } => format!("delete  {side:<5} {path}"),
+        Action::Conflict { path, .. } => format!("CONFLICT      {path} (waiting for your decision: tandem conflicts resolve)"),
+        Action::Record { path, base: Some(_), .. } => format!("record        {path}"),
+        Action::Record { path, .. } => format!("forget        {path}"),
+        Action::Skip { side, path, reason } => format!("skip    {side:<5} {path}: {reason}"),
+    }
+}
+
+fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for (a, o) in rep.plan.actions.iter().zip(&rep.outcomes) {
+        if json {
+            let mut v = serde_json::to_value(a)?;
+            if let (Some(obj), Some(o)) = (v.as_object_mut(), o) {
+                obj.insert("outcome".into(), serde_json::to_value(o)?);
+            }
+            writeln!(out, "{v}")?;
+        } else if a.is_disk_action() || matches!(a, Action::Conflict { .. } | Action::Skip { .. }) {
+            let tail = match o {
+                Some(tandem::exec::Outcome::Failed { error }) => format!("  FAILED: {error}"),
+                Some(tandem::exec::Outcome::Deferred { reason }) => format!("  deferred: {reason}"),
+                _ => String::new(),
+            };
+            writeln!(out, "{}{}", describe(a), tail)?;
+        }
+    }
+    let c = &rep.counts;
+    if json {
+        let summary = serde_json::json!({"summary": {
+            "pair": rep.pair, "run": rep.run_id, "status": rep.status, "dry_run": rep.run_id.is_none(),
+            "actions": rep.plan.disk_actions().count(),
+            "copied": c.copied, "renamed": c.renamed, "deleted": c.deleted, "trashed": c.trashed,
+            "props": c.props, "conflicts": c.conflicts, "failed": c.failed, "skipped": c.skipped,
+            "deferred": rep.deferred, "bytes": c.bytes, "by_rule": c.by_rule, "error": rep.fatal,
+            "exit": rep.exit_code(),
+        }});
+        writeln!(out, "{summary}")?;
+    } else {
+        let planned = rep.plan.disk_actions().count();
+        if rep.run_id.is_none() {
+            writeln!(out, "{}: dry run, {planned} action{} planned, nothing changed", rep.pair, if planned == 1 { "" } else { "s" })?;
+        } else if planned == 0 && c.conflicts == 0 {
+            writeln!(out, "{}: in sync", rep.pair)?;
+        } else {
+            writeln!(
+                out,
+                "{}: copied {} ({}), renamed {}, trashed {}, deleted {}, properties {}, conflicts {}, failed {}{}",
+                rep.pair,
+                c.copied,
+                human(c.bytes),
+                c.renamed,
+                c.trashed,
+                c.deleted,
+                c.props,
+                c.conflicts,
+                c.failed,
+                if rep.deferred > 0 { format!(", deferred {} (changed during the sync; next run)", rep.deferred) } else { String::new() }
+            )?;
+        }
+        if let Some(f) = &rep.fatal {
+            writeln!(out, "stopped early: {f}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,634 @@
+//! The user's configuration: one TOML file with global options, per-pair overrides and the
+//! optional `[email]` table. Owns parsing and validation (every error names the file, the
+//! key and what was expected) and the default ignore list. Must not touch: the disk beyond
+//! reading the file it is given, SQLite, the planner's decisions.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Name of the trash folder at each root (never synced).
+pub const TRASH_DIR: &str = ".sync_trash";
+/// Prefix of Tandem's own temporary files.
+pub const TEMP_PREFIX: &str = ".tandem-";
+/// Suffix of Tandem's own temporary files.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// Ignored everywhere unless `use_default_ignores = false`.
+pub const DEFAULT_IGNORES: &[&str] = &["~$*", "*.tmp", "*~", ".DS_Store", "Thumbs.db", "desktop.ini", "*.swp"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid TOML: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{file}: key `{key}`: expected {expected}, found {found}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{file}: unknown key `{key}` (known keys here: {known})")]
+    Unknown { file: PathBuf, key: String, known: String },
+}
+
+impl ConfigError {
+    /// The key an error is about, for the API and UI.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } | ConfigError::Unknown { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// R1 / R2: what to do when both sides changed a file differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClashOption {
+    /// Option 1: the newer keeps the name, the older is kept as a clash copy on both sides.
+    Clash,
+    /// Option 2: the newer overwrites; the older goes to the trash.
+    NewerWins,
+    /// Option 3: touch nothing, raise a conflict for the user.
+    Manual,
+}
+
+/// R13: properties (or case) changed on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PropsOption {
+    Newer,
+    LeftWins,
+    Manual,
+}
+
+/// The configurable rules' options (option 1 is the default everywhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    pub r1: ClashOption,
+    pub r2: ClashOption,
+    pub r13: PropsOption,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            r1: ClashOption::Clash,
+            r2: ClashOption::Clash,
+            r13: PropsOption::Newer,
+        }
+    }
+}
+
+/// Options that apply to a pair (globals, overridable per pair).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncOptions {
+    pub rules: Rules,
+    /// Extra ignore patterns (glob; matched against the name, or against the relative path
+    /// when the pattern contains `/`; case-insensitive).
+    pub ignore: Vec<String>,
+    pub use_default_ignores: bool,
+    pub soft_delete_max_bytes: u64,
+    pub trash_retention_days: u32,
+    pub max_delete_percent: u8,
+    pub concurrency: usize,
+    /// Refuse names Windows cannot hold on both sides, whatever the file systems are.
+    pub portable_names: bool,
+    /// Longest relative path (in UTF-16 units) accepted when a side is Windows-like.
+    pub max_path_len: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            rules: Rules::default(),
+            ignore: Vec::new(),
+            use_default_ignores: true,
+            soft_delete_max_bytes: 20 * 1024 * 1024,
+            trash_retention_days: 30,
+            max_delete_percent: 50,
+            concurrency: 4,
+            portable_names: false,
+            max_path_len: 240,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairConfig {
+    pub name: String,
+    pub left: PathBuf,
+    pub right: PathBuf,
+    pub options: SyncOptions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailGranularity {
+    PerConflict,
+    Summary,
+    Digest,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject_prefix: String,
+    pub granularity: MailGranularity,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The file this came from (for messages).
+    pub file: PathBuf,
+    pub state: Option<PathBuf>,
+    pub defaults: SyncOptions,
+    pub pairs: Vec<PairConfig>,
+    pub email: Option<EmailConfig>,
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Config::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            file: file.to_path_buf(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        let base_dir = file.parent().unwrap_or(Path::new("."));
+        let w = Walker { file };
+        let known_top = [
+            "state",
+            "pair",
+            "email",
+            "conflicts",
+            "ignore",
+            "use_default_ignores",
+            "soft_delete_max_bytes",
+            "trash_retention_days",
+            "max_delete_percent",
+            "concurrency",
+            "portable_names",
+            "max_path_len",
+        ];
+        w.known(&table, "", &known_top)?;
+        let defaults = w.options(&table, "", &SyncOptions::default())?;
+        let state = w.opt_str(&table, "", "state")?.map(|s| resolve(base_dir, &s));
+        let mut pairs = Vec::new();
+        if let Some(v) = table.get("pair") {
+            let arr = v.as_array().ok_or_else(|| w.invalid("pair", "an array of tables ([[pair]])", v))?;
+            let mut known_pair = vec!["name", "left", "right"];
+            known_pair.extend(&known_top[3..]);
+            for (i, item) in arr.iter().enumerate() {
+                let key = format!("pair[{i}]");
+                let t = item.as_table().ok_or_else(|| w.invalid(&key, "a table", item))?;
+                w.known(t, &key, &known_pair)?;
+                let name = w.req_str(t, &key, "name")?;
+                if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+                    return Err(w.invalid(&format!("{key}.name"), "a non-empty name without '/'", &toml::Value::String(name)));
+                }
+                if pairs.iter().any(|p: &PairConfig| p.name == name) {
+                    return Err(w.invalid(&format!("{key}.name"), "a name not used by another pair", &toml::Value::String(name)));
+                }
+                let left = resolve(base_dir, &w.req_str(t, &key, "left")?);
+                let right = resolve(base_dir, &w.req_str(t, &key, "right")?);
+                if left.starts_with(&right) || right.starts_with(&left) {
+                    return Err(w.invalid(
+                        &format!("{key}.right"),
+                        "a folder that neither contains nor lies inside `left`",
+                        &toml::Value::String(right.display().to_string()),
+                    ));
+                }
+                let options = w.options(t, &key, &defaults)?;
+                pairs.push(PairConfig { name, left, right, options });
+            }
+        }
+        let email = match table.get("email") {
+            None => None,
+            Some(v) => Some(w.email(v)?),
+        };
+        Ok(Config {
+            file: file.to_path_buf(),
+            state,
+            defaults,
+            pairs,
+            email,
+        })
+    }
+
+    pub fn pair(&self, name: &str) -> Option<&PairConfig> {
+        self.pairs.iter().find(|p| p.name == name)
+    }
+}
+
+fn resolve(base: &Path, s: &str) -> PathBuf {
+    let expanded = match s.strip_prefix("~/") {
+        Some(rest) => dirs::home_dir().map(|h| h.join(rest)).unwrap_or_else(|| PathBuf::from(s)),
+        None => PathBuf::from(s),
+    };
+    if expanded.is_absolute() || s.contains(":\\") {
+        expanded
+    } else {
+        base.join(expanded)
+    }
+}
+
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(i) => format!("the integer {i}"),
+        toml::Value::Float(f) => format!("the number {f}"),
+        toml::Value::Boolean(b) => format!("{b}"),
+        toml::Value::Datetime(d) => format!("the date {d}"),
+        toml::Value::Array(_) => "an array".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+struct Walker<'a> {
+    file: &'a Path,
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+impl Walker<'_> {
+    fn invalid(&self, key: &str, expected: &str, found: &toml::Value) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            found: describe(found),
+        }
+    }
+
+    fn known(&self, t: &toml::Table, prefix: &str, known: &[&str]) -> Result<(), ConfigError> {
+        for k in t.keys() {
+            if !known.contains(&k.as_str()) {
+                return Err(ConfigError::Unknown {
+                    file: self.file.to_path_buf(),
+                    key: join_key(prefix, k),
+                    known: known.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn opt_str(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<Option<String>, ConfigError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(self.invalid(&join_key(prefix, key), "a string", v)),
+        }
+    }
+
+    fn req_str(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<String, ConfigError> {
+        self.opt_str(t, prefix, key)?.ok_or_else(|| ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: join_key(prefix, key),
+            expected: "a string".into(),
+            found: "nothing (the key is required)".into(),
+        })
+    }
+
+    fn opt_int(&self, t: &toml::Table, prefix: &str, key: &str, min: i64, max: i64) -> Result<Option<i64>, ConfigError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i)),
+            Some(v) => Err(self.invalid(&join_key(prefix, key), &format!("an integer from {min} to {max}"), v)),
+        }
+    }
+
+    fn opt_bool(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<Option<bool>, ConfigError> {
+        match t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.invalid(&join_key(prefix, key), "true or false", v)),
+        }
+    }
+
+    /// Sizes: an integer number of bytes or a string like "20 MB" / "1.5GiB".
+    fn opt_size(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<Option<u64>, ConfigError> {
+        let expected = "a size: bytes as an integer, or a string like \"20 MB\"";
+        match t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(v @ toml::Value::String(s)) => parse_size(s).map(Some).ok_or_else(|| self.invalid(&join_key(prefix, key), expected, v)),
+            Some(v) => Err(self.invalid(&join_key(prefix, key), expected, v)),
+        }
+    }
+
+    fn options(&self, t: &toml::Table, prefix: &str, inherit: &SyncOptions) -> Result<SyncOptions, ConfigError> {
+        let mut o = inherit.clone();
+        if let Some(v) = t.get("ignore") {
+            let key = join_key(prefix, "ignore");
+            let arr = v.as_array().ok_or_else(|| self.invalid(&key, "an array of glob patterns", v))?;
+            let mut pats = inherit.ignore.clone();
+            for (i, p) in arr.iter().enumerate() {
+                let s = p.as_str().ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "a glob pattern string", p))?;
+                if let Err(e) = glob(s) {
+                    return Err(self.invalid(&format!("{key}[{i}]"), &format!("a valid glob pattern ({e})"), p));
+                }
+                pats.push(s.to_string());
+            }
+            o.ignore = pats;
+        }
+        if let Some(b) = self.opt_bool(t, prefix, "use_default_ignores")? {
+            o.use_default_ignores = b;
+        }
+        if let Some(n) = self.opt_size(t, prefix, "soft_delete_max_bytes")? {
+            o.soft_delete_max_bytes = n;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "trash_retention_days", 0, 36500)? {
+            o.trash_retention_days = n as u32;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "max_delete_percent", 0, 100)? {
+            o.max_delete_percent = n as u8;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "concurrency", 1, 64)? {
+            o.concurrency = n as usize;
+        }
+        if let Some(b) = self.opt_bool(t, prefix, "portable_names")? {
+            o.portable_names = b;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "max_path_len", 10, 32000)? {
+            o.max_path_len = n as usize;
+        }
+        if let Some(v) = t.get("conflicts") {
+            let key = join_key(prefix, "conflicts");
+            let ct = v.as_table().ok_or_else(|| self.invalid(&key, "a table", v))?;
+            self.known(ct, &key, &["r1", "r2", "r13"])?;
+            let clash = |k: &str| -> Result<Option<ClashOption>, ConfigError> {
+                match ct.get(k) {
+                    None => Ok(None),
+                    Some(v) => match v.as_str() {
+                        Some("clash") => Ok(Some(ClashOption::Clash)),
+                        Some("newer-wins") => Ok(Some(ClashOption::NewerWins)),
+                        Some("manual") => Ok(Some(ClashOption::Manual)),
+                        _ => Err(self.invalid(&format!("{key}.{k}"), "one of \"clash\", \"newer-wins\", \"manual\"", v)),
+                    },
+                }
+            };
+            if let Some(x) = clash("r1")? {
+                o.rules.r1 = x;
+            }
+            if let Some(x) = clash("r2")? {
+                o.rules.r2 = x;
+            }
+            if let Some(v) = ct.get("r13") {
+                o.rules.r13 = match v.as_str() {
+                    Some("newer") => PropsOption::Newer,
+                    Some("left-wins") => PropsOption::LeftWins,
+                    Some("manual") => PropsOption::Manual,
+                    _ => return Err(self.invalid(&format!("{key}.r13"), "one of \"newer\", \"left-wins\", \"manual\"", v)),
+                };
+            }
+        }
+        Ok(o)
+    }
+
+    fn email(&self, v: &toml::Value) -> Result<EmailConfig, ConfigError> {
+        let t = v.as_table().ok_or_else(|| self.invalid("email", "a table", v))?;
+        let p = "email";
+        self.known(
+            t,
+            p,
+            &["host", "port", "security", "username", "password_env", "password_file", "password", "from", "to", "subject_prefix", "granularity"],
+        )?;
+        if let Some(v) = t.get("password") {
+            return Err(self.invalid("email.password", "no clear password in the file: use password_env or password_file", v));
+        }
+        let security = match t.get("security") {
+            None => SmtpSecurity::Starttls,
+            Some(v) => match v.as_str() {
+                Some("none") => SmtpSecurity::None,
+                Some("starttls") => SmtpSecurity::Starttls,
+                Some("tls") => SmtpSecurity::Tls,
+                _ => return Err(self.invalid("email.security", "one of \"none\", \"starttls\", \"tls\"", v)),
+            },
+        };
+        let granularity = match t.get("granularity") {
+            None => MailGranularity::PerConflict,
+            Some(v) => match v.as_str() {
+                Some("per-conflict") => MailGranularity::PerConflict,
+                Some("summary") => MailGranularity::Summary,
+                Some("digest") => MailGranularity::Digest,
+                _ => return Err(self.invalid("email.granularity", "one of \"per-conflict\", \"summary\", \"digest\"", v)),
+            },
+        };
+        let to = match t.get("to") {
+            None => Vec::new(),
+            Some(v) => {
+                let arr = v.as_array().ok_or_else(|| self.invalid("email.to", "an array of addresses", v))?;
+                let mut out = Vec::new();
+                for (i, a) in arr.iter().enumerate() {
+                    match a.as_str() {
+                        Some(s) if valid_address(s) => out.push(s.to_string()),
+                        _ => return Err(self.invalid(&format!("email.to[{i}]"), "an e-mail address", a)),
+                    }
+                }
+                out
+            }
+        };
+        let from = self.req_str(t, p, "from")?;
+        if !valid_address(&from) {
+            return Err(self.invalid("email.from", "an e-mail address", &toml::Value::String(from)));
+        }
+        Ok(EmailConfig {
+            host: self.req_str(t, p, "host")?,
+            port: self.opt_int(t, p, "port", 1, 65535)?.unwrap_or(587) as u16,
+            security,
+            username: self.opt_str(t, p, "username")?,
+            password_env: self.opt_str(t, p, "password_env")?,
+            password_file: self.opt_str(t, p, "password_file")?.map(PathBuf::from),
+            from,
+            to,
+            subject_prefix: self.opt_str(t, p, "subject_prefix")?.unwrap_or_else(|| "[Tandem]".into()),
+            granularity,
+        })
+    }
+}
+
+fn valid_address(s: &str) -> bool {
+    let s = s.trim();
+    !s.chars().any(|c| c.is_control()) && s.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+}
+
+/// "20 MB", "20MiB", "1.5 GB", "512" -> bytes (KB/MB/GB are powers of 1024, as file
+/// managers show them).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    Some((n * mult as f64) as u64)
+}
+
+fn glob(p: &str) -> Result<globset::Glob, globset::Error> {
+    GlobBuilder::new(p).case_insensitive(true).literal_separator(true).backslash_escape(true).build()
+}
+
+/// Compiled ignore patterns.
+#[derive(Clone, Debug)]
+pub struct Ignore {
+    by_name: GlobSet,
+    by_path: GlobSet,
+}
+
+impl Ignore {
+    pub fn new(opts: &SyncOptions) -> Result<Ignore, globset::Error> {
+        let mut by_name = GlobSetBuilder::new();
+        let mut by_path = GlobSetBuilder::new();
+        let defaults = if opts.use_default_ignores { DEFAULT_IGNORES } else { &[] };
+        for p in defaults.iter().copied().chain(opts.ignore.iter().map(String::as_str)) {
+            let p = p.trim_start_matches('/');
+            if p.contains('/') {
+                by_path.add(glob(p)?);
+            } else {
+                by_name.add(glob(p)?);
+            }
+        }
+        Ok(Ignore {
+            by_name: by_name.build()?,
+            by_path: by_path.build()?,
+        })
+    }
+
+    /// Whether a relative path (its last component is `name`) is ignored. The trash folder
+    /// at the root and Tandem's temporary files always are.
+    pub fn is_ignored(&self, rel: &str, name: &str) -> bool {
+        rel == TRASH_DIR || is_temp_name(name) || self.by_name.is_match(name) || (!self.by_path.is_empty() && self.by_path.is_match(rel))
+    }
+}
+
+/// Tandem's temporary copy names: `.tandem-<anything>.tmp`.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/tandem.toml"), s)
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = parse(
+            r#"
+max_delete_percent = 30
+soft_delete_max_bytes = "10 MB"
+ignore = ["*.bak", "build/out/*"]
+[conflicts]
+r1 = "newer-wins"
+[[pair]]
+name = "pdrive"
+left = "/srv/l"
+right = "/mnt/r"
+concurrency = 8
+[pair.conflicts]
+r13 = "manual"
+[email]
+host = "smtp.example.com"
+from = "sync@example.com"
+to = ["a@example.com"]
+password_env = "X"
+"#,
+        )
+        .unwrap();
+        let p = &c.pairs[0];
+        assert_eq!(p.options.max_delete_percent, 30);
+        assert_eq!(p.options.soft_delete_max_bytes, 10 << 20);
+        assert_eq!(p.options.concurrency, 8);
+        assert_eq!(p.options.rules.r1, ClashOption::NewerWins);
+        assert_eq!(p.options.rules.r13, PropsOption::Manual);
+        assert_eq!(c.email.unwrap().port, 587);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_expectation() {
+        let cases = [
+            ("max_delete_percent = \"x\"", "max_delete_percent", "an integer from 0 to 100"),
+            ("[[pair]]\nname='a'\nleft='/a'", "pair[0].right", "a string"),
+            ("[[pair]]\nname='a'\nleft='/a'\nright='/b'\n[pair.conflicts]\nr1='maybe'", "pair[0].conflicts.r1", "one of"),
+            ("colour = 1", "colour", "known keys"),
+            ("[email]\nhost='h'\nfrom='a@b.c'\npassword='secret'", "email.password", "password_env"),
+            ("[[pair]]\nname='a'\nleft='/a'\nright='/a/b'", "pair[0].right", "neither contains"),
+            ("ignore = ['a[']", "ignore[0]", "glob"),
+        ];
+        for (text, key, expected) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.starts_with("/etc/tandem.toml: "), "{e}");
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        let e = parse("a = [").unwrap_err().to_string();
+        assert!(e.contains("/etc/tandem.toml: not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn default_ignores_match() {
+        let ig = Ignore::new(&SyncOptions::default()).unwrap();
+        for n in ["~$Budget.xlsx", "x.tmp", "notes.txt~", ".DS_Store", "thumbs.db", "Desktop.ini", "a.swp", ".tandem-1.tmp"] {
+            assert!(ig.is_ignored(&format!("d/{n}"), n), "{n}");
+        }
+        assert!(ig.is_ignored(".sync_trash", ".sync_trash"));
+        assert!(!ig.is_ignored("d/.sync_trash", ".sync_trash"));
+        assert!(!ig.is_ignored("Budget.xlsx", "Budget.xlsx"));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("20 MB"), Some(20 << 20));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+}

@@ -1,0 +1,670 @@
+//! The executor: applies a [`Plan`] to two replicas safely (SPEC §5). Phases in order:
+//! renames, folders, copies (smallest first, on N workers, in batches that share one
+//! flush), properties, deletes (files, then folders deepest first), bookkeeping.
+//! Before every write the target and source are re-checked against what the plan saw;
+//! copies go to a temporary name in the target folder, get their mtime, are flushed, then
+//! renamed over the target; an overwritten or deleted version goes to the trash. Base
+//! updates reach the [`Sink`] only once the batch that produced them is durable.
+//! Must not touch: SQLite (it talks to a `Sink`), the planner's decisions, paths outside
+//! the two roots.
+
+use crate::config::{TEMP_PREFIX, TEMP_SUFFIX, TRASH_DIR};
+use crate::fs::{Fs, Node};
+use crate::model::{BaseEntry, BaseUpdate, Entry, Hash, Kind, RelPath, Side, SideMeta};
+use crate::plan::{Action, Plan};
+use crate::state::{JournalRow, RunCounts};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// One side of a pair: its root and the file system it lives on.
+pub struct Replica<'a> {
+    pub root: PathBuf,
+    pub fs: &'a dyn Fs,
+}
+
+impl Replica<'_> {
+    pub fn abs(&self, p: &RelPath) -> PathBuf {
+        self.root.join(p.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    pub concurrency: usize,
+    pub soft_delete_max_bytes: u64,
+    /// `YYYY-MM-DD_HHMMSS` of this run: the trash folder name.
+    pub trash_stamp: String,
+    /// A copy batch closes after this many files or bytes.
+    pub batch_files: usize,
+    pub batch_bytes: u64,
+    /// Wall clock for journal rows (ns).
+    pub now: i64,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            concurrency: 4,
+            soft_delete_max_bytes: 20 << 20,
+            trash_stamp: "1970-01-01_000000".into(),
+            batch_files: 2000,
+            batch_bytes: 256 << 20,
+            now: 0,
+        }
+    }
+}
+
+/// Where durable results go (the state store, or an in-memory base in tests).
+pub trait Sink {
+    fn commit(&mut self, updates: &[BaseUpdate], journal: &[JournalRow]) -> Result<(), String>;
+}
+
+/// What became of one action.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Outcome {
+    Done { bytes: u64 },
+    /// Not done because something changed since the scan; the next run re-plans it.
+    Deferred { reason: String },
+    Failed { error: String },
+}
+
+#[derive(Debug, Default)]
+pub struct ExecReport {
+    /// Outcome of each action, by index in the plan.
+    pub outcomes: Vec<Option<Outcome>>,
+    pub counts: RunCounts,
+    pub deferred: u64,
+    /// Set when the sink failed: the run stopped there.
+    pub fatal: Option<String>,
+}
+
+struct Exec<'a> {
+    l: &'a Replica<'a>,
+    r: &'a Replica<'a>,
+    opts: &'a ExecOptions,
+    /// Entries as they are after our own renames (their change time moved).
+    fixes: Mutex<HashMap<(Side, RelPath), Entry>>,
+    seq: AtomicUsize,
+    tmp_counter: AtomicU64,
+}
+
+fn stat_entry(fs: &dyn Fs, p: &Path) -> std::io::Result<Option<Entry>> {
+    Ok(match fs.stat(p)? {
+        Some(Node::Entry(e)) => Some(e),
+        // A link or device where we expected a file: never matches an expectation.
+        Some(_) => Some(Entry {
+            kind: Kind::File,
+            size: u64::MAX,
+            mtime: i64::MIN,
+            mode: 0,
+            file_id: 0,
+            ctime: 0,
+            hash: None,
+        }),
+        None => None,
+    })
+}
+
+fn err_text(e: &std::io::Error) -> String {
+    e.to_string()
+}
+
+impl<'a> Exec<'a> {
+    fn rep(&self, s: Side) -> &'a Replica<'a> {
+        match s {
+            Side::Left => self.l,
+            Side::Right => self.r,
+        }
+    }
+
+    /// Does what is on disk still match what the plan saw?
+    fn matches(&self, side: Side, p: &RelPath, expect: Option<&Entry>, actual: Option<&Entry>) -> bool {
+        match (expect, actual) {
+            (None, None) => true,
+            (Some(e), Some(a)) => {
+                if e.same_meta(a) {
+                    return true;
+                }
+                let fixes = self.fixes.lock().unwrap();
+                fixes.get(&(side, p.clone())).is_some_and(|f| f.same_meta(a) && f.size == e.size && f.mtime == e.mtime)
+            }
+            _ => false,
+        }
+    }
+
+    fn journal(&self, a: &Action, o: &Outcome) -> JournalRow {
+        let (status, bytes, detail) = match o {
+            Outcome::Done { bytes } => ("done", *bytes, None),
+            Outcome::Deferred { reason } => ("deferred", 0, Some(reason.clone())),
+            Outcome::Failed { error } => ("failed", 0, Some(error.clone())),
+        };
+        let detail = match (a, detail) {
+            (Action::Rename { from, .. } | Action::ClashRename { from, .. }, None) => Some(format!("from {from}")),
+            (_, d) => d,
+        };
+        JournalRow {
+            seq: self.seq.fetch_add(1, Ordering::SeqCst) as u32,
+            at: self.opts.now,
+            op: a.verb().to_string(),
+            side: a.side(),
+            path: a.path().to_string(),
+            rule: a.rule().map(|r| r.name().to_string()),
+            status: status.to_string(),
+            bytes,
+            detail,
+        }
+    }
+
+    fn temp_path(&self, dir: &Path) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::SeqCst);
+        dir.join(format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", std::process::id()))
+    }
+
+    fn trash_path(&self, side: Side, p: &RelPath) -> PathBuf {
+        let rep = self.rep(side);
+        let base = rep.root.join(TRASH_DIR).join(&self.opts.trash_stamp).join(p.as_str());
+        if rep.fs.stat(&base).ok().flatten().is_none() {
+            return base;
+        }
+        (2..).map(|n| PathBuf::from(format!("{}.{n}", base.display()))).find(|c| rep.fs.stat(c).ok().flatten().is_none()).unwrap()
+    }
+
+    /// Keep the version at `abs` in the trash (a second name, so the original stays in
+    /// place until it is atomically replaced).
+    fn keep_in_trash(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
+        let fs = self.rep(side).fs;
+        let dest = self.trash_path(side, p);
+        fs.create_dir_all(dest.parent().unwrap())?;
+        if fs.hard_link(abs, &dest).is_ok() {
+            return Ok(());
+        }
+        // No hard links here (FAT, some network drives): keep a copy instead.
+        let mut r = fs.open_read(abs)?;
+        let mut w = fs.create_new(&dest)?;
+        std::io::copy(&mut r, &mut w)?;
+        let mtime = stat_entry(fs, abs)?.map(|e| e.mtime).unwrap_or(0);
+        w.finish(mtime)
+    }
+
+    fn move_to_trash(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
+        let fs = self.rep(side).fs;
+        let dest = self.trash_path(side, p);
+        fs.create_dir_all(dest.parent().unwrap())?;
+        fs.rename(abs, &dest)
+    }
+
+    // ------------------------------------------------------------------ renames
+
+    fn rename(&self, side: Side, from: &RelPath, to: &RelPath, expect: &Entry, mirror: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        let rep = self.rep(side);
+        let (fa, ta) = (rep.abs(from), rep.abs(to));
+        let cur = match stat_entry(rep.fs, &fa) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed { error: format!("{}: {}", fa.display(), err_text(&e)) },
+        };
+        if !self.matches(side, from, Some(expect), cur.as_ref()) {
+            return Outcome::Deferred {
+                reason: format!("{} changed since the scan", fa.display()),
+            };
+        }
+        let case_only = from.to_lowercase_key() == to.to_lowercase_key();
+        match stat_entry(rep.fs, &ta) {
+            Ok(None) => {}
+            Ok(Some(t)) if case_only && t.file_id == expect.file_id => {}
+            Ok(Some(_)) if case_only && rep.fs.case_insensitive(&rep.root) => {}
+            Ok(Some(_)) => {
+                return Outcome::Deferred {
+                    reason: format!("{} appeared since the scan", ta.display()),
+                }
+            }
+            Err(e) => return Outcome::Failed { error: format!("{}: {}", ta.display(), err_text(&e)) },
+        }
+        let result = (|| -> std::io::Result<()> {
+            if let Some(parent) = ta.parent() {
+                rep.fs.create_dir_all(parent)?;
+            }
+            if case_only {
+                // Through a temporary name: some file systems ignore a case-only rename.
+                let tmp = self.temp_path(ta.parent().unwrap_or(&rep.root));
+                rep.fs.rename(&fa, &tmp)?;
+                rep.fs.rename(&tmp, &ta)
+            } else {
+                rep.fs.rename(&fa, &ta)
+            }
+        })();
+        if let Err(e) = result {
+            return Outcome::Failed {
+                error: format!("rename {} -> {}: {}", fa.display(), ta.display(), err_text(&e)),
+            };
+        }
+        if let Ok(Some(now)) = stat_entry(rep.fs, &ta) {
+            self.fixes.lock().unwrap().insert((side, to.clone()), now);
+            if mirror {
+                ups.push(BaseUpdate::Move { from: from.clone(), to: to.clone() });
+                ups.push(BaseUpdate::SetSide {
+                    path: to.clone(),
+                    side,
+                    meta: SideMeta::of(&now),
+                });
+            }
+        }
+        Outcome::Done { bytes: 0 }
+    }
+
+    fn mkdir(&self, side: Side, p: &RelPath, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        let rep = self.rep(side);
+        let abs = rep.abs(p);
+        if let Err(e) = rep.fs.create_dir_all(&abs) {
+            return Outcome::Failed {
+                error: format!("create folder {}: {}", abs.display(), err_text(&e)),
+            };
+        }
+        let other = self.rep(side.other());
+        if let (Ok(Some(a)), Ok(Some(b))) = (stat_entry(rep.fs, &abs), stat_entry(other.fs, &other.abs(p))) {
+            if a.is_dir() && b.is_dir() {
+                let (l, r) = if side == Side::Left { (a, b) } else { (b, a) };
+                ups.push(BaseUpdate::Set(p.clone(), BaseEntry::from_pair(&l, &r, None)));
+            }
+        }
+        Outcome::Done { bytes: 0 }
+    }
+
+    // ------------------------------------------------------------------ copies
+
+    /// Copy into a temporary file next to the target. Returns the staged copy.
+    fn stage(&self, side: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>) -> Result<Staged, Outcome> {
+        let (from, to) = (self.rep(side.other()), self.rep(side));
+        let (sa, da) = (from.abs(p), to.abs(p));
+        let failed = |what: &str, path: &Path, e: std::io::Error| Outcome::Failed {
+            error: format!("{what} {}: {}", path.display(), err_text(&e)),
+        };
+        let s0 = stat_entry(from.fs, &sa).map_err(|e| failed("read", &sa, e))?;
+        if !self.matches(side.other(), p, Some(src), s0.as_ref()) {
+            return Err(Outcome::Deferred {
+                reason: format!("{} changed since the scan", sa.display()),
+            });
+        }
+        let s0 = s0.unwrap();
+        let d0 = stat_entry(to.fs, &da).map_err(|e| failed("read", &da, e))?;
+        if !self.matches(side, p, dst, d0.as_ref()) {
+            return Err(Outcome::Deferred {
+                reason: format!("{} changed since the scan", da.display()),
+            });
+        }
+        let dir = da.parent().unwrap_or(&to.root).to_path_buf();
+        to.fs.create_dir_all(&dir).map_err(|e| failed("create folder", &dir, e))?;
+        let tmp = self.temp_path(&dir);
+        let copied = (|| -> std::io::Result<(Hash, u64)> {
+            let mut r = from.fs.open_read(&sa)?;
+            let mut w = to.fs.create_new(&tmp)?;
+            let mut h = blake3::Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut n = 0u64;
+            loop {
+                let k = r.read(&mut buf)?;
+                if k == 0 {
+                    break;
+                }
+                h.update(&buf[..k]);
+                w.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            w.finish(s0.mtime)?;
+            Ok((*h.finalize().as_bytes(), n))
+        })();
+        let (hash, bytes) = match copied {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = to.fs.remove_file(&tmp);
+                return Err(failed("copy", &sa, e));
+            }
+        };
+        // A source that changed while we read it gave a torn copy: discard it.
+        let s1 = stat_entry(from.fs, &sa).ok().flatten();
+        if bytes != s0.size || !s1.is_some_and(|s1| s1.same_meta(&s0)) {
+            let _ = to.fs.remove_file(&tmp);
+            return Err(Outcome::Deferred {
+                reason: format!("{} changed during the copy", sa.display()),
+            });
+        }
+        Ok(Staged { tmp, src: s0, hash, bytes })
+    }
+
+    /// Put a durable staged copy in place.
+    fn install(&self, side: Side, p: &RelPath, dst: Option<&Entry>, st: &Staged, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        let to = self.rep(side);
+        let da = to.abs(p);
+        let discard = |o: Outcome| {
+            let _ = to.fs.remove_file(&st.tmp);
+            o
+        };
+        let d1 = match stat_entry(to.fs, &da) {
+            Ok(d) => d,
+            Err(e) => return discard(Outcome::Failed { error: format!("{}: {}", da.display(), err_text(&e)) }),
+        };
+        if !self.matches(side, p, dst, d1.as_ref()) {
+            return discard(Outcome::Deferred {
+                reason: format!("{} changed since the scan", da.display()),
+            });
+        }
+        if let Some(old) = d1 {
+            if old.is_file() && old.size <= self.opts.soft_delete_max_bytes {
+                if let Err(e) = self.keep_in_trash(side, p, &da) {
+                    return discard(Outcome::Failed {
+                        error: format!("keep old version of {} in the trash: {}", da.display(), err_text(&e)),
+                    });
+                }
+            }
+        }
+        if let Err(e) = to.fs.rename(&st.tmp, &da) {
+            return discard(Outcome::Failed {
+                error: format!("rename into place {}: {}", da.display(), err_text(&e)),
+            });
+        }
+        match stat_entry(to.fs, &da) {
+            Ok(Some(now)) => {
+                let (l, r) = if side == Side::Left { (now, st.src) } else { (st.src, now) };
+                let mut b = BaseEntry::from_pair(&l, &r, Some(st.hash));
+                b.size = st.bytes;
+                ups.push(BaseUpdate::Set(p.clone(), b));
+            }
+            _ => {
+                // Written but not visible: leave the base alone; the next run re-checks.
+            }
+        }
+        Outcome::Done { bytes: st.bytes }
+    }
+
+    // ------------------------------------------------------------------ properties
+
+    fn set_props(&self, side: Side, p: &RelPath, src: &Entry, expect: &Entry, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        let rep = self.rep(side);
+        let abs = rep.abs(p);
+        let cur = stat_entry(rep.fs, &abs).ok().flatten();
+        if !self.matches(side, p, Some(expect), cur.as_ref()) {
+            return Outcome::Deferred {
+                reason: format!("{} changed since the scan", abs.display()),
+            };
+        }
+        let cur = cur.unwrap();
+        let res = (|| -> std::io::Result<()> {
+            if src.mode != 0 && cur.mode != 0 && src.mode != cur.mode {
+                rep.fs.set_mode(&abs, src.mode)?;
+            }
+            if src.mtime != cur.mtime {
+                rep.fs.set_mtime(&abs, src.mtime)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            return Outcome::Failed {
+                error: format!("set properties of {}: {}", abs.display(), err_text(&e)),
+            };
+        }
+        if let Ok(Some(now)) = stat_entry(rep.fs, &abs) {
+            let (l, r) = if side == Side::Left { (now, *src) } else { (*src, now) };
+            ups.push(BaseUpdate::Set(p.clone(), BaseEntry::from_pair(&l, &r, src.hash.or(expect.hash))));
+        }
+        Outcome::Done { bytes: 0 }
+    }
+
+    // ------------------------------------------------------------------ deletes
+
+    fn delete(&self, side: Side, p: &RelPath, expect: &Entry, soft: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        let rep = self.rep(side);
+        let abs = rep.abs(p);
+        let cur = match stat_entry(rep.fs, &abs) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed { error: format!("{}: {}", abs.display(), err_text(&e)) },
+        };
+        if cur.is_none() {
+            ups.push(BaseUpdate::Remove(p.clone()));
+            return Outcome::Done { bytes: 0 };
+        }
+        if !self.matches(side, p, Some(expect), cur.as_ref()) {
+            return Outcome::Deferred {
+                reason: format!("{} changed since the scan", abs.display()),
+            };
+        }
+        let res = if expect.is_dir() {
+            self.remove_dir(side, p, &abs)
+        } else if soft {
+            self.move_to_trash(side, p, &abs)
+        } else {
+            rep.fs.remove_file(&abs)
+        };
+        match res {
+            Ok(()) => {
+                ups.push(BaseUpdate::Remove(p.clone()));
+                Outcome::Done { bytes: 0 }
+            }
+            Err(e) if expect.is_dir() => Outcome::Deferred {
+                reason: format!("folder {} kept: {}", abs.display(), err_text(&e)),
+            },
+            Err(e) => Outcome::Failed {
+                error: format!("delete {}: {}", abs.display(), err_text(&e)),
+            },
+        }
+    }
+
+    /// Remove an empty folder; system clutter that the ignore list hides (Thumbs.db,
+    /// .DS_Store, desktop.ini) goes to the trash first. Anything else keeps the folder.
+    fn remove_dir(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
+        let fs = self.rep(side).fs;
+        if fs.remove_dir(abs).is_ok() {
+            return Ok(());
+        }
+        let items = fs.read_dir(abs)?;
+        let junk = |n: &str| matches!(n.to_ascii_lowercase().as_str(), "thumbs.db" | ".ds_store" | "desktop.ini");
+        let names: Vec<String> = items.into_iter().filter_map(|i| i.name.ok()).collect();
+        if let Some(other) = names.iter().find(|n| !junk(n)) {
+            return Err(std::io::Error::other(format!("it still holds {other:?}")));
+        }
+        for n in names {
+            let child = p.join(&n).map_err(std::io::Error::other)?;
+            self.move_to_trash(side, &child, &abs.join(&n))?;
+        }
+        fs.remove_dir(abs)
+    }
+}
+
+struct Staged {
+    tmp: PathBuf,
+    src: Entry,
+    hash: Hash,
+    bytes: u64,
+}
+
+/// Apply `plan` (which must have no hash requests) to the two replicas.
+pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: &mut dyn Sink) -> ExecReport {
+    assert!(plan.hash_requests.is_empty(), "a plan with open hash requests is provisional");
+    let ex = Exec {
+        l,
+        r,
+        opts,
+        fixes: Mutex::new(HashMap::new()),
+        seq: AtomicUsize::new(0),
+        tmp_counter: AtomicU64::new(0),
+    };
+    let mut rep = ExecReport {
+        outcomes: vec![None; plan.actions.len()],
+        ..Default::default()
+    };
+    let acts = &plan.actions;
+    let mut i = 0;
+    while i < acts.len() && rep.fatal.is_none() {
+        let phase = acts[i].phase();
+        let end = (i..acts.len()).find(|&j| acts[j].phase() != phase).unwrap_or(acts.len());
+        if phase == 2 {
+            copy_phase(&ex, acts, i, end, &mut rep, sink);
+        } else {
+            let mut ups = Vec::new();
+            let mut rows = Vec::new();
+            let mut dirs: Vec<(Side, PathBuf)> = Vec::new();
+            for (k, a) in acts.iter().enumerate().take(end).skip(i) {
+                let o = match a {
+                    Action::Rename { side, from, to, expect, .. } => ex.rename(*side, from, to, expect, true, &mut ups),
+                    Action::ClashRename { side, from, to, expect, .. } => ex.rename(*side, from, to, expect, false, &mut ups),
+                    Action::MkDir { side, path, .. } => ex.mkdir(*side, path, &mut ups),
+                    Action::SetProps { side, path, src, expect, .. } => ex.set_props(*side, path, src, expect, &mut ups),
+                    Action::Delete { side, path, expect, soft, .. } => ex.delete(*side, path, expect, *soft, &mut ups),
+                    Action::Record { path, base, .. } => {
+                        ups.push(match base {
+                            Some(b) => BaseUpdate::Set(path.clone(), *b),
+                            None => BaseUpdate::Remove(path.clone()),
+                        });
+                        Outcome::Done { bytes: 0 }
+                    }
+                    Action::Conflict { .. } | Action::Skip { .. } | Action::Copy { .. } => continue,
+                };
+                if let Some(s) = a.side() {
+                    if let Some(parent) = ex.rep(s).abs(a.path()).parent() {
+                        dirs.push((s, parent.to_path_buf()));
+                    }
+                }
+                if !matches!(a, Action::Record { .. }) {
+                    rows.push(ex.journal(a, &o));
+                }
+                rep.outcomes[k] = Some(o);
+            }
+            flush_and_commit(&ex, &[], &dirs, &ups, &rows, &mut rep, sink);
+        }
+        i = end;
+    }
+    count(acts, &mut rep);
+    rep
+}
+
+fn flush_and_commit(ex: &Exec, files: &[(Side, PathBuf)], dirs: &[(Side, PathBuf)], ups: &[BaseUpdate], rows: &[JournalRow], rep: &mut ExecReport, sink: &mut dyn Sink) {
+    for s in Side::BOTH {
+        let f: Vec<PathBuf> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+        let mut d: Vec<PathBuf> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+        d.sort();
+        d.dedup();
+        if let Err(e) = ex.rep(s).fs.make_durable(&f, &d) {
+            rep.fatal = Some(format!("flush to disk on the {s} side failed: {e}"));
+            return;
+        }
+    }
+    if ups.is_empty() && rows.is_empty() {
+        return;
+    }
+    if let Err(e) = sink.commit(ups, rows) {
+        rep.fatal = Some(format!("cannot record progress in the state store: {e}"));
+    }
+}
+
+fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut ExecReport, sink: &mut dyn Sink) {
+    let mut i = start;
+    while i < end && rep.fatal.is_none() {
+        // One batch: up to batch_files files or batch_bytes bytes (at least one file).
+        let mut j = i;
+        let mut bytes = 0u64;
+        while j < end && (j == i || (j - i < ex.opts.batch_files && bytes < ex.opts.batch_bytes)) {
+            if let Action::Copy { src, .. } = &acts[j] {
+                bytes += src.size;
+            }
+            j += 1;
+        }
+        let next = AtomicUsize::new(i);
+        let staged: Mutex<Vec<(usize, Result<Staged, Outcome>)>> = Mutex::new(Vec::new());
+        let workers = ex.opts.concurrency.clamp(1, j - i);
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                sc.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= j {
+                        break;
+                    }
+                    if let Action::Copy { side, path, src, dst, .. } = &acts[k] {
+                        let res = ex.stage(*side, path, src, dst.as_ref());
+                        staged.lock().unwrap().push((k, res));
+                    }
+                });
+            }
+        });
+        let mut staged = staged.into_inner().unwrap();
+        staged.sort_by_key(|s| s.0);
+        // One flush for the whole batch of temporary files...
+        let files: Vec<(Side, PathBuf)> = staged
+            .iter()
+            .filter_map(|(k, s)| match (s, &acts[*k]) {
+                (Ok(st), Action::Copy { side, .. }) => Some((*side, st.tmp.clone())),
+                _ => None,
+            })
+            .collect();
+        flush_and_commit(ex, &files, &[], &[], &[], rep, sink);
+        if rep.fatal.is_some() {
+            for (_, s) in &staged {
+                if let Ok(st) = s {
+                    for side in Side::BOTH {
+                        let _ = ex.rep(side).fs.remove_file(&st.tmp);
+                    }
+                }
+            }
+            return;
+        }
+        // ...then the renames into place, a second flush, and one state commit.
+        let mut ups = Vec::new();
+        let mut rows = Vec::new();
+        let mut dirs = Vec::new();
+        for (k, s) in staged {
+            let Action::Copy { side, path, dst, .. } = &acts[k] else { continue };
+            let o = match s {
+                Ok(st) => {
+                    dirs.push((*side, st.tmp.parent().unwrap().to_path_buf()));
+                    ex.install(*side, path, dst.as_ref(), &st, &mut ups)
+                }
+                Err(o) => o,
+            };
+            rows.push(ex.journal(&acts[k], &o));
+            rep.outcomes[k] = Some(o);
+        }
+        flush_and_commit(ex, &[], &dirs, &ups, &rows, rep, sink);
+        i = j;
+    }
+}
+
+fn count(acts: &[Action], rep: &mut ExecReport) {
+    let c = &mut rep.counts;
+    for (a, o) in acts.iter().zip(&rep.outcomes) {
+        match a {
+            Action::Conflict { rule, .. } => {
+                c.conflicts += 1;
+                *c.by_rule.entry(rule.name().into()).or_default() += 1;
+                continue;
+            }
+            Action::Skip { .. } => {
+                c.skipped += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match o {
+            Some(Outcome::Done { bytes }) => {
+                c.bytes += bytes;
+                match a {
+                    Action::Copy { .. } => c.copied += 1,
+                    Action::Rename { .. } => c.renamed += 1,
+                    Action::ClashRename { .. } => c.conflicts += 1,
+                    Action::Delete { soft: true, expect, .. } if expect.is_file() => c.trashed += 1,
+                    Action::Delete { .. } => c.deleted += 1,
+                    Action::SetProps { .. } => c.props += 1,
+                    _ => {}
+                }
+                if a.is_disk_action() {
+                    if let Some(r) = a.rule() {
+                        *c.by_rule.entry(r.name().into()).or_default() += 1;
+                    }
+                }
+            }
+            Some(Outcome::Failed { .. }) => c.failed += 1,
+            Some(Outcome::Deferred { .. }) => rep.deferred += 1,
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Tandem: a two-way folder synchroniser that never loses a version.
+//!
+//! Functional core, imperative shell: [`plan`] is a pure function of three trees (left,
+//! right, base); everything that touches the disk goes through [`fs::Fs`]; [`api`] is the
+//! one façade the CLI (and later the service, web UI and tray) call. See ARCHITECTURE.md.
+
+pub mod api;
+pub mod config;
+pub mod exec;
+pub mod fs;
+pub mod model;
+pub mod plan;
+pub mod scan;
+pub mod state;

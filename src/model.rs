@@ -1,0 +1,416 @@
+//! Plain data shared by every layer: relative paths, sides, entry metadata, snapshots and
+//! the base (last-synced state). Owns validation of relative paths (no `..`, no absolute
+//! paths, no empty components), so nothing built from a `RelPath` can leave a root.
+//! Must not touch: the disk, the clock, SQLite.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A blake3 content hash.
+pub type Hash = [u8; 32];
+
+/// Hex form of a hash, for display and JSON.
+pub fn hash_hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serde form of an optional hash: a hex string.
+pub mod serde_hash {
+    use super::{hash_from_hex, hash_hex, Hash};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+        match h {
+            Some(h) => s.serialize_str(&hash_hex(h)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => hash_from_hex(&s).map(Some).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits")),
+        }
+    }
+}
+
+/// Parse the hex form back.
+pub fn hash_from_hex(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+    pub const BOTH: [Side; 2] = [Side::Left, Side::Right];
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// Why a relative path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid relative path {path:?}: {reason}")]
+pub struct BadPath {
+    pub path: String,
+    pub reason: &'static str,
+}
+
+/// A path relative to a pair root, `/`-separated, never empty, never with `.`/`..`
+/// components, never absolute. Ordering is byte order with `/` sorting before every other
+/// character that can appear in a name, so a folder always sorts right before its children.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RelPath(Box<str>);
+
+impl RelPath {
+    pub fn new(s: &str) -> Result<RelPath, BadPath> {
+        let bad = |reason| BadPath {
+            path: s.to_string(),
+            reason,
+        };
+        if s.is_empty() {
+            return Err(bad("empty path"));
+        }
+        if s.starts_with('/') || s.starts_with('\\') || s.as_bytes().get(1) == Some(&b':') {
+            return Err(bad("absolute paths are not allowed"));
+        }
+        if s.contains('\\') {
+            return Err(bad("backslash is not a separator here; use '/'"));
+        }
+        if s.contains('\0') {
+            return Err(bad("NUL character"));
+        }
+        for c in s.split('/') {
+            match c {
+                "" => return Err(bad("empty path component")),
+                "." | ".." => return Err(bad("'.' and '..' components are not allowed")),
+                _ => {}
+            }
+        }
+        Ok(RelPath(s.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Join a child name (a single component).
+    pub fn join(&self, name: &str) -> Result<RelPath, BadPath> {
+        RelPath::new(&format!("{}/{}", self.0, name))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    pub fn parent(&self) -> Option<RelPath> {
+        self.0.rfind('/').map(|i| RelPath(self.0[..i].into()))
+    }
+
+    /// Every proper ancestor, nearest first.
+    pub fn ancestors(&self) -> impl Iterator<Item = RelPath> + '_ {
+        let s = &self.0;
+        s.char_indices()
+            .filter(|(_, c)| *c == '/')
+            .map(|(i, _)| RelPath(s[..i].into()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+    }
+
+    pub fn depth(&self) -> usize {
+        self.0.matches('/').count()
+    }
+
+    /// True when `self` is `other` or lies below it.
+    pub fn starts_with(&self, other: &RelPath) -> bool {
+        self.0.len() >= other.0.len()
+            && self.0.starts_with(&*other.0)
+            && (self.0.len() == other.0.len() || self.0.as_bytes()[other.0.len()] == b'/')
+    }
+
+    /// Replace the prefix `from` with `to` (`self` must start with `from`).
+    pub fn rebase(&self, from: &RelPath, to: &RelPath) -> RelPath {
+        debug_assert!(self.starts_with(from));
+        RelPath(format!("{}{}", to.0, &self.0[from.0.len()..]).into())
+    }
+
+    /// Sibling with another final name.
+    pub fn with_name(&self, name: &str) -> RelPath {
+        match self.parent() {
+            Some(p) => RelPath(format!("{}/{}", p.0, name).into()),
+            None => RelPath(name.into()),
+        }
+    }
+
+    pub fn to_lowercase_key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl TryFrom<String> for RelPath {
+    type Error = BadPath;
+    fn try_from(s: String) -> Result<Self, BadPath> {
+        RelPath::new(&s)
+    }
+}
+impl From<RelPath> for String {
+    fn from(p: RelPath) -> String {
+        p.0.into()
+    }
+}
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+/// Folder-first order: compare component by component so `a/b` < `a b` (children of `a`
+/// come right after `a`, before its siblings).
+impl Ord for RelPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.split('/').cmp(other.0.split('/'))
+    }
+}
+impl PartialOrd for RelPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// What the scanner saw of one path on one side. Times are nanoseconds since the Unix
+/// epoch. `file_id` and `ctime` are 0 where the OS offers none (then change detection
+/// falls back to size+mtime+hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: i64,
+    /// Permission bits (Unix) or attribute bits (Windows); 0 when unknown.
+    pub mode: u32,
+    pub file_id: u64,
+    pub ctime: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default, with = "serde_hash")]
+    pub hash: Option<Hash>,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
+    /// Same object as observed before, as far as metadata can tell (used by the executor's
+    /// re-check). Hashes are not compared: they are computed lazily.
+    pub fn same_meta(&self, other: &Entry) -> bool {
+        self.kind == other.kind
+            && (self.kind == Kind::Dir
+                || (self.size == other.size
+                    && self.mtime == other.mtime
+                    && (self.file_id == 0 || other.file_id == 0 || self.file_id == other.file_id)
+                    && (self.ctime == 0 || other.ctime == 0 || self.ctime == other.ctime)))
+    }
+}
+
+/// One side's last-synced observation of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SideMeta {
+    pub mtime: i64,
+    pub file_id: u64,
+    pub ctime: i64,
+    pub mode: u32,
+}
+
+impl SideMeta {
+    pub fn of(e: &Entry) -> SideMeta {
+        SideMeta {
+            mtime: e.mtime,
+            file_id: e.file_id,
+            ctime: e.ctime,
+            mode: e.mode,
+        }
+    }
+}
+
+/// The base: what both sides held after the last successful sync of a path. Content
+/// (kind, size, hash) is shared; times and ids are per side, so a side with coarse
+/// timestamps (FAT, some cloud drives) is compared with its own last observation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseEntry {
+    pub kind: Kind,
+    pub size: u64,
+    #[serde(default, with = "serde_hash")]
+    pub hash: Option<Hash>,
+    pub left: SideMeta,
+    pub right: SideMeta,
+}
+
+impl BaseEntry {
+    pub fn side(&self, s: Side) -> &SideMeta {
+        match s {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+    pub fn side_mut(&mut self, s: Side) -> &mut SideMeta {
+        match s {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
+    /// A base in which both sides hold `left` and `right` (same content).
+    pub fn from_pair(left: &Entry, right: &Entry, hash: Option<Hash>) -> BaseEntry {
+        BaseEntry {
+            kind: left.kind,
+            size: if left.is_dir() { 0 } else { left.size },
+            hash: hash.or(left.hash).or(right.hash),
+            left: SideMeta::of(left),
+            right: SideMeta::of(right),
+        }
+    }
+    /// The entry a side would show if it still held the base unchanged.
+    pub fn as_entry(&self, s: Side) -> Entry {
+        let m = self.side(s);
+        Entry {
+            kind: self.kind,
+            size: self.size,
+            mtime: m.mtime,
+            mode: m.mode,
+            file_id: m.file_id,
+            ctime: m.ctime,
+            hash: self.hash,
+        }
+    }
+}
+
+/// One side's tree as scanned.
+pub type Snapshot = BTreeMap<RelPath, Entry>;
+/// The base tree.
+pub type Base = BTreeMap<RelPath, BaseEntry>;
+
+/// Format nanoseconds since the epoch as RFC 3339 (UTC), for humans and JSON.
+pub fn fmt_time(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ns.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relpath_rejects_escapes() {
+        for bad in ["", "/etc", "../x", "a/../b", "a//b", "a/./b", "C:/x", "a\\b", "a/"] {
+            assert!(RelPath::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(RelPath::new("a/b c/d.txt").is_ok());
+    }
+
+    #[test]
+    fn relpath_orders_children_after_parent() {
+        let mut v: Vec<RelPath> = ["a b", "a/b", "a", "a/b/c", "a.txt"]
+            .iter()
+            .map(|s| RelPath::new(s).unwrap())
+            .collect();
+        v.sort();
+        let s: Vec<&str> = v.iter().map(|p| p.as_str()).collect();
+        assert_eq!(s, ["a", "a/b", "a/b/c", "a b", "a.txt"]);
+    }
+
+    #[test]
+    fn relpath_prefix_ops() {
+        let p = RelPath::new("a/b/c").unwrap();
+        let a = RelPath::new("a").unwrap();
+        let ab = RelPath::new("a/b").unwrap();
+        assert!(p.starts_with(&a) && p.starts_with(&ab) && !ab.starts_with(&p));
+        assert!(!RelPath::new("ab").unwrap().starts_with(&a));
+        assert_eq!(p.rebase(&ab, &RelPath::new("x").unwrap()).as_str(), "x/c");
+        assert_eq!(p.ancestors().map(|a| a.to_string()).collect::<Vec<_>>(), ["a/b", "a"]);
+    }
+
+    #[test]
+    fn hash_hex_roundtrip() {
+        let h = *blake3::hash(b"x").as_bytes();
+        assert_eq!(hash_from_hex(&hash_hex(&h)), Some(h));
+    }
+}
+
+/// A change to the base, produced by the executor once an action is durable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum BaseUpdate {
+    Set(RelPath, BaseEntry),
+    Remove(RelPath),
+    /// Move a path and everything below it.
+    Move { from: RelPath, to: RelPath },
+    /// Refresh one side's observation of a path.
+    SetSide { path: RelPath, side: Side, meta: SideMeta },
+}
+
+/// Apply updates to an in-memory base (the state store does the same in SQL).
+pub fn apply_updates(base: &mut Base, updates: &[BaseUpdate]) {
+    for u in updates {
+        match u {
+            BaseUpdate::Set(p, b) => {
+                base.insert(p.clone(), *b);
+            }
+            BaseUpdate::Remove(p) => {
+                base.remove(p);
+            }
+            BaseUpdate::Move { from, to } => {
+                let moved: Vec<RelPath> = base.range(from.clone()..).take_while(|(k, _)| k.starts_with(from)).map(|(k, _)| k.clone()).collect();
+                for k in moved {
+                    let v = base.remove(&k).unwrap();
+                    base.insert(k.rebase(from, to), v);
+                }
+            }
+            BaseUpdate::SetSide { path, side, meta } => {
+                if let Some(b) = base.get_mut(path) {
+                    *b.side_mut(*side) = *meta;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1205 @@
+//! The planner: a pure function from (left snapshot, right snapshot, base, options) to a
+//! [`Plan`]. Every rule of SPEC §3 is one branch here. Owns rename/move detection, name
+//! portability checks, clash naming and the order of actions.
+//! Must not touch: the disk, SQLite, threads, async, the clock (`now` and the time-zone
+//! offset come in through [`PlanOptions`]).
+//!
+//! Hashes are lazy: where size and times cannot decide, the planner needs a content hash it
+//! may not have. It then still returns a plan, but with `hash_requests` listing what it
+//! needs; the caller fills those hashes into the snapshots and plans again. Only a plan
+//! with no requests may be executed.
+
+use crate::config::{ClashOption, PropsOption, Rules};
+use crate::model::{Base, BaseEntry, Entry, Hash, Kind, RelPath, Side, SideMeta, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// The rule (SPEC §3) or reason behind an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Rule {
+    R1,
+    #[serde(rename = "R1'")]
+    R1Equal,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+    R16,
+    R17,
+    /// A user's decision on a conflict (`conflicts resolve`).
+    Resolve,
+    /// Bookkeeping: refresh the base after a metadata-only difference (change time,
+    /// file id) with identical content.
+    Refresh,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::R1 => "R1",
+            Rule::R1Equal => "R1'",
+            Rule::R2 => "R2",
+            Rule::R3 => "R3",
+            Rule::R4 => "R4",
+            Rule::R5 => "R5",
+            Rule::R6 => "R6",
+            Rule::R7 => "R7",
+            Rule::R8 => "R8",
+            Rule::R9 => "R9",
+            Rule::R10 => "R10",
+            Rule::R11 => "R11",
+            Rule::R12 => "R12",
+            Rule::R13 => "R13",
+            Rule::R14 => "R14",
+            Rule::R15 => "R15",
+            Rule::R16 => "R16",
+            Rule::R17 => "R17",
+            Rule::Resolve => "resolve",
+            Rule::Refresh => "refresh",
+        }
+    }
+}
+
+/// A user's choice for a conflicting path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    Left,
+    Right,
+    Both,
+}
+
+/// One step of a plan. Paths are relative; `side` is where the action writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Action {
+    /// Mirror a rename/move made on the other side (R14, case changes of R11/R12).
+    Rename {
+        side: Side,
+        from: RelPath,
+        to: RelPath,
+        kind: Kind,
+        expect: Entry,
+        rule: Rule,
+    },
+    /// Move a losing version aside under its clash name, on its own side (R1, R2, R16).
+    ClashRename {
+        side: Side,
+        from: RelPath,
+        to: RelPath,
+        expect: Entry,
+        rule: Rule,
+    },
+    MkDir { side: Side, path: RelPath, rule: Rule },
+    /// Copy `path` from the other side to `side`. `src` is the source as planned, `dst` what
+    /// the target held (None: nothing). The old target goes to the trash.
+    Copy {
+        side: Side,
+        path: RelPath,
+        src: Entry,
+        dst: Option<Entry>,
+        rule: Rule,
+    },
+    /// Apply the other side's mtime and mode (same content).
+    SetProps {
+        side: Side,
+        path: RelPath,
+        src: Entry,
+        expect: Entry,
+        rule: Rule,
+    },
+    /// Remove a file (to the trash when `soft`) or an empty folder.
+    Delete {
+        side: Side,
+        path: RelPath,
+        expect: Entry,
+        soft: bool,
+        rule: Rule,
+    },
+    /// A conflict left for the user (manual options): nothing is touched.
+    Conflict {
+        path: RelPath,
+        rule: Rule,
+        left: Option<Entry>,
+        right: Option<Entry>,
+        newer: Option<Side>,
+    },
+    /// State only: set (Some) or forget (None) the base of a path.
+    Record {
+        path: RelPath,
+        base: Option<BaseEntry>,
+        rule: Rule,
+    },
+    /// A path that cannot be synced (name the other side cannot hold, symbolic link...):
+    /// reported, never acted on.
+    Skip { side: Side, path: RelPath, reason: String },
+}
+
+impl Action {
+    /// Whether applying it changes anything on disk.
+    pub fn is_disk_action(&self) -> bool {
+        !matches!(self, Action::Conflict { .. } | Action::Record { .. } | Action::Skip { .. })
+    }
+    pub fn path(&self) -> &RelPath {
+        match self {
+            Action::Rename { to, .. } | Action::ClashRename { to, .. } => to,
+            Action::MkDir { path, .. }
+            | Action::Copy { path, .. }
+            | Action::SetProps { path, .. }
+            | Action::Delete { path, .. }
+            | Action::Conflict { path, .. }
+            | Action::Record { path, .. }
+            | Action::Skip { path, .. } => path,
+        }
+    }
+    pub fn rule(&self) -> Option<Rule> {
+        match self {
+            Action::Rename { rule, .. }
+            | Action::ClashRename { rule, .. }
+            | Action::MkDir { rule, .. }
+            | Action::Copy { rule, .. }
+            | Action::SetProps { rule, .. }
+            | Action::Delete { rule, .. }
+            | Action::Conflict { rule, .. }
+            | Action::Record { rule, .. } => Some(*rule),
+            Action::Skip { .. } => None,
+        }
+    }
+    /// Execution phase: renames, folders, copies, properties, deletes, bookkeeping.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Action::Rename { .. } | Action::ClashRename { .. } => 0,
+            Action::MkDir { .. } => 1,
+            Action::Copy { .. } => 2,
+            Action::SetProps { .. } => 3,
+            Action::Delete { .. } => 4,
+            Action::Record { .. } | Action::Conflict { .. } | Action::Skip { .. } => 5,
+        }
+    }
+    /// Short verb for humans.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Rename { .. } => "rename",
+            Action::ClashRename { .. } => "clash",
+            Action::MkDir { .. } => "mkdir",
+            Action::Copy { .. } => "copy",
+            Action::SetProps { .. } => "props",
+            Action::Delete { soft: true, .. } => "trash",
+            Action::Delete { .. } => "delete",
+            Action::Conflict { .. } => "conflict",
+            Action::Record { base: Some(_), .. } => "record",
+            Action::Record { .. } => "forget",
+            Action::Skip { .. } => "skip",
+        }
+    }
+    pub fn side(&self) -> Option<Side> {
+        match self {
+            Action::Rename { side, .. }
+            | Action::ClashRename { side, .. }
+            | Action::MkDir { side, .. }
+            | Action::Copy { side, .. }
+            | Action::SetProps { side, .. }
+            | Action::Delete { side, .. }
+            | Action::Skip { side, .. } => Some(*side),
+            _ => None,
+        }
+    }
+}
+
+/// What a side's file system can hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRules {
+    /// Names differing only in case are one file there.
+    pub case_insensitive: bool,
+    /// Windows naming rules apply there (reserved characters and names, trailing dots
+    /// and spaces, path length).
+    pub windows: bool,
+}
+
+/// Everything the planner needs besides the trees.
+pub struct PlanOptions<'a> {
+    pub rules: Rules,
+    pub soft_delete_max_bytes: u64,
+    pub left_names: NameRules,
+    pub right_names: NameRules,
+    /// Longest relative path (UTF-16 units) on a Windows-like side.
+    pub max_path_len: usize,
+    /// User decisions on conflicts, applied instead of the rules.
+    pub overrides: &'a BTreeMap<RelPath, Keep>,
+    /// Offset from UTC, in seconds, of the user's time zone at a given instant (ns): used
+    /// for clash names. Pure: tests pass a constant.
+    pub utc_offset: &'a dyn Fn(i64) -> i32,
+}
+
+impl PlanOptions<'_> {
+    fn names(&self, s: Side) -> NameRules {
+        match s {
+            Side::Left => self.left_names,
+            Side::Right => self.right_names,
+        }
+    }
+}
+
+/// The planner's input: both snapshots (hashes filled where known), the base, and paths
+/// whose state could not be read on a side (they and everything below are left alone).
+#[derive(Clone, Debug, Default)]
+pub struct PlanInput {
+    pub left: Snapshot,
+    pub right: Snapshot,
+    pub base: Base,
+    /// Paths whose state is unknown on a side (unreadable, symbolic link...), with the
+    /// reason to report.
+    pub unknown: Vec<(Side, RelPath, String)>,
+}
+
+impl PlanInput {
+    pub fn tree(&self, s: Side) -> &Snapshot {
+        match s {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+    pub fn tree_mut(&mut self, s: Side) -> &mut Snapshot {
+        match s {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Hashes the planner needs before this plan may be executed.
+    pub hash_requests: Vec<(Side, RelPath)>,
+}
+
+impl Plan {
+    /// Actions that change the disk.
+    pub fn disk_actions(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| a.is_disk_action())
+    }
+    /// Number of files the plan deletes (the mass-delete guard's numerator).
+    pub fn file_deletions(&self) -> usize {
+        self.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Delete { expect, .. } if expect.is_file()))
+            .count()
+    }
+}
+
+// ------------------------------------------------------------------ names
+
+const WINDOWS_RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
+
+/// Why `name` cannot exist on a Windows-like side, if it cannot.
+pub fn windows_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name.chars().find(|c| matches!(c, '<' | '>' | ':' | '"' | '\\' | '|' | '?' | '*') || (*c as u32) < 32) {
+        return Some(format!("name contains {c:?}, which Windows does not allow"));
+    }
+    if name.ends_with('.') || name.ends_with(' ') {
+        return Some("name ends with a dot or a space, which Windows does not allow".into());
+    }
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let reserved = WINDOWS_RESERVED.contains(&stem.as_str())
+        || ((stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && stem.as_bytes()[3].is_ascii_digit() && stem.as_bytes()[3] != b'0');
+    if reserved {
+        return Some(format!("{stem} is a reserved device name on Windows"));
+    }
+    None
+}
+
+// ------------------------------------------------------------------ clash names
+
+/// Whether a name is already a clash copy (`x_clash_YYYYMMDDHHMM[-N][.ext]`).
+pub fn is_clash_name(name: &str) -> bool {
+    let Some(i) = name.rfind("_clash_") else { return false };
+    let rest = &name[i + 7..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits != 12 {
+        return false;
+    }
+    let rest = &rest[12..];
+    let rest = match rest.strip_prefix('-') {
+        Some(r) => {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
+                return false;
+            }
+            &r[n..]
+        }
+        None => rest,
+    };
+    rest.is_empty() || (rest.starts_with('.') && !rest[1..].contains('.'))
+}
+
+/// `dir/name_clash_YYYYMMDDHHMM[-N].ext` for a version whose mtime is `mtime_ns`.
+pub fn clash_name(path: &RelPath, mtime_ns: i64, offset_s: i32, n: u32) -> RelPath {
+    let secs = mtime_ns.div_euclid(1_000_000_000) + offset_s as i64;
+    let stamp = chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y%m%d%H%M").to_string())
+        .unwrap_or_else(|| "000000000000".into());
+    let name = path.name();
+    // The extension is the last dot-part, unless the dot starts the name (".bashrc").
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let suffix = if n > 1 { format!("-{n}") } else { String::new() };
+    path.with_name(&format!("{stem}_clash_{stamp}{suffix}{ext}"))
+}
+
+// ------------------------------------------------------------------ working trees
+
+/// A tree seen through the renames planned so far: the original map with whole subtrees
+/// moved, without copying what did not move.
+struct View<'a, V> {
+    orig: &'a BTreeMap<RelPath, V>,
+    removed: HashSet<RelPath>,
+    added: BTreeMap<RelPath, V>,
+}
+
+impl<'a, V: Clone> View<'a, V> {
+    fn new(orig: &'a BTreeMap<RelPath, V>) -> Self {
+        View {
+            orig,
+            removed: HashSet::new(),
+            added: BTreeMap::new(),
+        }
+    }
+    fn get(&self, p: &RelPath) -> Option<&V> {
+        self.added.get(p).or_else(|| if self.removed.contains(p) { None } else { self.orig.get(p) })
+    }
+    fn contains(&self, p: &RelPath) -> bool {
+        self.get(p).is_some()
+    }
+    /// `p` and everything below it.
+    fn subtree(&self, p: &RelPath) -> Vec<(RelPath, V)> {
+        let mut out: Vec<(RelPath, V)> = self
+            .orig
+            .range(p.clone()..)
+            .take_while(|(k, _)| k.starts_with(p))
+            .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.extend(self.added.range(p.clone()..).take_while(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+    fn remove(&mut self, p: &RelPath) {
+        self.added.remove(p);
+        if self.orig.contains_key(p) {
+            self.removed.insert(p.clone());
+        }
+    }
+    fn insert(&mut self, p: RelPath, v: V) {
+        self.removed.remove(&p);
+        self.added.insert(p, v);
+    }
+    fn move_subtree(&mut self, from: &RelPath, to: &RelPath) {
+        for (k, v) in self.subtree(from) {
+            self.remove(&k);
+            self.insert(k.rebase(from, to), v);
+        }
+    }
+    fn keys(&self) -> impl Iterator<Item = &RelPath> {
+        self.orig
+            .keys()
+            .filter(|k| !self.removed.contains(*k) && !self.added.contains_key(*k))
+            .chain(self.added.keys())
+    }
+}
+
+// ------------------------------------------------------------------ classification
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Absent,
+    New,
+    Deleted,
+    Unchanged,
+    /// Same content, other mtime or mode.
+    Props,
+    /// Other content (or other kind).
+    Content,
+}
+
+struct Planner<'a, 'o> {
+    opts: &'a PlanOptions<'o>,
+    l: View<'a, Entry>,
+    r: View<'a, Entry>,
+    b: View<'a, BaseEntry>,
+    actions: Vec<Action>,
+    requests: BTreeSet<(Side, RelPath)>,
+    /// Paths (and their subtrees) the plan must leave alone.
+    excluded: BTreeSet<RelPath>,
+    /// Subtrees whose base no longer applies (R16: a file replaced a folder).
+    void_base: Vec<RelPath>,
+    /// Lower-cased names taken by planned clash copies.
+    reserved: HashSet<String>,
+    /// Folders present on one side and deleted on the other: decided after their children.
+    dir_deletes: Vec<(Side, RelPath, Entry)>,
+    /// Subtree moves applied to a side's view (for mapping hash requests back to the
+    /// snapshot's own paths).
+    moved: Vec<(Side, RelPath, RelPath)>,
+}
+
+/// Plan one pass. See the module doc for `hash_requests`.
+pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
+    let mut p = Planner {
+        opts,
+        l: View::new(&input.left),
+        r: View::new(&input.right),
+        b: View::new(&input.base),
+        actions: Vec::new(),
+        requests: BTreeSet::new(),
+        excluded: BTreeSet::new(),
+        void_base: Vec::new(),
+        reserved: HashSet::new(),
+        dir_deletes: Vec::new(),
+        moved: Vec::new(),
+    };
+    for (side, path, reason) in &input.unknown {
+        p.excluded.insert(path.clone());
+        p.actions.push(Action::Skip {
+            side: *side,
+            path: path.clone(),
+            reason: reason.clone(),
+        });
+    }
+    p.check_names();
+    for s in Side::BOTH {
+        p.detect_renames(s);
+    }
+    p.merge();
+    p.finish_dir_deletes();
+    let mut actions = p.actions;
+    // Stable: within a phase the emission order (parents first, renames in dependency
+    // order) is kept; copies go smallest first.
+    actions.sort_by_key(|a| {
+        let size = match a {
+            Action::Copy { src, .. } => src.size,
+            _ => 0,
+        };
+        let depth = match a {
+            Action::Delete { path, .. } => usize::MAX - path.depth(),
+            Action::MkDir { path, .. } => path.depth(),
+            _ => 0,
+        };
+        (a.phase(), size, depth)
+    });
+    Plan {
+        actions,
+        hash_requests: p.requests.into_iter().collect(),
+    }
+}
+
+impl<'a> Planner<'a, '_> {
+    fn view(&self, s: Side) -> &View<'a, Entry> {
+        match s {
+            Side::Left => &self.l,
+            Side::Right => &self.r,
+        }
+    }
+    fn view_mut(&mut self, s: Side) -> &mut View<'a, Entry> {
+        match s {
+            Side::Left => &mut self.l,
+            Side::Right => &mut self.r,
+        }
+    }
+
+    fn is_excluded(&self, p: &RelPath) -> bool {
+        self.excluded.contains(p) || p.ancestors().any(|a| self.excluded.contains(&a))
+    }
+
+    fn base_of(&self, p: &RelPath) -> Option<BaseEntry> {
+        if self.void_base.iter().any(|v| p.starts_with(v) && p != v) {
+            return None;
+        }
+        self.b.get(p).copied()
+    }
+
+    /// The hash of a side's entry, or record that it is needed.
+    fn hash(&mut self, s: Side, p: &RelPath, e: &Entry) -> Option<Hash> {
+        if e.hash.is_none() && e.is_file() {
+            // Name the path as the snapshot has it, before planned renames moved it.
+            let mut orig = p.clone();
+            for (side, from, to) in self.moved.iter().rev() {
+                if *side == s && orig.starts_with(to) {
+                    orig = orig.rebase(to, from);
+                }
+            }
+            self.requests.insert((s, orig));
+        }
+        e.hash
+    }
+
+    // -------------------------------------------------------------- names
+
+    /// Names the other side cannot hold: reported once per plan and left alone.
+    fn check_names(&mut self) {
+        for s in Side::BOTH {
+            let target = self.opts.names(s.other());
+            if !(target.windows || target.case_insensitive) {
+                continue;
+            }
+            let tree = self.view(s);
+            let other = self.view(s.other());
+            let mut skips: Vec<(RelPath, String)> = Vec::new();
+            let mut by_lower: HashMap<String, Vec<RelPath>> = HashMap::new();
+            for p in tree.keys() {
+                if other.contains(p) {
+                    continue;
+                }
+                if target.windows {
+                    let problem = p.as_str().split('/').find_map(windows_name_problem).or_else(|| {
+                        (p.as_str().encode_utf16().count() > self.opts.max_path_len)
+                            .then(|| format!("path is longer than {} characters", self.opts.max_path_len))
+                    });
+                    if let Some(reason) = problem {
+                        skips.push((p.clone(), reason));
+                        continue;
+                    }
+                }
+                if target.case_insensitive {
+                    by_lower.entry(p.to_lowercase_key()).or_default().push(p.clone());
+                }
+            }
+            if target.case_insensitive {
+                // Case twins among the names this side would create, or a name whose other
+                // case variant already exists (unsynced) on the other side.
+                let other_lower: HashMap<String, RelPath> =
+                    other.keys().map(|k| (k.to_lowercase_key(), k.clone())).collect();
+                for (lower, names) in by_lower {
+                    let twin_on_other = other_lower.get(&lower);
+                    if names.len() > 1 {
+                        for n in &names {
+                            if self.b.get(n).is_none() {
+                                let others: Vec<&str> = names.iter().filter(|x| *x != n).map(|x| x.as_str()).collect();
+                                skips.push((n.clone(), format!("differs only in case from {others:?}; the {} side cannot hold both", s.other())));
+                            }
+                        }
+                    } else if let Some(t) = twin_on_other {
+                        let n = &names[0];
+                        // Renames between case variants are handled by rename detection;
+                        // two unrelated new files whose names differ only in case are not.
+                        if self.b.get(n).is_none() && self.b.get(t).is_none() {
+                            skips.push((n.clone(), format!("the {} side has {:?}, which differs only in case", s.other(), t.as_str())));
+                        }
+                    }
+                }
+            }
+            skips.sort();
+            for (p, reason) in skips {
+                if self.is_excluded(&p) {
+                    continue;
+                }
+                self.excluded.insert(p.clone());
+                self.actions.push(Action::Skip { side: s, path: p, reason });
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- renames (R14)
+
+    fn detect_renames(&mut self, s: Side) {
+        let o = s.other();
+        // Deleted on s: in base, absent on s. New on s: present, not in base.
+        let mut deleted: Vec<(RelPath, BaseEntry)> = self
+            .b
+            .keys()
+            .filter(|p| !self.view(s).contains(p) && !self.is_excluded(p))
+            .map(|p| (p.clone(), *self.b.get(p).unwrap()))
+            .collect();
+        if deleted.is_empty() {
+            return;
+        }
+        deleted.sort_by(|a, b| a.0.cmp(&b.0));
+        let new: Vec<(RelPath, Entry)> = self
+            .view(s)
+            .keys()
+            .filter(|p| !self.b.contains(p) && !self.is_excluded(p))
+            .map(|p| (p.clone(), *self.view(s).get(p).unwrap()))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        let mut taken: HashSet<RelPath> = HashSet::new();
+        let mut found: Vec<(RelPath, RelPath, Kind)> = Vec::new();
+
+        // 1. Same file id (and, for files, same size and mtime: a reused inode must not
+        //    pass for a rename).
+        let by_id: HashMap<u64, usize> =
+            new.iter().enumerate().filter(|(_, (_, e))| e.file_id != 0).map(|(i, (_, e))| (e.file_id, i)).collect();
+        for (bp, be) in &deleted {
+            let m = be.side(s);
+            if m.file_id == 0 {
+                continue;
+            }
+            if let Some(&i) = by_id.get(&m.file_id) {
+                let (np, ne) = &new[i];
+                let same = ne.kind == be.kind && (be.kind == Kind::Dir || (ne.size == be.size && ne.mtime == m.mtime));
+                if same && !taken.contains(np) {
+                    taken.insert(np.clone());
+                    found.push((bp.clone(), np.clone(), be.kind));
+                }
+            }
+        }
+        // 2. Files without a usable id: same size, mtime and content.
+        let mut by_meta: HashMap<(u64, i64), Vec<usize>> = HashMap::new();
+        for (i, (np, ne)) in new.iter().enumerate() {
+            if ne.is_file() && !taken.contains(np) {
+                by_meta.entry((ne.size, ne.mtime)).or_default().push(i);
+            }
+        }
+        let matched_from: HashSet<RelPath> = found.iter().map(|f| f.0.clone()).collect();
+        for (bp, be) in &deleted {
+            if be.kind != Kind::File || matched_from.contains(bp) {
+                continue;
+            }
+            let Some(cands) = by_meta.get(&(be.size, be.side(s).mtime)) else { continue };
+            for &i in cands {
+                let (np, ne) = &new[i];
+                if taken.contains(np) {
+                    continue;
+                }
+                let Some(h) = self.hash(s, np, ne) else { continue };
+                if Some(h) == be.hash {
+                    taken.insert(np.clone());
+                    found.push((bp.clone(), np.clone(), Kind::File));
+                    break;
+                }
+            }
+        }
+        // 3. Where the other side ignores case: a path that now differs only in case.
+        if self.opts.names(o).case_insensitive || self.opts.names(s).case_insensitive {
+            let lower: HashMap<String, &RelPath> =
+                new.iter().filter(|(p, _)| !taken.contains(p)).map(|(p, _)| (p.to_lowercase_key(), p)).collect();
+            let matched_from: HashSet<RelPath> = found.iter().map(|f| f.0.clone()).collect();
+            for (bp, be) in &deleted {
+                if matched_from.contains(bp) {
+                    continue;
+                }
+                if let Some(np) = lower.get(&bp.to_lowercase_key()) {
+                    if self.view(s).get(np).map(|e| e.kind) == Some(be.kind) && !taken.contains(*np) {
+                        taken.insert((*np).clone());
+                        found.push((bp.clone(), (*np).clone(), be.kind));
+                    }
+                }
+            }
+        }
+        // 4. Folders without ids: a deleted folder whose files all reappear, by the rules
+        //    above, under one new folder with the same names.
+        self.infer_dir_renames(s, &deleted, &mut found);
+
+        // Apply, outermost first; renames inside an applied folder move with it.
+        found.sort_by(|a, b| a.0.depth().cmp(&b.0.depth()).then(a.0.cmp(&b.0)));
+        let mut applied: Vec<(RelPath, RelPath)> = Vec::new();
+        for (from, to, kind) in found {
+            if applied.iter().any(|(af, at)| from.starts_with(af) && to.starts_with(at) && from.rebase(af, at) == to) {
+                continue; // moved along with its folder
+            }
+            let from_now = applied
+                .iter()
+                .rev()
+                .find(|(af, _)| from.starts_with(af))
+                .map(|(af, at)| from.rebase(af, at))
+                .unwrap_or_else(|| from.clone());
+            if self.mirror_rename(s, &from_now, &to, kind) {
+                applied.push((from_now, to));
+            }
+        }
+    }
+
+    fn infer_dir_renames(&self, s: Side, deleted: &[(RelPath, BaseEntry)], found: &mut Vec<(RelPath, RelPath, Kind)>) {
+        let already: HashSet<&RelPath> = found.iter().filter(|f| f.2 == Kind::Dir).map(|f| &f.0).collect();
+        let mut votes: BTreeMap<(RelPath, RelPath), usize> = BTreeMap::new();
+        for (from, to, kind) in found.iter() {
+            if *kind != Kind::File || from.name() != to.name() {
+                continue;
+            }
+            let (mut f, mut t) = (from.parent(), to.parent());
+            while let (Some(fp), Some(tp)) = (f.clone(), t.clone()) {
+                let fdel = deleted.iter().any(|(p, b)| p == &fp && b.kind == Kind::Dir);
+                let tnew = self.view(s).get(&tp).is_some_and(|e| e.is_dir()) && !self.b.contains(&tp);
+                if !(fdel && tnew) || already.contains(&fp) {
+                    break;
+                }
+                *votes.entry((fp.clone(), tp.clone())).or_default() += 1;
+                if fp.name() != tp.name() {
+                    break;
+                }
+                f = fp.parent();
+                t = tp.parent();
+            }
+        }
+        for ((from, to), n) in votes {
+            // Every file the base had below `from` must be accounted for by that move.
+            let files_below = self.b.subtree(&from).iter().filter(|(_, b)| b.kind == Kind::File).count();
+            if n == files_below && n > 0 && !found.iter().any(|f| f.0 == from) {
+                found.push((from, to, Kind::Dir));
+            }
+        }
+    }
+
+    /// Plan `from -> to` on the side opposite `s`, if that side still holds `from` and has
+    /// nothing at `to`. Returns whether it was planned.
+    fn mirror_rename(&mut self, s: Side, from: &RelPath, to: &RelPath, kind: Kind) -> bool {
+        let o = s.other();
+        let Some(oe) = self.view(o).get(from).copied() else { return false };
+        if oe.kind != kind || self.b.contains(to) || self.is_excluded(to) {
+            return false;
+        }
+        let case_only = from.to_lowercase_key() == to.to_lowercase_key();
+        if self.view(o).contains(to) && !case_only {
+            return false;
+        }
+        if self.opts.names(o).case_insensitive && !case_only {
+            let lower = to.to_lowercase_key();
+            if self.view(o).keys().any(|k| k.to_lowercase_key() == lower) {
+                return false;
+            }
+        }
+        // The destination's parent must be (or become) a folder on o, not a file.
+        if let Some(parent) = to.parent() {
+            if self.view(o).get(&parent).is_some_and(|e| e.is_file()) {
+                return false;
+            }
+        }
+        let rule = if case_only && kind == Kind::File {
+            if s == Side::Left {
+                Rule::R11
+            } else {
+                Rule::R12
+            }
+        } else {
+            Rule::R14
+        };
+        self.actions.push(Action::Rename {
+            side: o,
+            from: from.clone(),
+            to: to.clone(),
+            kind,
+            expect: oe,
+            rule,
+        });
+        self.view_mut(o).move_subtree(from, to);
+        self.moved.push((o, from.clone(), to.clone()));
+        for (k, v) in self.b.subtree(from) {
+            self.b.remove(&k);
+            self.b.insert(k.rebase(from, to), v);
+        }
+        // Parents of the destination that are new on s get created on o by the executor
+        // before the rename; they are planned as MkDir by the merge as usual.
+        true
+    }
+
+    // -------------------------------------------------------------- merge
+
+    fn classify(&mut self, s: Side, p: &RelPath, b: Option<&BaseEntry>, x: Option<&Entry>) -> Change {
+        let (b, x) = match (b, x) {
+            (None, None) => return Change::Absent,
+            (None, Some(_)) => return Change::New,
+            (Some(_), None) => return Change::Deleted,
+            (Some(b), Some(x)) => (b, x),
+        };
+        if b.kind != x.kind {
+            return Change::Content;
+        }
+        if x.is_dir() {
+            return Change::Unchanged;
+        }
+        if x.size != b.size {
+            return Change::Content;
+        }
+        let m = b.side(s);
+        let ids_same = (x.file_id == 0 || m.file_id == 0 || x.file_id == m.file_id) && (x.ctime == 0 || m.ctime == 0 || x.ctime == m.ctime);
+        if x.mtime == m.mtime && ids_same {
+            return if x.mode == m.mode || x.mode == 0 || m.mode == 0 { Change::Unchanged } else { Change::Props };
+        }
+        match (self.hash(s, p, x), b.hash) {
+            (Some(h), Some(bh)) if h == bh => {
+                if x.mtime != m.mtime || (x.mode != m.mode && x.mode != 0 && m.mode != 0) {
+                    Change::Props
+                } else {
+                    Change::Unchanged
+                }
+            }
+            _ => Change::Content,
+        }
+    }
+
+    /// Same content on both sides (requesting hashes when sizes agree).
+    fn same_content(&mut self, p: &RelPath, l: &Entry, r: &Entry) -> bool {
+        if l.kind != r.kind {
+            return false;
+        }
+        if l.is_dir() {
+            return true;
+        }
+        if l.size != r.size {
+            return false;
+        }
+        let hl = self.hash(Side::Left, p, l);
+        let hr = self.hash(Side::Right, p, r);
+        matches!((hl, hr), (Some(a), Some(b)) if a == b)
+    }
+
+    fn record(&mut self, p: &RelPath, l: &Entry, r: &Entry, rule: Rule) {
+        let hash = l.hash.or(r.hash);
+        self.actions.push(Action::Record {
+            path: p.clone(),
+            base: Some(BaseEntry::from_pair(l, r, hash)),
+            rule,
+        });
+    }
+
+    fn copy(&mut self, to: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>, rule: Rule) {
+        if src.is_dir() {
+            self.actions.push(Action::MkDir { side: to, path: p.clone(), rule });
+        } else {
+            self.actions.push(Action::Copy {
+                side: to,
+                path: p.clone(),
+                src: *src,
+                dst: dst.copied(),
+                rule,
+            });
+        }
+    }
+
+    fn delete(&mut self, side: Side, p: &RelPath, e: &Entry, rule: Rule) {
+        if e.is_dir() {
+            self.dir_deletes.push((side, p.clone(), *e));
+        } else {
+            self.actions.push(Action::Delete {
+                side,
+                path: p.clone(),
+                expect: *e,
+                soft: e.size <= self.opts.soft_delete_max_bytes,
+                rule,
+            });
+        }
+    }
+
+    fn merge(&mut self) {
+        let mut keys: Vec<&RelPath> = self.l.keys().chain(self.r.keys()).chain(self.b.keys()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let keys: Vec<RelPath> = keys.into_iter().cloned().collect();
+        let mut skip_below: Option<RelPath> = None;
+        for p in keys {
+            if let Some(s) = &skip_below {
+                if p.starts_with(s) {
+                    continue;
+                }
+                skip_below = None;
+            }
+            if self.is_excluded(&p) {
+                skip_below = Some(p.clone());
+                continue;
+            }
+            let b = self.base_of(&p);
+            let l = self.l.get(&p).copied();
+            let r = self.r.get(&p).copied();
+            if let Some(k) = self.opts.overrides.get(&p).copied() {
+                self.resolve(&p, k, b.as_ref(), l.as_ref(), r.as_ref());
+                continue;
+            }
+            self.decide(&p, b.as_ref(), l.as_ref(), r.as_ref());
+        }
+    }
+
+    fn decide(&mut self, p: &RelPath, b: Option<&BaseEntry>, l: Option<&Entry>, r: Option<&Entry>) {
+        use Change::*;
+        let lc = self.classify(Side::Left, p, b, l);
+        let rc = self.classify(Side::Right, p, b, r);
+        match (l, r) {
+            (Some(le), Some(re)) if le.kind != re.kind => {
+                let file_side = if le.is_file() { Side::Left } else { Side::Right };
+                self.file_vs_folder(p, file_side, if le.is_file() { le } else { re });
+                return;
+            }
+            _ => {}
+        }
+        match (lc, rc) {
+            (Absent, Absent) => {}
+            (Deleted, Deleted) => self.actions.push(Action::Record {
+                path: p.clone(),
+                base: None,
+                rule: Rule::R15,
+            }),
+            (New, Absent) => self.copy(Side::Right, p, l.unwrap(), None, Rule::R9),
+            (Absent, New) => self.copy(Side::Left, p, r.unwrap(), None, Rule::R10),
+            (Deleted, Unchanged) => self.delete(Side::Right, p, r.unwrap(), Rule::R7),
+            (Unchanged, Deleted) => self.delete(Side::Left, p, l.unwrap(), Rule::R8),
+            (Deleted, Props | Content) => self.copy(Side::Left, p, r.unwrap(), None, Rule::R5),
+            (Props | Content, Deleted) => self.copy(Side::Right, p, l.unwrap(), None, Rule::R6),
+            (Unchanged, Unchanged) => {
+                let (le, re, be) = (l.unwrap(), r.unwrap(), b.unwrap());
+                // Refresh a base whose side metadata moved without a content change
+                // (change time, file id), so it is not hashed again next time.
+                if le.is_file() && (SideMeta::of(le) != be.left || SideMeta::of(re) != be.right) {
+                    let mut nb = *be;
+                    nb.left = SideMeta::of(le);
+                    nb.right = SideMeta::of(re);
+                    self.actions.push(Action::Record {
+                        path: p.clone(),
+                        base: Some(nb),
+                        rule: Rule::Refresh,
+                    });
+                }
+            }
+            (Props, Unchanged) => self.set_props(Side::Right, p, l.unwrap(), r.unwrap(), Rule::R11),
+            (Unchanged, Props) => self.set_props(Side::Left, p, r.unwrap(), l.unwrap(), Rule::R12),
+            (Props, Props) => {
+                let (le, re) = (l.unwrap(), r.unwrap());
+                if le.mtime == re.mtime && le.mode == re.mode {
+                    self.record(p, le, re, Rule::R13);
+                } else {
+                    match self.opts.rules.r13 {
+                        PropsOption::Manual => self.conflict(p, Rule::R13, l, r),
+                        PropsOption::LeftWins => self.set_props(Side::Right, p, le, re, Rule::R13),
+                        PropsOption::Newer => {
+                            if newer(le, re) == Side::Left {
+                                self.set_props(Side::Right, p, le, re, Rule::R13)
+                            } else {
+                                self.set_props(Side::Left, p, re, le, Rule::R13)
+                            }
+                        }
+                    }
+                }
+            }
+            (Content, Unchanged) | (Content, Props) => self.copy(Side::Right, p, l.unwrap(), r, Rule::R3),
+            (Unchanged, Content) | (Props, Content) => self.copy(Side::Left, p, r.unwrap(), l, Rule::R4),
+            (Content, Content) | (New, New) => {
+                let (le, re) = (l.unwrap(), r.unwrap());
+                let both_new = lc == New;
+                if self.same_content(p, le, re) {
+                    self.record(p, le, re, if both_new { Rule::R2 } else { Rule::R1Equal });
+                } else {
+                    let (rule, opt) = if both_new { (Rule::R2, self.opts.rules.r2) } else { (Rule::R1, self.opts.rules.r1) };
+                    self.clash(p, le, re, rule, opt);
+                }
+            }
+            // Impossible combinations (New needs no base, Deleted/Unchanged need one).
+            (New, _) | (_, New) | (Absent, _) | (_, Absent) => {}
+        }
+    }
+
+    fn set_props(&mut self, side: Side, p: &RelPath, src: &Entry, expect: &Entry, rule: Rule) {
+        self.actions.push(Action::SetProps {
+            side,
+            path: p.clone(),
+            src: *src,
+            expect: *expect,
+            rule,
+        });
+    }
+
+    fn conflict(&mut self, p: &RelPath, rule: Rule, l: Option<&Entry>, r: Option<&Entry>) {
+        let newer = match (l, r) {
+            (Some(a), Some(b)) => Some(newer(a, b)),
+            (Some(_), None) => Some(Side::Left),
+            (None, Some(_)) => Some(Side::Right),
+            _ => None,
+        };
+        self.actions.push(Action::Conflict {
+            path: p.clone(),
+            rule,
+            left: l.copied(),
+            right: r.copied(),
+            newer,
+        });
+    }
+
+    /// Both sides hold different contents at `p` (R1, R2).
+    fn clash(&mut self, p: &RelPath, le: &Entry, re: &Entry, rule: Rule, opt: ClashOption) {
+        let win = newer(le, re);
+        let (we, oe) = if win == Side::Left { (le, re) } else { (re, le) };
+        match opt {
+            ClashOption::Manual => self.conflict(p, rule, Some(le), Some(re)),
+            // A clash copy of a clash copy would multiply names: the newer wins instead.
+            _ if opt == ClashOption::NewerWins || is_clash_name(p.name()) => {
+                self.copy(win.other(), p, we, Some(oe), rule);
+            }
+            _ => self.keep_both(p, win, we, oe, rule),
+        }
+    }
+
+    /// The newer keeps the name on both sides; the older is kept on both sides under its
+    /// clash name.
+    fn keep_both(&mut self, p: &RelPath, win: Side, we: &Entry, oe: &Entry, rule: Rule) {
+        let lose = win.other();
+        let cp = self.free_clash_name(p, oe.mtime);
+        self.actions.push(Action::ClashRename {
+            side: lose,
+            from: p.clone(),
+            to: cp.clone(),
+            expect: *oe,
+            rule,
+        });
+        self.copy(lose, p, we, None, rule);
+        self.copy(win, &cp, oe, None, rule);
+    }
+
+    fn free_clash_name(&mut self, p: &RelPath, mtime: i64) -> RelPath {
+        let off = (self.opts.utc_offset)(mtime);
+        let mut n = 1;
+        loop {
+            let cand = clash_name(p, mtime, off, n);
+            let lower = cand.to_lowercase_key();
+            let taken = self.reserved.contains(&lower)
+                || [&self.l, &self.r].iter().any(|v| v.contains(&cand))
+                || self.b.contains(&cand)
+                || ((self.opts.left_names.case_insensitive || self.opts.right_names.case_insensitive)
+                    && [&self.l, &self.r].iter().any(|v| v.keys().any(|k| k.to_lowercase_key() == lower)));
+            if !taken {
+                self.reserved.insert(lower);
+                return cand;
+            }
+            n += 1;
+        }
+    }
+
+    /// R16: a file on one side, a folder on the other. The folder keeps the name; the file
+    /// is kept as a clash copy (on both sides).
+    fn file_vs_folder(&mut self, p: &RelPath, file_side: Side, fe: &Entry) {
+        let cp = self.free_clash_name(p, fe.mtime);
+        self.actions.push(Action::ClashRename {
+            side: file_side,
+            from: p.clone(),
+            to: cp.clone(),
+            expect: *fe,
+            rule: Rule::R16,
+        });
+        self.copy(file_side.other(), &cp, fe, None, Rule::R16);
+        self.actions.push(Action::MkDir {
+            side: file_side,
+            path: p.clone(),
+            rule: Rule::R16,
+        });
+        // Whatever the base said about the folder's content no longer holds on the file
+        // side: its children are copied over, never deleted from the folder side.
+        self.void_base.push(p.clone());
+    }
+
+    /// A user's decision (`conflicts resolve`).
+    fn resolve(&mut self, p: &RelPath, keep: Keep, b: Option<&BaseEntry>, l: Option<&Entry>, r: Option<&Entry>) {
+        let rule = Rule::Resolve;
+        let one_side = |this: &mut Self, from: Side, e_from: Option<&Entry>, e_to: Option<&Entry>| match (e_from, e_to) {
+            (Some(f), Some(t)) if this.same_content(p, f, t) => this.record(p, l.unwrap(), r.unwrap(), rule),
+            (Some(f), t) => this.copy(from.other(), p, f, t, rule),
+            (None, Some(t)) => this.delete(from.other(), p, t, rule),
+            (None, None) => {
+                if b.is_some() {
+                    this.actions.push(Action::Record { path: p.clone(), base: None, rule });
+                }
+            }
+        };
+        match keep {
+            Keep::Left => one_side(self, Side::Left, l, r),
+            Keep::Right => one_side(self, Side::Right, r, l),
+            Keep::Both => match (l, r) {
+                (Some(le), Some(re)) if le.is_file() && re.is_file() => {
+                    if self.same_content(p, le, re) {
+                        self.record(p, le, re, rule);
+                    } else {
+                        let win = newer(le, re);
+                        let (we, oe) = if win == Side::Left { (le, re) } else { (re, le) };
+                        self.keep_both(p, win, we, oe, rule);
+                    }
+                }
+                (Some(le), None) => self.copy(Side::Right, p, le, None, rule),
+                (None, Some(re)) => self.copy(Side::Left, p, re, None, rule),
+                _ => self.decide(p, b, l, r),
+            },
+        }
+    }
+
+    // -------------------------------------------------------------- folders (R17)
+
+    /// A folder deleted on one side and present on the other is removed only when nothing
+    /// below it survives on the present side; otherwise it is re-created (R17).
+    fn finish_dir_deletes(&mut self) {
+        let mut deletes = std::mem::take(&mut self.dir_deletes);
+        // Deepest first, so a parent sees its children's outcome.
+        deletes.sort_by(|a, b| b.1.depth().cmp(&a.1.depth()).then(a.1.cmp(&b.1)));
+        let mut removed: HashSet<(Side, RelPath)> = self
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Delete { side, path, .. } => Some((*side, path.clone())),
+                _ => None,
+            })
+            .collect();
+        for (side, p, e) in deletes {
+            let below = self.view(side).subtree(&p);
+            let survives = below.iter().any(|(k, _)| k != &p && !removed.contains(&(side, k.clone())))
+                || self.excluded.iter().any(|x| x.starts_with(&p) && x != &p);
+            if survives {
+                self.actions.push(Action::MkDir {
+                    side: side.other(),
+                    path: p.clone(),
+                    rule: Rule::R17,
+                });
+            } else {
+                let rule = if side == Side::Right { Rule::R7 } else { Rule::R8 };
+                self.actions.push(Action::Delete {
+                    side,
+                    path: p.clone(),
+                    expect: e,
+                    soft: true,
+                    rule,
+                });
+                removed.insert((side, p));
+            }
+        }
+    }
+}
+
+/// Which side holds the newer version (later mtime; left on a tie).
+pub fn newer(l: &Entry, r: &Entry) -> Side {
+    if r.mtime > l.mtime {
+        Side::Right
+    } else {
+        Side::Left
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clash_names() {
+        let p = RelPath::new("d/Report.final.docx").unwrap();
+        // 2026-11-22 14:30:00 UTC
+        let t = 1_795_444_200_000_000_000;
+        assert_eq!(clash_name(&p, t, 0, 1).as_str(), "d/Report.final_clash_202611221430.docx");
+        assert_eq!(clash_name(&p, t, 3600, 2).as_str(), "d/Report.final_clash_202611221530-2.docx");
+        assert_eq!(clash_name(&RelPath::new(".bashrc").unwrap(), t, 0, 1).as_str(), ".bashrc_clash_202611221430");
+        assert!(is_clash_name("Report.final_clash_202611221430.docx"));
+        assert!(is_clash_name("Makefile_clash_202611221430-3"));
+        assert!(!is_clash_name("my_clash_notes.txt"));
+    }
+
+    #[test]
+    fn windows_names() {
+        for bad in ["a:b", "CON", "con.txt", "LPT1.doc", "trail.", "trail ", "q?", "x\u{1}"] {
+            assert!(windows_name_problem(bad).is_some(), "{bad}");
+        }
+        for ok in ["CONSOLE.txt", "COM0", "a.b.c", "Verträge_305"] {
+            assert!(windows_name_problem(ok).is_none(), "{ok}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The scanner: walks one root through an [`Fs`], in parallel, reading metadata only, and
+//! builds a [`Snapshot`]. Ignored names are left out; Tandem's own temporary files are
+//! listed apart (for clean-up); what cannot be read, symbolic links and special files are
+//! listed as unknown so the planner leaves them alone. Hashes are computed elsewhere,
+//! lazily. Must not touch: SQLite, the planner's decisions, anything outside the root.
+
+use crate::config::{is_temp_name, Ignore};
+use crate::fs::{Fs, Node};
+use crate::model::{Entry, Kind, RelPath, Snapshot};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{root}: the folder does not exist (not mounted?)")]
+    RootMissing { root: PathBuf },
+    #[error("{root}: not a folder")]
+    RootNotDir { root: PathBuf },
+    #[error("{root}: cannot read the folder: {source}")]
+    RootUnreadable {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    pub tree: Snapshot,
+    /// Paths whose state could not be determined, with the reason.
+    pub unknown: Vec<(RelPath, String)>,
+    /// Leftover temporary files of an interrupted copy.
+    pub temp_files: Vec<RelPath>,
+}
+
+struct Queue {
+    dirs: Vec<Option<RelPath>>,
+    busy: usize,
+}
+
+/// Walk `root` with `threads` workers.
+pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
+    match fs.stat(root) {
+        Ok(Some(Node::Entry(e))) if e.kind == Kind::Dir => {}
+        Ok(None) => return Err(ScanError::RootMissing { root: root.into() }),
+        Ok(Some(_)) => return Err(ScanError::RootNotDir { root: root.into() }),
+        Err(source) => return Err(ScanError::RootUnreadable { root: root.into(), source }),
+    }
+    // Read the root here so an unreadable root is an error, not an empty tree.
+    if let Err(source) = fs.read_dir(root) {
+        return Err(ScanError::RootUnreadable { root: root.into(), source });
+    }
+    let queue = Mutex::new(Queue { dirs: vec![None], busy: 0 });
+    let cv = Condvar::new();
+    let results: Mutex<Vec<(Vec<(RelPath, Entry)>, ScanResult)>> = Mutex::new(Vec::new());
+    let threads = threads.max(1);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| {
+                let mut local_entries: Vec<(RelPath, Entry)> = Vec::new();
+                let mut local = ScanResult::default();
+                loop {
+                    let dir = {
+                        let mut q = queue.lock().unwrap();
+                        loop {
+                            if let Some(d) = q.dirs.pop() {
+                                q.busy += 1;
+                                break Some(d);
+                            }
+                            if q.busy == 0 {
+                                break None;
+                            }
+                            q = cv.wait(q).unwrap();
+                        }
+                    };
+                    let Some(dir) = dir else {
+                        cv.notify_all();
+                        break;
+                    };
+                    let subdirs = read_one(fs, root, dir.as_ref(), ignore, &mut local_entries, &mut local);
+                    let mut q = queue.lock().unwrap();
+                    q.dirs.extend(subdirs.into_iter().map(Some));
+                    q.busy -= 1;
+                    cv.notify_all();
+                }
+                results.lock().unwrap().push((local_entries, local));
+            });
+        }
+    });
+    let mut out = ScanResult::default();
+    let mut all: Vec<(RelPath, Entry)> = Vec::new();
+    for (mut entries, mut part) in results.into_inner().unwrap() {
+        out.unknown.append(&mut part.unknown);
+        out.temp_files.append(&mut part.temp_files);
+        all.append(&mut entries);
+    }
+    // Built once from sorted input (bulk construction, no rebalancing).
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.tree = all.into_iter().collect();
+    out.unknown.sort();
+    out.temp_files.sort();
+    Ok(out)
+}
+
+/// Read one folder; returns its subfolders to walk.
+fn read_one(fs: &dyn Fs, root: &Path, dir: Option<&RelPath>, ignore: &Ignore, entries: &mut Vec<(RelPath, Entry)>, out: &mut ScanResult) -> Vec<RelPath> {
+    let abs = match dir {
+        Some(d) => root.join(d.as_str()),
+        None => root.to_path_buf(),
+    };
+    let items = match fs.read_dir(&abs) {
+        Ok(items) => items,
+        Err(e) => {
+            if let Some(d) = dir {
+                out.unknown.push((d.clone(), format!("cannot read folder: {e}")));
+            }
+            return Vec::new();
+        }
+    };
+    let mut subdirs = Vec::new();
+    for item in items {
+        let name = match item.name {
+            Ok(n) => n,
+            Err(lossy) => {
+                if let Ok(p) = child(dir, &lossy) {
+                    out.unknown.push((p, "name is not valid Unicode; not synced".into()));
+                }
+                continue;
+            }
+        };
+        let rel = match child(dir, &name) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(folder = %abs.display(), name = %name, "skipping unusable name: {e}");
+                continue;
+            }
+        };
+        if is_temp_name(&name) {
+            out.temp_files.push(rel);
+            continue;
+        }
+        if ignore.is_ignored(rel.as_str(), &name) {
+            continue;
+        }
+        match item.node {
+            Ok(Node::Entry(e)) => {
+                if e.kind == Kind::Dir {
+                    subdirs.push(rel.clone());
+                }
+                entries.push((rel, e));
+            }
+            Ok(Node::Symlink) => out.unknown.push((rel, "symbolic link: not followed, not synced".into())),
+            Ok(Node::Special) => out.unknown.push((rel, "not a regular file or folder: not synced".into())),
+            Err(e) => out.unknown.push((rel, format!("cannot read metadata: {e}"))),
+        }
+    }
+    subdirs
+}
+
+fn child(dir: Option<&RelPath>, name: &str) -> Result<RelPath, crate::model::BadPath> {
+    match dir {
+        Some(d) => d.join(name),
+        None => RelPath::new(name),
+    }
+}

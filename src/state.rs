@@ -1,0 +1,521 @@
+//! The state store: one SQLite file (WAL) per installation holding, per pair, the base,
+//! tombstones, a hash cache, conflicts, run history, the operations journal and the list
+//! of paths already reported as unsyncable. SQL lives in `state/*.sql`: the schema in
+//! migrations numbered by the version they produce, queries by name in `queries.sql`.
+//! Must not touch: the synced folders, the planner's decisions.
+
+use crate::model::{Base, BaseEntry, BaseUpdate, Entry, Hash, Kind, RelPath, Side, SideMeta};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Migrations: (schema version produced, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("state/migrations/0001.sql"))];
+const QUERIES: &str = include_str!("state/queries.sql");
+
+fn q(name: &str) -> &'static str {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    let map = MAP.get_or_init(|| {
+        let mut m = HashMap::new();
+        for chunk in QUERIES.split("-- name: ").skip(1) {
+            let (name, body) = chunk.split_once('\n').expect("query has a body");
+            m.insert(name.trim(), body.trim());
+        }
+        m
+    });
+    map.get(name).unwrap_or_else(|| panic!("no query named {name} in queries.sql"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state file {path}: cannot open: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("state file {path} is damaged or not a Tandem state file ({message}). Nothing was changed. Move it aside to start again: the next sync then treats every file as new and deletes nothing.")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("state file {path} has schema version {found}, newer than this Tandem understands ({known}); upgrade Tandem")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("state file {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// One row of the operations journal.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JournalRow {
+    pub seq: u32,
+    pub at: i64,
+    pub op: String,
+    pub side: Option<Side>,
+    pub path: String,
+    pub rule: Option<String>,
+    pub status: String,
+    pub bytes: u64,
+    pub detail: Option<String>,
+}
+
+/// A conflict awaiting the user.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConflictRow {
+    pub id: i64,
+    pub pair_id: i64,
+    pub path: String,
+    pub rule: String,
+    pub left: Option<Entry>,
+    pub right: Option<Entry>,
+    pub newer: Option<Side>,
+    pub action: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Counts of one run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunCounts {
+    pub copied: u64,
+    pub renamed: u64,
+    pub deleted: u64,
+    pub trashed: u64,
+    pub props: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+    pub by_rule: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub pair: String,
+    pub trigger: String,
+    pub dry_run: bool,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub counts: RunCounts,
+    pub error: Option<String>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn side_code(s: Side) -> i64 {
+    match s {
+        Side::Left => 0,
+        Side::Right => 1,
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| StateError::Open {
+                    path: path.into(),
+                    message: format!("cannot create folder {}: {e}", dir.display()),
+                })?;
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| StateError::Open {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let mut store = Store { conn, path: path.into() };
+        store.init().map_err(|e| match e {
+            StateError::Sql { source, .. } => {
+                let message = source.to_string();
+                if message.contains("not a database") || message.contains("malformed") || message.contains("no such table") || message.contains("no such column") {
+                    StateError::Corrupt { path: path.into(), message }
+                } else {
+                    StateError::Open { path: path.into(), message }
+                }
+            }
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// An in-memory store (tests, dry runs without a state file).
+    pub fn in_memory() -> Result<Store, StateError> {
+        let conn = Connection::open_in_memory().map_err(|e| StateError::Open {
+            path: ":memory:".into(),
+            message: e.to_string(),
+        })?;
+        let mut s = Store { conn, path: ":memory:".into() };
+        s.init()?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sql { path: self.path.clone(), source }
+    }
+
+    fn init(&mut self) -> Result<(), StateError> {
+        let c = &self.conn;
+        c.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| self.err(e))?;
+        // Checks the header: a file that is not SQLite fails here.
+        let _: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(|e| self.err(e))?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if version > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        if version == 0 {
+            // A file with tables but no version is not ours.
+            let tables: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+            if tables > 0 {
+                return Err(StateError::Corrupt {
+                    path: self.path.clone(),
+                    message: "it holds tables but no Tandem schema version".into(),
+                });
+            }
+        }
+        for (v, sql) in MIGRATIONS {
+            if *v > version {
+                let tx = self.conn.transaction().map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
+                tx.execute_batch(sql).map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
+                tx.pragma_update(None, "user_version", v).map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
+                tx.commit().map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
+            }
+        }
+        // Make sure the schema is really there (a damaged file can pass the header check).
+        self.conn.prepare_cached(q("base_count_files")).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The id of a pair, created on first use.
+    pub fn pair_id(&self, name: &str, left: &Path, right: &Path) -> Result<i64, StateError> {
+        let (l, r) = (left.to_string_lossy(), right.to_string_lossy());
+        if let Some(id) = self.conn.query_row(q("pair_find"), params![l, r], |row| row.get(0)).optional().map_err(|e| self.err(e))? {
+            return Ok(id);
+        }
+        self.conn.execute(q("pair_insert"), params![name, l, r, now_ns()]).map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn pairs(&self) -> Result<Vec<(i64, String, String, String)>, StateError> {
+        let mut st = self.conn.prepare_cached(q("pair_list")).map_err(|e| self.err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn load_base(&self, pair: i64) -> Result<Base, StateError> {
+        let mut st = self.conn.prepare_cached(q("base_load")).map_err(|e| self.err(e))?;
+        let mut rows = st.query(params![pair]).map_err(|e| self.err(e))?;
+        let mut v: Vec<(RelPath, BaseEntry)> = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let path: String = r.get(0).map_err(|e| self.err(e))?;
+            let Ok(path) = RelPath::new(&path) else {
+                return Err(StateError::Corrupt {
+                    path: self.path.clone(),
+                    message: format!("invalid path {path:?} in the base"),
+                });
+            };
+            let get = |i: usize| -> Result<i64, StateError> { r.get(i).map_err(|e| self.err(e)) };
+            let hash: Option<Vec<u8>> = r.get(3).map_err(|e| self.err(e))?;
+            let side = |o: usize| -> Result<SideMeta, StateError> {
+                Ok(SideMeta {
+                    mtime: get(o)?,
+                    file_id: get(o + 1)? as u64,
+                    ctime: get(o + 2)?,
+                    mode: get(o + 3)? as u32,
+                })
+            };
+            v.push((
+                path,
+                BaseEntry {
+                    kind: if get(1)? == 1 { Kind::Dir } else { Kind::File },
+                    size: get(2)? as u64,
+                    hash: hash.and_then(|h| h.try_into().ok()),
+                    left: side(4)?,
+                    right: side(8)?,
+                },
+            ));
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(v.into_iter().collect())
+    }
+
+    pub fn base_file_count(&self, pair: i64) -> Result<u64, StateError> {
+        self.conn.query_row(q("base_count_files"), params![pair], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
+    /// Apply base updates and journal rows of one durable batch, atomically.
+    pub fn commit(&mut self, pair: i64, run: Option<i64>, updates: &[BaseUpdate], journal: &[JournalRow]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |source| StateError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let now = now_ns();
+            let mut upsert = tx.prepare_cached(q("base_upsert")).map_err(e)?;
+            let mut del = tx.prepare_cached(q("base_delete")).map_err(e)?;
+            let mut tomb = tx.prepare_cached(q("tombstone_put")).map_err(e)?;
+            let mut untomb = tx.prepare_cached(q("tombstone_clear")).map_err(e)?;
+            for u in updates {
+                match u {
+                    BaseUpdate::Set(p, b) => {
+                        upsert
+                            .execute(params![
+                                pair,
+                                p.as_str(),
+                                if b.kind == Kind::Dir { 1 } else { 0 },
+                                b.size as i64,
+                                b.hash.as_ref().map(|h| h.as_slice()),
+                                b.left.mtime,
+                                b.left.file_id as i64,
+                                b.left.ctime,
+                                b.left.mode,
+                                b.right.mtime,
+                                b.right.file_id as i64,
+                                b.right.ctime,
+                                b.right.mode
+                            ])
+                            .map_err(e)?;
+                        untomb.execute(params![pair, p.as_str()]).map_err(e)?;
+                    }
+                    BaseUpdate::Remove(p) => {
+                        del.execute(params![pair, p.as_str()]).map_err(e)?;
+                        tomb.execute(params![pair, p.as_str(), now]).map_err(e)?;
+                    }
+                    BaseUpdate::Move { from, to } => {
+                        tx.execute(q("base_rename"), params![pair, from.as_str(), to.as_str()]).map_err(e)?;
+                    }
+                    BaseUpdate::SetSide { path: p, side, meta } => {
+                        let query = if *side == Side::Left { q("base_set_side_left") } else { q("base_set_side_right") };
+                        tx.execute(query, params![pair, p.as_str(), meta.mtime, meta.file_id as i64, meta.ctime, meta.mode]).map_err(e)?;
+                    }
+                }
+            }
+            if let Some(run) = run {
+                let mut j = tx.prepare_cached(q("journal_put")).map_err(e)?;
+                for r in journal {
+                    j.execute(params![run, r.seq, r.at, r.op, r.side.map(|s| s.name()), r.path, r.rule, r.status, r.bytes as i64, r.detail]).map_err(e)?;
+                }
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// A cached hash, if the file's metadata still matches.
+    pub fn cached_hash(&self, pair: i64, side: Side, path: &RelPath, e: &Entry) -> Result<Option<Hash>, StateError> {
+        let mut st = self.conn.prepare_cached(q("hash_cache_get")).map_err(|e| self.err(e))?;
+        let row: Option<(i64, i64, i64, i64, Vec<u8>)> = st
+            .query_row(params![pair, side_code(side), path.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(row.and_then(|(size, mtime, id, ctime, h)| {
+            (size as u64 == e.size && mtime == e.mtime && id as u64 == e.file_id && ctime == e.ctime).then(|| h.try_into().ok()).flatten()
+        }))
+    }
+
+    pub fn put_hashes(&mut self, pair: i64, items: &[(Side, RelPath, Entry, Hash)]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |source| StateError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut st = tx.prepare_cached(q("hash_cache_put")).map_err(e)?;
+            for (side, p, en, h) in items {
+                st.execute(params![pair, side_code(*side), p.as_str(), en.size as i64, en.mtime, en.file_id as i64, en.ctime, h.as_slice()]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    // ---------------------------------------------------------------- conflicts
+
+    pub fn upsert_conflict(&self, pair: i64, path: &RelPath, rule: &str, left: Option<&Entry>, right: Option<&Entry>, newer: Option<Side>, action: &str) -> Result<(), StateError> {
+        let j = |e: Option<&Entry>| e.map(|e| serde_json::to_string(e).expect("entry serializes"));
+        self.conn
+            .execute(q("conflict_upsert"), params![pair, path.as_str(), rule, j(left), j(right), newer.map(|s| s.name()), action, now_ns()])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn resolve_conflict(&self, pair: i64, path: &str, resolution: &str) -> Result<bool, StateError> {
+        let n = self.conn.execute(q("conflict_resolve"), params![pair, path, resolution, now_ns()]).map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn open_conflicts(&self, pair: i64) -> Result<Vec<ConflictRow>, StateError> {
+        let mut st = self.conn.prepare_cached(q("conflict_list_open")).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![pair], |r| {
+                let lj: Option<String> = r.get(4)?;
+                let rj: Option<String> = r.get(5)?;
+                let newer: Option<String> = r.get(6)?;
+                Ok(ConflictRow {
+                    id: r.get(0)?,
+                    pair_id: r.get(1)?,
+                    path: r.get(2)?,
+                    rule: r.get(3)?,
+                    left: lj.and_then(|s| serde_json::from_str(&s).ok()),
+                    right: rj.and_then(|s| serde_json::from_str(&s).ok()),
+                    newer: newer.map(|s| if s == "right" { Side::Right } else { Side::Left }),
+                    action: r.get(7)?,
+                    created_at: r.get(8)?,
+                    updated_at: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    // ---------------------------------------------------------------- runs
+
+    pub fn start_run(&self, pair: i64, trigger: &str, dry_run: bool) -> Result<i64, StateError> {
+        let now = now_ns();
+        self.conn.execute(q("run_abandon"), params![pair, now]).map_err(|e| self.err(e))?;
+        self.conn.execute(q("run_start"), params![pair, trigger, dry_run, now]).map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&self, run: i64, status: &str, c: &RunCounts, error: Option<&str>) -> Result<(), StateError> {
+        let by_rule = serde_json::to_string(&c.by_rule).expect("map serializes");
+        self.conn
+            .execute(
+                q("run_finish"),
+                params![
+                    run,
+                    now_ns(),
+                    status,
+                    c.copied as i64,
+                    c.renamed as i64,
+                    c.deleted as i64,
+                    c.trashed as i64,
+                    c.props as i64,
+                    c.conflicts as i64,
+                    c.failed as i64,
+                    c.skipped as i64,
+                    c.bytes as i64,
+                    by_rule,
+                    error
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StateError> {
+        let mut st = self.conn.prepare_cached(q("run_list")).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![limit], |r| {
+                let by_rule: String = r.get(16)?;
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    pair: r.get(1)?,
+                    trigger: r.get(2)?,
+                    dry_run: r.get(3)?,
+                    started_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                    status: r.get(6)?,
+                    counts: RunCounts {
+                        copied: r.get::<_, i64>(7)? as u64,
+                        renamed: r.get::<_, i64>(8)? as u64,
+                        deleted: r.get::<_, i64>(9)? as u64,
+                        trashed: r.get::<_, i64>(10)? as u64,
+                        props: r.get::<_, i64>(11)? as u64,
+                        conflicts: r.get::<_, i64>(12)? as u64,
+                        failed: r.get::<_, i64>(13)? as u64,
+                        skipped: r.get::<_, i64>(14)? as u64,
+                        bytes: r.get::<_, i64>(15)? as u64,
+                        by_rule: serde_json::from_str(&by_rule).unwrap_or_default(),
+                    },
+                    error: r.get(17)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn journal(&self, run: i64) -> Result<Vec<JournalRow>, StateError> {
+        let mut st = self.conn.prepare_cached(q("journal_for_run")).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![run], |r| {
+                let side: Option<String> = r.get(3)?;
+                Ok(JournalRow {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    op: r.get(2)?,
+                    side: side.map(|s| if s == "right" { Side::Right } else { Side::Left }),
+                    path: r.get(4)?,
+                    rule: r.get(5)?,
+                    status: r.get(6)?,
+                    bytes: r.get::<_, i64>(7)? as u64,
+                    detail: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Operations done for a pair since `since_ns`.
+    pub fn ops_since(&self, pair: i64, since_ns: i64) -> Result<u64, StateError> {
+        self.conn.query_row(q("ops_since"), params![pair, since_ns], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+    }
+
+    /// Note an unsyncable path; true when it was not reported before (or for another
+    /// reason).
+    pub fn note_skipped(&self, pair: i64, side: Side, path: &RelPath, reason: &str, now: i64) -> Result<bool, StateError> {
+        let prev: Option<String> = self
+            .conn
+            .query_row(q("skipped_seen"), params![pair, side.name(), path.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        self.conn.execute(q("skipped_put"), params![pair, side.name(), path.as_str(), reason, now]).map_err(|e| self.err(e))?;
+        Ok(prev.as_deref() != Some(reason))
+    }
+
+    /// Forget skipped paths not seen since `before` (they were fixed or removed).
+    pub fn clear_stale_skipped(&self, pair: i64, before: i64) -> Result<(), StateError> {
+        self.conn.execute(q("skipped_clear_stale"), params![pair, before]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// The wall clock in ns (the shell's, never the planner's).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_query_prepares() {
+        let s = Store::in_memory().unwrap();
+        for chunk in QUERIES.split("-- name: ").skip(1) {
+            let name = chunk.lines().next().unwrap().trim();
+            s.conn.prepare(q(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn base_roundtrip_and_subtree_move() {
+        let mut s = Store::in_memory().unwrap();
+        let pair = s.pair_id("p", Path::new("/l"), Path::new("/r")).unwrap();
+        let e = Entry { kind: Kind::File, size: 3, mtime: 5, mode: 0o644, file_id: 7, ctime: 9, hash: Some([1; 32]) };
+        let b = BaseEntry::from_pair(&e, &e, e.hash);
+        let p = |s: &str| RelPath::new(s).unwrap();
+        s.commit(pair, None, &[BaseUpdate::Set(p("d/x"), b), BaseUpdate::Set(p("d/y/z"), b), BaseUpdate::Set(p("dx"), b)], &[]).unwrap();
+        s.commit(pair, None, &[BaseUpdate::Move { from: p("d"), to: p("e") }], &[]).unwrap();
+        let base = s.load_base(pair).unwrap();
+        assert_eq!(base.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["dx", "e/x", "e/y/z"]);
+        assert_eq!(base[&p("e/x")], b);
+    }
+}

@@ -1,0 +1,109 @@
+-- Named queries of the state store. Each starts with a line `-- name: NAME`.
+
+-- name: pair_find
+SELECT id FROM pairs WHERE left_root = ?1 AND right_root = ?2;
+
+-- name: pair_insert
+INSERT INTO pairs (name, left_root, right_root, created_at) VALUES (?1, ?2, ?3, ?4);
+
+-- name: pair_list
+SELECT id, name, left_root, right_root FROM pairs ORDER BY id;
+
+-- name: base_load
+SELECT path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode
+FROM base WHERE pair_id = ?1;
+
+-- name: base_count_files
+SELECT count(*) FROM base WHERE pair_id = ?1 AND kind = 0;
+
+-- name: base_upsert
+INSERT OR REPLACE INTO base (pair_id, path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);
+
+-- name: base_delete
+DELETE FROM base WHERE pair_id = ?1 AND path = ?2;
+
+-- name: base_subtree
+SELECT path FROM base WHERE pair_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/');
+
+-- name: base_rename
+UPDATE base SET path = ?3 || substr(path, length(?2) + 1)
+WHERE pair_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/');
+
+-- name: base_set_side_left
+UPDATE base SET l_mtime = ?3, l_id = ?4, l_ctime = ?5, l_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
+
+-- name: base_set_side_right
+UPDATE base SET r_mtime = ?3, r_id = ?4, r_ctime = ?5, r_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
+
+-- name: tombstone_put
+INSERT OR REPLACE INTO tombstones (pair_id, path, deleted_at) VALUES (?1, ?2, ?3);
+
+-- name: tombstone_clear
+DELETE FROM tombstones WHERE pair_id = ?1 AND path = ?2;
+
+-- name: hash_cache_get
+SELECT size, mtime, file_id, ctime, hash FROM hash_cache WHERE pair_id = ?1 AND side = ?2 AND path = ?3;
+
+-- name: hash_cache_put
+INSERT OR REPLACE INTO hash_cache (pair_id, side, path, size, mtime, file_id, ctime, hash)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);
+
+-- name: hash_cache_drop
+DELETE FROM hash_cache WHERE pair_id = ?1 AND side = ?2 AND path = ?3;
+
+-- name: conflict_upsert
+INSERT INTO conflicts (pair_id, path, rule, left_json, right_json, newer, action, status, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?8)
+ON CONFLICT (pair_id, path) WHERE status = 'open'
+DO UPDATE SET rule = excluded.rule, left_json = excluded.left_json, right_json = excluded.right_json,
+              newer = excluded.newer, action = excluded.action, updated_at = excluded.updated_at;
+
+-- name: conflict_resolve
+UPDATE conflicts SET status = 'resolved', resolution = ?3, resolved_at = ?4, updated_at = ?4
+WHERE pair_id = ?1 AND path = ?2 AND status = 'open';
+
+-- name: conflict_list_open
+SELECT id, pair_id, path, rule, left_json, right_json, newer, action, created_at, updated_at
+FROM conflicts WHERE pair_id = ?1 AND status = 'open' ORDER BY path;
+
+-- name: conflict_open_paths
+SELECT path FROM conflicts WHERE pair_id = ?1 AND status = 'open';
+
+-- name: run_start
+INSERT INTO runs (pair_id, trigger, dry_run, started_at, status) VALUES (?1, ?2, ?3, ?4, 'running');
+
+-- name: run_finish
+UPDATE runs SET finished_at = ?2, status = ?3, copied = ?4, renamed = ?5, deleted = ?6, trashed = ?7,
+    props = ?8, conflicts = ?9, failed = ?10, skipped = ?11, bytes = ?12, by_rule = ?13, error = ?14
+WHERE id = ?1;
+
+-- name: run_list
+SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
+       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
+FROM runs r JOIN pairs p ON p.id = r.pair_id
+ORDER BY r.id DESC LIMIT ?1;
+
+-- name: run_abandon
+UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE pair_id = ?1 AND status = 'running';
+
+-- name: journal_put
+INSERT INTO journal (run_id, seq, at, op, side, path, rule, status, bytes, detail)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10);
+
+-- name: journal_for_run
+SELECT seq, at, op, side, path, rule, status, bytes, detail FROM journal WHERE run_id = ?1 ORDER BY seq;
+
+-- name: ops_since
+SELECT count(*) FROM journal j JOIN runs r ON r.id = j.run_id
+WHERE r.pair_id = ?1 AND j.at >= ?2 AND j.status = 'done';
+
+-- name: skipped_seen
+SELECT reason FROM skipped WHERE pair_id = ?1 AND side = ?2 AND path = ?3;
+
+-- name: skipped_put
+INSERT INTO skipped (pair_id, side, path, reason, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+ON CONFLICT (pair_id, side, path) DO UPDATE SET reason = excluded.reason, last_seen = excluded.last_seen;
+
+-- name: skipped_clear_stale
+DELETE FROM skipped WHERE pair_id = ?1 AND last_seen < ?2;
