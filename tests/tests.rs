@@ -1,1 +1,9 @@
+//! The one integration test binary: every test module below shares the temp-dir harness in
+//! `common`. Run with `cargo test` (or `cargo nextest run`).
 
+mod common;
+
+mod cli;
+mod crash;
+mod planner;
+mod property;

@@ -1,0 +1,155 @@
+//! Temp-dir harness: a pair of real folders with a real SQLite state file, helpers to write
+//! files with chosen mtimes, read trees back, and run the real `tandem` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tandem::model::Side;
+
+pub const TRASH: &str = ".sync_trash";
+
+pub struct Pair {
+    pub dir: tempfile::TempDir,
+    pub left: PathBuf,
+    pub right: PathBuf,
+    pub state: PathBuf,
+}
+
+/// Seconds since the epoch -> SystemTime.
+pub fn at(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+}
+
+impl Pair {
+    pub fn new() -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let left = dir.path().join("left");
+        let right = dir.path().join("right");
+        std::fs::create_dir_all(&left).unwrap();
+        std::fs::create_dir_all(&right).unwrap();
+        let state = dir.path().join("state.db");
+        Pair { dir, left, right, state }
+    }
+
+    pub fn root(&self, side: Side) -> &Path {
+        match side {
+            Side::Left => &self.left,
+            Side::Right => &self.right,
+        }
+    }
+
+    pub fn path(&self, side: Side, rel: &str) -> PathBuf {
+        self.root(side).join(rel)
+    }
+
+    /// Write a file (creating parents) and give it an mtime (seconds since the epoch).
+    pub fn write_at(&self, side: Side, rel: &str, content: &[u8], mtime: i64) {
+        let p = self.path(side, rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        let f = std::fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(at(mtime)).unwrap();
+    }
+
+    /// Write with a fresh distinct mtime (a user's edit "now").
+    pub fn write(&self, side: Side, rel: &str, content: &[u8]) {
+        static T: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1_700_000_000);
+        let t = T.fetch_add(10, std::sync::atomic::Ordering::SeqCst);
+        self.write_at(side, rel, content, t);
+    }
+
+    pub fn read(&self, side: Side, rel: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(side, rel)).ok()
+    }
+
+    pub fn exists(&self, side: Side, rel: &str) -> bool {
+        std::fs::symlink_metadata(self.path(side, rel)).is_ok()
+    }
+
+    /// Every file below a side's root (trash excluded): relative path -> content.
+    pub fn tree(&self, side: Side) -> BTreeMap<String, Vec<u8>> {
+        files_below(self.root(side), true)
+    }
+
+    /// Every folder below a side's root (trash excluded).
+    pub fn dirs(&self, side: Side) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.root(side), self.root(side), &mut |rel, md, _| {
+            if md.is_dir() && !rel.starts_with(TRASH) {
+                out.push(rel.to_string());
+            }
+        });
+        out.sort();
+        out
+    }
+
+    /// Files in a side's trash, relative to their dated folder: path -> content.
+    pub fn trash(&self, side: Side) -> BTreeMap<String, Vec<u8>> {
+        let t = self.root(side).join(TRASH);
+        let mut out = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&t) {
+            for stamp in rd.flatten() {
+                for (k, v) in files_below(&stamp.path(), false) {
+                    out.insert(k, v);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn tandem(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tandem")).args(args).env("TANDEM_LOG", "warn").output().unwrap()
+    }
+
+    /// `tandem sync LEFT RIGHT --state STATE EXTRA...`
+    pub fn sync(&self, extra: &[&str]) -> Output {
+        let (l, r, s) = (self.left.to_str().unwrap(), self.right.to_str().unwrap(), self.state.to_str().unwrap());
+        let mut args = vec!["sync", l, r, "--state", s];
+        args.extend_from_slice(extra);
+        self.tandem(&args)
+    }
+
+    /// Sync and insist on exit code 0.
+    pub fn sync_ok(&self) -> String {
+        let o = self.sync(&[]);
+        assert_eq!(o.status.code(), Some(0), "sync failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Both sides hold the same files (trash excluded).
+    pub fn assert_converged(&self) {
+        assert_eq!(self.tree(Side::Left), self.tree(Side::Right), "sides differ");
+    }
+}
+
+fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str, &std::fs::Metadata, &Path)) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+        f(&rel, &md, &p);
+        if md.is_dir() {
+            walk(root, &p, f);
+        }
+    }
+}
+
+pub fn files_below(root: &Path, skip_trash: bool) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut |rel, md, p| {
+        if md.is_file() && !(skip_trash && rel.starts_with(TRASH)) {
+            out.insert(rel.to_string(), std::fs::read(p).unwrap());
+        }
+    });
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
