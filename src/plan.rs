@@ -575,25 +575,27 @@ impl<'a> Planner<'a, '_> {
                 }
             }
             if target.case_insensitive {
-                // Case twins among the names this side would create, or a name whose other
-                // case variant already exists (unsynced) on the other side.
-                let other_lower: HashMap<String, RelPath> =
-                    other.keys().map(|k| (k.to_lowercase_key(), k.clone())).collect();
+                // A new name with a case variant on either side: a twin on this side (the
+                // other side cannot hold both), or an unrelated file on the other side. A
+                // variant that is gone from this side but synced before is a case rename:
+                // left to rename detection.
+                let own_lower: HashMap<String, Vec<RelPath>> = tree.keys().fold(HashMap::new(), |mut m, k| {
+                    m.entry(k.to_lowercase_key()).or_default().push(k.clone());
+                    m
+                });
+                let other_lower: HashMap<String, RelPath> = other.keys().map(|k| (k.to_lowercase_key(), k.clone())).collect();
                 for (lower, names) in by_lower {
-                    let twin_on_other = other_lower.get(&lower);
-                    if names.len() > 1 {
-                        for n in &names {
-                            if self.b.get(n).is_none() {
-                                let others: Vec<&str> = names.iter().filter(|x| *x != n).map(|x| x.as_str()).collect();
-                                skips.push((n.clone(), format!("differs only in case from {others:?}; the {} side cannot hold both", s.other())));
-                            }
+                    for n in &names {
+                        if self.b.get(n).is_some() {
+                            continue;
                         }
-                    } else if let Some(t) = twin_on_other {
-                        let n = &names[0];
-                        // Renames between case variants are handled by rename detection;
-                        // two unrelated new files whose names differ only in case are not.
-                        if self.b.get(n).is_none() && self.b.get(t).is_none() {
-                            skips.push((n.clone(), format!("the {} side has {:?}, which differs only in case", s.other(), t.as_str())));
+                        let twins: Vec<&str> = own_lower[&lower].iter().filter(|x| *x != n).map(|x| x.as_str()).collect();
+                        if !twins.is_empty() {
+                            skips.push((n.clone(), format!("differs only in case from {twins:?}; the {} side cannot hold both", s.other())));
+                        } else if let Some(t) = other_lower.get(&lower) {
+                            if self.b.get(t).is_none() {
+                                skips.push((n.clone(), format!("the {} side has {:?}, which differs only in case", s.other(), t.as_str())));
+                            }
                         }
                     }
                 }
@@ -1184,7 +1186,7 @@ mod tests {
     fn clash_names() {
         let p = RelPath::new("d/Report.final.docx").unwrap();
         // 2026-11-22 14:30:00 UTC
-        let t = 1_795_444_200_000_000_000;
+        let t = 1_795_357_800_000_000_000;
         assert_eq!(clash_name(&p, t, 0, 1).as_str(), "d/Report.final_clash_202611221430.docx");
         assert_eq!(clash_name(&p, t, 3600, 2).as_str(), "d/Report.final_clash_202611221530-2.docx");
         assert_eq!(clash_name(&RelPath::new(".bashrc").unwrap(), t, 0, 1).as_str(), ".bashrc_clash_202611221430");
