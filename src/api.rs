@@ -10,7 +10,7 @@ use crate::fs::{hash_file, Fs};
 use crate::model::{BaseUpdate, Hash, RelPath, Side};
 use crate::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOptions};
 use crate::scan::{self, ScanError, ScanResult};
-use crate::state::{now_ns, ConflictRow, JournalRow, RunCounts, RunRow, StateError, Store};
+use crate::state::{now_ns, ConflictRecord, ConflictRow, JournalRow, RunCounts, RunRow, StateError, Store};
 use chrono::{Local, Offset, TimeZone};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,10 +28,21 @@ pub enum ApiError {
         #[source]
         source: ScanError,
     },
-    #[error("pair {pair}: the {side} folder {root} is empty but held {files} synced files: not treated as \"everything was deleted\"; the pair is paused, nothing was changed (is the drive mounted?)")]
-    RootEmpty { pair: String, side: Side, root: PathBuf, files: u64 },
+    #[error("pair {pair}: the {side} folder {root} is empty but held {files} synced files: not treated as \"everything was deleted\"; the pair is paused, nothing was changed (is the drive mounted? if the files were really deleted, run again with --allow-mass-delete)")]
+    RootEmpty {
+        pair: String,
+        side: Side,
+        root: PathBuf,
+        files: u64,
+    },
     #[error("pair {pair}: the plan deletes {deletions} of {total} files ({percent}%), more than max_delete_percent = {max}%. Nothing was changed. Check the folders; run again with --allow-mass-delete if this is intended.")]
-    MassDelete { pair: String, deletions: u64, total: u64, percent: u64, max: u8 },
+    MassDelete {
+        pair: String,
+        deletions: u64,
+        total: u64,
+        percent: u64,
+        max: u8,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("pair {pair} is being synced by another Tandem process (lock {lock})")]
@@ -54,7 +65,10 @@ impl ApiError {
         match self {
             ApiError::Config(_) => "config_invalid",
             ApiError::Usage(_) => "usage",
-            ApiError::Root { source: ScanError::RootMissing { .. }, .. } => "root_missing",
+            ApiError::Root {
+                source: ScanError::RootMissing { .. },
+                ..
+            } => "root_missing",
             ApiError::Root { .. } => "root_unreadable",
             ApiError::RootEmpty { .. } => "root_empty",
             ApiError::MassDelete { .. } => "mass_delete",
@@ -184,12 +198,20 @@ pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
     };
     let (l, r) = (abs(left)?, abs(right)?);
     if l.starts_with(&r) || r.starts_with(&l) {
-        return Err(ApiError::Usage(format!("{} and {} overlap: one folder lies inside the other", l.display(), r.display())));
+        return Err(ApiError::Usage(format!(
+            "{} and {} overlap: one folder lies inside the other",
+            l.display(),
+            r.display()
+        )));
     }
     let name = format!(
         "{}<->{}",
-        l.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| l.display().to_string()),
-        r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| r.display().to_string())
+        l.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| l.display().to_string()),
+        r.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| r.display().to_string())
     );
     Ok(PairConfig {
         name,
@@ -215,10 +237,16 @@ fn lock_pair(store: &Store, pair: &PairConfig, id: i64) -> Result<PairLock, ApiE
         .truncate(false)
         .write(true)
         .open(&lock)
-        .map_err(|source| ApiError::Io { path: lock.clone(), source })?;
+        .map_err(|source| ApiError::Io {
+            path: lock.clone(),
+            source,
+        })?;
     match f.try_lock() {
         Ok(()) => Ok(PairLock { _file: Some(f) }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ApiError::Locked { pair: pair.name.clone(), lock }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ApiError::Locked {
+            pair: pair.name.clone(),
+            lock,
+        }),
         Err(std::fs::TryLockError::Error(source)) => Err(ApiError::Io { path: lock, source }),
     }
 }
@@ -244,8 +272,14 @@ fn scan_both(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<(ScanResul
         let r = scan::scan(rfs, &pair.right, &ignore, threads);
         (l.join().expect("scanner thread"), r)
     });
-    let l = l.map_err(|source| ApiError::Root { pair: pair.name.clone(), source })?;
-    let r = r.map_err(|source| ApiError::Root { pair: pair.name.clone(), source })?;
+    let l = l.map_err(|source| ApiError::Root {
+        pair: pair.name.clone(),
+        source,
+    })?;
+    let r = r.map_err(|source| ApiError::Root {
+        pair: pair.name.clone(),
+        source,
+    })?;
     Ok((l, r))
 }
 
@@ -261,13 +295,24 @@ impl Sink for StoreSink<'_> {
     }
 }
 
+/// What one sync of one pair works with.
+struct Ctx<'a> {
+    store: &'a mut Store,
+    pair_id: i64,
+    pair: &'a PairConfig,
+    lfs: &'a dyn Fs,
+    rfs: &'a dyn Fs,
+}
+
 /// Fill the hashes the planner asked for: from the cache, else by reading the file (in
 /// parallel). Unreadable files become unknown paths.
-fn fill_hashes(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, input: &mut PlanInput, wanted: &[(Side, RelPath)], cache_writes: bool) -> Result<(), ApiError> {
+fn fill_hashes(cx: &mut Ctx, input: &mut PlanInput, wanted: &[(Side, RelPath)], cache_writes: bool) -> Result<(), ApiError> {
     let mut todo = Vec::new();
     for (side, p) in wanted {
-        let Some(e) = input.tree(*side).get(p).copied() else { continue };
-        match store.cached_hash(pair_id, *side, p, &e)? {
+        let Some(e) = input.tree(*side).get(p).copied() else {
+            continue;
+        };
+        match cx.store.cached_hash(cx.pair_id, *side, p, &e)? {
             Some(h) => input.tree_mut(*side).get_mut(p).unwrap().hash = Some(h),
             None => todo.push((*side, p.clone(), e)),
         }
@@ -275,15 +320,21 @@ fn fill_hashes(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs,
     if todo.is_empty() {
         return Ok(());
     }
-    let threads = pair.options.concurrency.clamp(1, 8).min(todo.len());
+    let threads = cx.pair.options.concurrency.clamp(1, 8).min(todo.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: std::sync::Mutex<Vec<(usize, Result<Hash, String>)>> = Default::default();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((side, p, e)) = todo.get(i) else { break };
-                let (fs, root) = if *side == Side::Left { (lfs, &pair.left) } else { (rfs, &pair.right) };
+                let Some((side, p, e)) = todo.get(i) else {
+                    break;
+                };
+                let (fs, root) = if *side == Side::Left {
+                    (cx.lfs, &cx.pair.left)
+                } else {
+                    (cx.rfs, &cx.pair.right)
+                };
                 let abs = root.join(p.as_str());
                 let r = match hash_file(fs, &abs) {
                     Ok((h, n)) if n == e.size => Ok(h),
@@ -306,20 +357,21 @@ fn fill_hashes(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs,
         }
     }
     if cache_writes {
-        store.put_hashes(pair_id, &cache)?;
+        cx.store.put_hashes(cx.pair_id, &cache)?;
     }
     Ok(())
 }
 
 /// Scan, then plan until the planner needs no more hashes.
-fn build_plan(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
+fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
+    let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let (ls, rs) = scan_both(pair, lfs, rfs)?;
-    let base = store.load_base(pair_id)?;
+    let base = cx.store.load_base(cx.pair_id)?;
     // A root that suddenly holds nothing while the base says it held files is not read as
     // "everything was deleted".
     let base_files = base.values().filter(|b| b.kind == crate::model::Kind::File).count() as u64;
     for (side, s, root) in [(Side::Left, &ls, &pair.left), (Side::Right, &rs, &pair.right)] {
-        if base_files > 0 && s.tree.is_empty() && s.unknown.is_empty() {
+        if base_files > 0 && s.tree.is_empty() && s.unknown.is_empty() && !req.allow_mass_delete {
             return Err(ApiError::RootEmpty {
                 pair: pair.name.clone(),
                 side,
@@ -333,8 +385,12 @@ fn build_plan(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, 
             for t in &s.temp_files {
                 let p = root.join(t.as_str());
                 match fs.remove_file(&p) {
-                    Ok(()) => tracing::info!(path = %p.display(), "removed leftover temporary file"),
-                    Err(e) => tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}"),
+                    Ok(()) => {
+                        tracing::info!(path = %p.display(), "removed leftover temporary file")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}")
+                    }
                 }
             }
         }
@@ -364,9 +420,12 @@ fn build_plan(store: &mut Store, pair_id: i64, pair: &PairConfig, lfs: &dyn Fs, 
         if p.hash_requests.is_empty() {
             return Ok(p);
         }
-        fill_hashes(store, pair_id, pair, lfs, rfs, &mut input, &p.hash_requests, !req.dry_run)?;
+        fill_hashes(cx, &mut input, &p.hash_requests, !req.dry_run)?;
     }
-    Err(ApiError::Internal(format!("pair {}: the planner kept asking for hashes", pair.name)))
+    Err(ApiError::Internal(format!(
+        "pair {}: the planner kept asking for hashes",
+        pair.name
+    )))
 }
 
 /// One-shot sync of a pair through the given file systems.
@@ -375,7 +434,14 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
     let _lock = lock_pair(store, pair, pair_id)?;
     let span = tracing::info_span!("sync", pair = %pair.name);
     let _g = span.enter();
-    let plan = match build_plan(store, pair_id, pair, lfs, rfs, req, !req.dry_run) {
+    let mut cx = Ctx {
+        store,
+        pair_id,
+        pair,
+        lfs,
+        rfs,
+    };
+    let plan = match build_plan(&mut cx, req, !req.dry_run) {
         Ok(p) => p,
         Err(e) => {
             if !req.dry_run && e.exit_code() == 3 {
@@ -434,13 +500,44 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         ..Default::default()
     };
     let (l, r) = (
-        Replica { root: pair.left.clone(), fs: lfs },
-        Replica { root: pair.right.clone(), fs: rfs },
+        Replica {
+            root: pair.left.clone(),
+            fs: lfs,
+        },
+        Replica {
+            root: pair.right.clone(),
+            fs: rfs,
+        },
     );
-    let rep: ExecReport = exec::execute(&plan, &l, &r, &opts, &mut StoreSink { store, pair: pair_id, run: Some(run) });
+    let rep: ExecReport = exec::execute(
+        &plan,
+        &l,
+        &r,
+        &opts,
+        &mut StoreSink {
+            store,
+            pair: pair_id,
+            run: Some(run),
+        },
+    );
     let new_skips = record_outcomes(store, pair_id, &plan, &rep, &req.overrides, started)?;
-    let status = if rep.fatal.is_some() || rep.counts.failed > 0 { RunStatus::Partial } else { RunStatus::Ok };
-    store.finish_run(run, if rep.fatal.is_some() { "error" } else if rep.counts.failed > 0 { "partial" } else { "ok" }, &rep.counts, rep.fatal.as_deref())?;
+    let status = if rep.fatal.is_some() || rep.counts.failed > 0 {
+        RunStatus::Partial
+    } else {
+        RunStatus::Ok
+    };
+    store.finish_run(
+        run,
+        if rep.fatal.is_some() {
+            "error"
+        } else if rep.counts.failed > 0 {
+            "partial"
+        } else {
+            "ok"
+        },
+        &rep.counts,
+        rep.fatal.as_deref(),
+    )?;
     tracing::info!(run, copied = rep.counts.copied, failed = rep.counts.failed, "run finished");
     Ok(SyncReport {
         pair: pair.name.clone(),
@@ -462,26 +559,64 @@ fn record_stopped(store: &Store, pair_id: i64, trigger: Trigger, e: &ApiError) -
 }
 
 /// Conflicts, clash copies and skipped names go to the state store.
-fn record_outcomes(store: &Store, pair_id: i64, plan: &Plan, rep: &ExecReport, overrides: &BTreeMap<RelPath, Keep>, started: i64) -> Result<Vec<(Side, RelPath, String)>, ApiError> {
+fn record_outcomes(
+    store: &Store,
+    pair_id: i64,
+    plan: &Plan,
+    rep: &ExecReport,
+    overrides: &BTreeMap<RelPath, Keep>,
+    started: i64,
+) -> Result<Vec<(Side, RelPath, String)>, ApiError> {
     let mut raised = std::collections::HashSet::new();
     let mut new_skips = Vec::new();
     for (a, o) in plan.actions.iter().zip(&rep.outcomes) {
         match a {
-            Action::Conflict { path, rule, left, right, newer } => {
-                store.upsert_conflict(pair_id, path, rule.name(), left.as_ref(), right.as_ref(), *newer, "left untouched: waiting for a decision")?;
+            Action::Conflict {
+                path,
+                rule,
+                left,
+                right,
+                newer,
+            } => {
+                let c = ConflictRecord {
+                    path,
+                    rule: rule.name(),
+                    left: left.as_ref(),
+                    right: right.as_ref(),
+                    newer: *newer,
+                    action: "left untouched: waiting for a decision",
+                };
+                store.upsert_conflict(pair_id, &c)?;
                 raised.insert(path.as_str().to_string());
             }
-            Action::ClashRename { side, from, to, expect, rule } if matches!(o, Some(Outcome::Done { .. })) => {
+            Action::ClashRename {
+                side,
+                from,
+                to,
+                expect,
+                rule,
+            } if matches!(o, Some(Outcome::Done { .. })) => {
                 // A clash handled by the rules is recorded as a conflict already resolved.
-                let (l, r) = if *side == Side::Left { (Some(expect), None) } else { (None, Some(expect)) };
-                store.upsert_conflict(pair_id, from, rule.name(), l, r, Some(side.other()), &format!("older version kept as {to}"))?;
+                let (l, r) = if *side == Side::Left {
+                    (Some(expect), None)
+                } else {
+                    (None, Some(expect))
+                };
+                let action = format!("older version kept as {to}");
+                let c = ConflictRecord {
+                    path: from,
+                    rule: rule.name(),
+                    left: l,
+                    right: r,
+                    newer: Some(side.other()),
+                    action: &action,
+                };
+                store.upsert_conflict(pair_id, &c)?;
                 store.resolve_conflict(pair_id, from.as_str(), "clash copy")?;
             }
-            Action::Skip { side, path, reason } => {
-                if store.note_skipped(pair_id, *side, path, reason, started)? {
-                    tracing::warn!(path = %path, side = %side, "not synced: {reason}");
-                    new_skips.push((*side, path.clone(), reason.clone()));
-                }
+            Action::Skip { side, path, reason } if store.note_skipped(pair_id, *side, path, reason, started)? => {
+                tracing::warn!(path = %path, side = %side, "not synced: {reason}");
+                new_skips.push((*side, path.clone(), reason.clone()));
             }
             _ => {}
         }
@@ -571,11 +706,21 @@ pub fn conflicts(store: &Store, pair: Option<&str>) -> Result<Vec<(String, Confl
 pub fn conflict_pair(store: &Store, path: &str, pair: Option<&str>, configured: &[PairConfig]) -> Result<PairConfig, ApiError> {
     let hits: Vec<(String, ConflictRow)> = conflicts(store, pair)?.into_iter().filter(|(_, c)| c.path == path).collect();
     match hits.len() {
-        0 => Err(ApiError::NotFound(format!("no open conflict at {path:?}{}", pair.map(|p| format!(" in pair {p}")).unwrap_or_default()))),
+        0 => Err(ApiError::NotFound(format!(
+            "no open conflict at {path:?}{}",
+            pair.map(|p| format!(" in pair {p}")).unwrap_or_default()
+        ))),
         1 => {
             let id = hits[0].1.pair_id;
-            let (_, name, l, r) = store.pairs()?.into_iter().find(|p| p.0 == id).ok_or_else(|| ApiError::Internal("conflict without pair".into()))?;
-            if let Some(p) = configured.iter().find(|p| p.name == name || (p.left == Path::new(&l) && p.right == Path::new(&r))) {
+            let (_, name, l, r) = store
+                .pairs()?
+                .into_iter()
+                .find(|p| p.0 == id)
+                .ok_or_else(|| ApiError::Internal("conflict without pair".into()))?;
+            if let Some(p) = configured
+                .iter()
+                .find(|p| p.name == name || (p.left == Path::new(&l) && p.right == Path::new(&r)))
+            {
                 return Ok(p.clone());
             }
             Ok(PairConfig {

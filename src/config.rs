@@ -216,7 +216,11 @@ impl Config {
                     return Err(w.invalid(&format!("{key}.name"), "a non-empty name without '/'", &toml::Value::String(name)));
                 }
                 if pairs.iter().any(|p: &PairConfig| p.name == name) {
-                    return Err(w.invalid(&format!("{key}.name"), "a name not used by another pair", &toml::Value::String(name)));
+                    return Err(w.invalid(
+                        &format!("{key}.name"),
+                        "a name not used by another pair",
+                        &toml::Value::String(name),
+                    ));
                 }
                 let left = resolve(base_dir, &w.req_str(t, &key, "left")?);
                 let right = resolve(base_dir, &w.req_str(t, &key, "right")?);
@@ -228,7 +232,12 @@ impl Config {
                     ));
                 }
                 let options = w.options(t, &key, &defaults)?;
-                pairs.push(PairConfig { name, left, right, options });
+                pairs.push(PairConfig {
+                    name,
+                    left,
+                    right,
+                    options,
+                });
             }
         }
         let email = match table.get("email") {
@@ -347,7 +356,9 @@ impl Walker<'_> {
         match t.get(key) {
             None => Ok(None),
             Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
-            Some(v @ toml::Value::String(s)) => parse_size(s).map(Some).ok_or_else(|| self.invalid(&join_key(prefix, key), expected, v)),
+            Some(v @ toml::Value::String(s)) => parse_size(s)
+                .map(Some)
+                .ok_or_else(|| self.invalid(&join_key(prefix, key), expected, v)),
             Some(v) => Err(self.invalid(&join_key(prefix, key), expected, v)),
         }
     }
@@ -359,7 +370,9 @@ impl Walker<'_> {
             let arr = v.as_array().ok_or_else(|| self.invalid(&key, "an array of glob patterns", v))?;
             let mut pats = inherit.ignore.clone();
             for (i, p) in arr.iter().enumerate() {
-                let s = p.as_str().ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "a glob pattern string", p))?;
+                let s = p
+                    .as_str()
+                    .ok_or_else(|| self.invalid(&format!("{key}[{i}]"), "a glob pattern string", p))?;
                 if let Err(e) = glob(s) {
                     return Err(self.invalid(&format!("{key}[{i}]"), &format!("a valid glob pattern ({e})"), p));
                 }
@@ -427,10 +440,26 @@ impl Walker<'_> {
         self.known(
             t,
             p,
-            &["host", "port", "security", "username", "password_env", "password_file", "password", "from", "to", "subject_prefix", "granularity"],
+            &[
+                "host",
+                "port",
+                "security",
+                "username",
+                "password_env",
+                "password_file",
+                "password",
+                "from",
+                "to",
+                "subject_prefix",
+                "granularity",
+            ],
         )?;
         if let Some(v) = t.get("password") {
-            return Err(self.invalid("email.password", "no clear password in the file: use password_env or password_file", v));
+            return Err(self.invalid(
+                "email.password",
+                "no clear password in the file: use password_env or password_file",
+                v,
+            ));
         }
         let security = match t.get("security") {
             None => SmtpSecurity::Starttls,
@@ -510,7 +539,11 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 fn glob(p: &str) -> Result<globset::Glob, globset::Error> {
-    GlobBuilder::new(p).case_insensitive(true).literal_separator(true).backslash_escape(true).build()
+    GlobBuilder::new(p)
+        .case_insensitive(true)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
 }
 
 /// Compiled ignore patterns.
@@ -597,9 +630,17 @@ password_env = "X"
         let cases = [
             ("max_delete_percent = \"x\"", "max_delete_percent", "an integer from 0 to 100"),
             ("[[pair]]\nname='a'\nleft='/a'", "pair[0].right", "a string"),
-            ("[[pair]]\nname='a'\nleft='/a'\nright='/b'\n[pair.conflicts]\nr1='maybe'", "pair[0].conflicts.r1", "one of"),
+            (
+                "[[pair]]\nname='a'\nleft='/a'\nright='/b'\n[pair.conflicts]\nr1='maybe'",
+                "pair[0].conflicts.r1",
+                "one of",
+            ),
             ("colour = 1", "colour", "known keys"),
-            ("[email]\nhost='h'\nfrom='a@b.c'\npassword='secret'", "email.password", "password_env"),
+            (
+                "[email]\nhost='h'\nfrom='a@b.c'\npassword='secret'",
+                "email.password",
+                "password_env",
+            ),
             ("[[pair]]\nname='a'\nleft='/a'\nright='/a/b'", "pair[0].right", "neither contains"),
             ("ignore = ['a[']", "ignore[0]", "glob"),
         ];
@@ -616,7 +657,16 @@ password_env = "X"
     #[test]
     fn default_ignores_match() {
         let ig = Ignore::new(&SyncOptions::default()).unwrap();
-        for n in ["~$Budget.xlsx", "x.tmp", "notes.txt~", ".DS_Store", "thumbs.db", "Desktop.ini", "a.swp", ".tandem-1.tmp"] {
+        for n in [
+            "~$Budget.xlsx",
+            "x.tmp",
+            "notes.txt~",
+            ".DS_Store",
+            "thumbs.db",
+            "Desktop.ini",
+            "a.swp",
+            ".tandem-1.tmp",
+        ] {
             assert!(ig.is_ignored(&format!("d/{n}"), n), "{n}");
         }
         assert!(ig.is_ignored(".sync_trash", ".sync_trash"));

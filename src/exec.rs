@@ -66,10 +66,16 @@ pub trait Sink {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Outcome {
-    Done { bytes: u64 },
+    Done {
+        bytes: u64,
+    },
     /// Not done because something changed since the scan; the next run re-plans it.
-    Deferred { reason: String },
-    Failed { error: String },
+    Deferred {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +96,8 @@ struct Exec<'a> {
     fixes: Mutex<HashMap<(Side, RelPath), Entry>>,
     seq: AtomicUsize,
     tmp_counter: AtomicU64,
+    /// This run's trash folder name (unique on both sides).
+    trash_stamp: String,
 }
 
 fn stat_entry(fs: &dyn Fs, p: &Path) -> std::io::Result<Option<Entry>> {
@@ -130,10 +138,24 @@ impl<'a> Exec<'a> {
                     return true;
                 }
                 let fixes = self.fixes.lock().unwrap();
-                fixes.get(&(side, p.clone())).is_some_and(|f| f.same_meta(a) && f.size == e.size && f.mtime == e.mtime)
+                fixes
+                    .get(&(side, p.clone()))
+                    .is_some_and(|f| f.same_meta(a) && f.size == e.size && f.mtime == e.mtime)
             }
             _ => false,
         }
+    }
+
+    /// A base the plan computed, with the side metadata of entries our own renames moved
+    /// (a rename changes the change time the plan saw).
+    fn refreshed(&self, p: &RelPath, mut b: BaseEntry) -> BaseEntry {
+        let fixes = self.fixes.lock().unwrap();
+        for s in Side::BOTH {
+            if let Some(f) = fixes.get(&(s, p.clone())) {
+                *b.side_mut(s) = SideMeta::of(f);
+            }
+        }
+        b
     }
 
     fn journal(&self, a: &Action, o: &Outcome) -> JournalRow {
@@ -166,11 +188,14 @@ impl<'a> Exec<'a> {
 
     fn trash_path(&self, side: Side, p: &RelPath) -> PathBuf {
         let rep = self.rep(side);
-        let base = rep.root.join(TRASH_DIR).join(&self.opts.trash_stamp).join(p.as_str());
+        let base = rep.root.join(TRASH_DIR).join(&self.trash_stamp).join(p.as_str());
         if rep.fs.stat(&base).ok().flatten().is_none() {
             return base;
         }
-        (2..).map(|n| PathBuf::from(format!("{}.{n}", base.display()))).find(|c| rep.fs.stat(c).ok().flatten().is_none()).unwrap()
+        (2..)
+            .map(|n| PathBuf::from(format!("{}.{n}", base.display())))
+            .find(|c| rep.fs.stat(c).ok().flatten().is_none())
+            .unwrap()
     }
 
     /// Keep the version at `abs` in the trash (a second name, so the original stays in
@@ -204,7 +229,11 @@ impl<'a> Exec<'a> {
         let (fa, ta) = (rep.abs(from), rep.abs(to));
         let cur = match stat_entry(rep.fs, &fa) {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed { error: format!("{}: {}", fa.display(), err_text(&e)) },
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("{}: {}", fa.display(), err_text(&e)),
+                }
+            }
         };
         if !self.matches(side, from, Some(expect), cur.as_ref()) {
             return Outcome::Deferred {
@@ -221,7 +250,11 @@ impl<'a> Exec<'a> {
                     reason: format!("{} appeared since the scan", ta.display()),
                 }
             }
-            Err(e) => return Outcome::Failed { error: format!("{}: {}", ta.display(), err_text(&e)) },
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("{}: {}", ta.display(), err_text(&e)),
+                }
+            }
         }
         let result = (|| -> std::io::Result<()> {
             if let Some(parent) = ta.parent() {
@@ -244,7 +277,10 @@ impl<'a> Exec<'a> {
         if let Ok(Some(now)) = stat_entry(rep.fs, &ta) {
             self.fixes.lock().unwrap().insert((side, to.clone()), now);
             if mirror {
-                ups.push(BaseUpdate::Move { from: from.clone(), to: to.clone() });
+                ups.push(BaseUpdate::Move {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
                 ups.push(BaseUpdate::SetSide {
                     path: to.clone(),
                     side,
@@ -344,7 +380,11 @@ impl<'a> Exec<'a> {
         };
         let d1 = match stat_entry(to.fs, &da) {
             Ok(d) => d,
-            Err(e) => return discard(Outcome::Failed { error: format!("{}: {}", da.display(), err_text(&e)) }),
+            Err(e) => {
+                return discard(Outcome::Failed {
+                    error: format!("{}: {}", da.display(), err_text(&e)),
+                })
+            }
         };
         if !self.matches(side, p, dst, d1.as_ref()) {
             return discard(Outcome::Deferred {
@@ -419,7 +459,11 @@ impl<'a> Exec<'a> {
         let abs = rep.abs(p);
         let cur = match stat_entry(rep.fs, &abs) {
             Ok(c) => c,
-            Err(e) => return Outcome::Failed { error: format!("{}: {}", abs.display(), err_text(&e)) },
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("{}: {}", abs.display(), err_text(&e)),
+                }
+            }
         };
         if cur.is_none() {
             ups.push(BaseUpdate::Remove(p.clone()));
@@ -482,6 +526,16 @@ struct Staged {
 /// Apply `plan` (which must have no hash requests) to the two replicas.
 pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: &mut dyn Sink) -> ExecReport {
     assert!(plan.hash_requests.is_empty(), "a plan with open hash requests is provisional");
+    // Each run gets a trash folder of its own, even when two runs start in the same second.
+    let taken = |stamp: &str| {
+        [l, r]
+            .iter()
+            .any(|x| x.fs.stat(&x.root.join(TRASH_DIR).join(stamp)).ok().flatten().is_some())
+    };
+    let trash_stamp = std::iter::once(opts.trash_stamp.clone())
+        .chain((2..).map(|n| format!("{}-{n}", opts.trash_stamp)))
+        .find(|s| !taken(s))
+        .expect("an unused trash folder name");
     let ex = Exec {
         l,
         r,
@@ -489,6 +543,7 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         fixes: Mutex::new(HashMap::new()),
         seq: AtomicUsize::new(0),
         tmp_counter: AtomicU64::new(0),
+        trash_stamp,
     };
     let mut rep = ExecReport {
         outcomes: vec![None; plan.actions.len()],
@@ -507,14 +562,22 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
             let mut dirs: Vec<(Side, PathBuf)> = Vec::new();
             for (k, a) in acts.iter().enumerate().take(end).skip(i) {
                 let o = match a {
-                    Action::Rename { side, from, to, expect, .. } => ex.rename(*side, from, to, expect, true, &mut ups),
-                    Action::ClashRename { side, from, to, expect, .. } => ex.rename(*side, from, to, expect, false, &mut ups),
+                    Action::Rename {
+                        side, from, to, expect, ..
+                    } => ex.rename(*side, from, to, expect, true, &mut ups),
+                    Action::ClashRename {
+                        side, from, to, expect, ..
+                    } => ex.rename(*side, from, to, expect, false, &mut ups),
                     Action::MkDir { side, path, .. } => ex.mkdir(*side, path, &mut ups),
-                    Action::SetProps { side, path, src, expect, .. } => ex.set_props(*side, path, src, expect, &mut ups),
-                    Action::Delete { side, path, expect, soft, .. } => ex.delete(*side, path, expect, *soft, &mut ups),
+                    Action::SetProps {
+                        side, path, src, expect, ..
+                    } => ex.set_props(*side, path, src, expect, &mut ups),
+                    Action::Delete {
+                        side, path, expect, soft, ..
+                    } => ex.delete(*side, path, expect, *soft, &mut ups),
                     Action::Record { path, base, .. } => {
                         ups.push(match base {
-                            Some(b) => BaseUpdate::Set(path.clone(), *b),
+                            Some(b) => BaseUpdate::Set(path.clone(), ex.refreshed(path, *b)),
                             None => BaseUpdate::Remove(path.clone()),
                         });
                         Outcome::Done { bytes: 0 }
@@ -539,7 +602,15 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
     rep
 }
 
-fn flush_and_commit(ex: &Exec, files: &[(Side, PathBuf)], dirs: &[(Side, PathBuf)], ups: &[BaseUpdate], rows: &[JournalRow], rep: &mut ExecReport, sink: &mut dyn Sink) {
+fn flush_and_commit(
+    ex: &Exec,
+    files: &[(Side, PathBuf)],
+    dirs: &[(Side, PathBuf)],
+    ups: &[BaseUpdate],
+    rows: &[JournalRow],
+    rep: &mut ExecReport,
+    sink: &mut dyn Sink,
+) {
     for s in Side::BOTH {
         let f: Vec<PathBuf> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
         let mut d: Vec<PathBuf> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
@@ -613,7 +684,9 @@ fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut Ex
         let mut rows = Vec::new();
         let mut dirs = Vec::new();
         for (k, s) in staged {
-            let Action::Copy { side, path, dst, .. } = &acts[k] else { continue };
+            let Action::Copy { side, path, dst, .. } = &acts[k] else {
+                continue;
+            };
             let o = match s {
                 Ok(st) => {
                     dirs.push((*side, st.tmp.parent().unwrap().to_path_buf()));

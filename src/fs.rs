@@ -216,7 +216,10 @@ impl Fs for RealFs {
     }
 
     fn set_mtime(&self, path: &Path, mtime_ns: i64) -> io::Result<()> {
-        let f = std::fs::File::options().write(true).open(path).or_else(|_| std::fs::File::open(path))?;
+        let f = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .or_else(|_| std::fs::File::open(path))?;
         f.set_modified(system_time(mtime_ns))
     }
 
@@ -248,7 +251,9 @@ impl Fs for RealFs {
             let mut seen = HashSet::new();
             let parents = files.iter().filter_map(|f| f.parent());
             for p in dirs.iter().map(PathBuf::as_path).chain(parents) {
-                let Ok(md) = std::fs::metadata(p) else { continue };
+                let Ok(md) = std::fs::metadata(p) else {
+                    continue;
+                };
                 if seen.insert(md.dev()) {
                     let d = std::fs::File::open(p)?;
                     // SAFETY: plain syscall on a valid open descriptor.
@@ -278,7 +283,13 @@ impl Fs for RealFs {
             let s = name.to_string_lossy();
             let flipped: String = s
                 .chars()
-                .map(|c| if c.is_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .map(|c| {
+                    if c.is_lowercase() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
                 .collect();
             if flipped != s {
                 return std::fs::symlink_metadata(parent.join(&flipped))
@@ -404,7 +415,10 @@ impl MemFs {
 
     fn check(&self, op: FaultOp, p: &str) -> io::Result<()> {
         if self.faults.lock().unwrap().iter().any(|(o, n)| *o == op && p.contains(n.as_str())) {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{p}: injected {op:?} failure")));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{p}: injected {op:?} failure"),
+            ));
         }
         Ok(())
     }
@@ -562,7 +576,11 @@ impl Fs for Arc<MemFs> {
                 },
             );
         }
-        Ok(Box::new(MemWriter { fs: self.clone(), key, buf: Vec::new() }))
+        Ok(Box::new(MemWriter {
+            fs: self.clone(),
+            key,
+            buf: Vec::new(),
+        }))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         (**self).rename(from, to)
@@ -651,6 +669,12 @@ impl MemFs {
         let src = nodes.get(&fk).cloned().ok_or_else(|| not_found(&f))?;
         if !MemFs::parent_is_dir(&nodes, &tk) {
             return Err(not_found(&t));
+        }
+        if tk.starts_with(&format!("{fk}/")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{f}: cannot move a folder into itself"),
+            ));
         }
         if fk != tk {
             if let Some(dst) = nodes.get(&tk) {
@@ -805,7 +829,10 @@ mod tests {
 
     #[test]
     fn memfs_case_insensitive_rename_keeps_one_file() {
-        let fs = Arc::new(MemFs::new(MemOptions { case_insensitive: true, ..Default::default() }));
+        let fs = Arc::new(MemFs::new(MemOptions {
+            case_insensitive: true,
+            ..Default::default()
+        }));
         fs.write("/r/Report.txt", b"x", 10);
         assert!(fs.stat(Path::new("/r/report.TXT")).unwrap().is_some());
         fs.rename(Path::new("/r/Report.txt"), Path::new("/r/report.txt")).unwrap();
@@ -814,7 +841,10 @@ mod tests {
 
     #[test]
     fn memfs_coarse_mtime_truncates() {
-        let fs = Arc::new(MemFs::new(MemOptions { mtime_granularity_ns: 2_000_000_000, ..Default::default() }));
+        let fs = Arc::new(MemFs::new(MemOptions {
+            mtime_granularity_ns: 2_000_000_000,
+            ..Default::default()
+        }));
         fs.write("/r/a", b"x", 3_500_000_000);
         match fs.stat(Path::new("/r/a")).unwrap() {
             Some(Node::Entry(e)) => assert_eq!(e.mtime, 2_000_000_000),

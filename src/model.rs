@@ -31,7 +31,9 @@ pub mod serde_hash {
         let s: Option<String> = Option::deserialize(d)?;
         match s {
             None => Ok(None),
-            Some(s) => hash_from_hex(&s).map(Some).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits")),
+            Some(s) => hash_from_hex(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits")),
         }
     }
 }
@@ -389,9 +391,16 @@ pub enum BaseUpdate {
     Set(RelPath, BaseEntry),
     Remove(RelPath),
     /// Move a path and everything below it.
-    Move { from: RelPath, to: RelPath },
+    Move {
+        from: RelPath,
+        to: RelPath,
+    },
     /// Refresh one side's observation of a path.
-    SetSide { path: RelPath, side: Side, meta: SideMeta },
+    SetSide {
+        path: RelPath,
+        side: Side,
+        meta: SideMeta,
+    },
 }
 
 /// Apply updates to an in-memory base (the state store does the same in SQL).
@@ -405,7 +414,11 @@ pub fn apply_updates(base: &mut Base, updates: &[BaseUpdate]) {
                 base.remove(p);
             }
             BaseUpdate::Move { from, to } => {
-                let moved: Vec<RelPath> = base.range(from.clone()..).take_while(|(k, _)| k.starts_with(from)).map(|(k, _)| k.clone()).collect();
+                let moved: Vec<RelPath> = base
+                    .range(from.clone()..)
+                    .take_while(|(k, _)| k.starts_with(from))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in moved {
                     let v = base.remove(&k).unwrap();
                     base.insert(k.rebase(from, to), v);

@@ -100,7 +100,11 @@ pub enum Action {
         expect: Entry,
         rule: Rule,
     },
-    MkDir { side: Side, path: RelPath, rule: Rule },
+    MkDir {
+        side: Side,
+        path: RelPath,
+        rule: Rule,
+    },
     /// Copy `path` from the other side to `side`. `src` is the source as planned, `dst` what
     /// the target held (None: nothing). The old target goes to the trash.
     Copy {
@@ -142,7 +146,11 @@ pub enum Action {
     },
     /// A path that cannot be synced (name the other side cannot hold, symbolic link...):
     /// reported, never acted on.
-    Skip { side: Side, path: RelPath, reason: String },
+    Skip {
+        side: Side,
+        path: RelPath,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -304,7 +312,10 @@ const WINDOWS_RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
 
 /// Why `name` cannot exist on a Windows-like side, if it cannot.
 pub fn windows_name_problem(name: &str) -> Option<String> {
-    if let Some(c) = name.chars().find(|c| matches!(c, '<' | '>' | ':' | '"' | '\\' | '|' | '?' | '*') || (*c as u32) < 32) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '<' | '>' | ':' | '"' | '\\' | '|' | '?' | '*') || (*c as u32) < 32)
+    {
         return Some(format!("name contains {c:?}, which Windows does not allow"));
     }
     if name.ends_with('.') || name.ends_with(' ') {
@@ -312,7 +323,10 @@ pub fn windows_name_problem(name: &str) -> Option<String> {
     }
     let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
     let reserved = WINDOWS_RESERVED.contains(&stem.as_str())
-        || ((stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && stem.as_bytes()[3].is_ascii_digit() && stem.as_bytes()[3] != b'0');
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit()
+            && stem.as_bytes()[3] != b'0');
     if reserved {
         return Some(format!("{stem} is a reserved device name on Windows"));
     }
@@ -323,7 +337,9 @@ pub fn windows_name_problem(name: &str) -> Option<String> {
 
 /// Whether a name is already a clash copy (`x_clash_YYYYMMDDHHMM[-N][.ext]`).
 pub fn is_clash_name(name: &str) -> bool {
-    let Some(i) = name.rfind("_clash_") else { return false };
+    let Some(i) = name.rfind("_clash_") else {
+        return false;
+    };
     let rest = &name[i + 7..];
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     if digits != 12 {
@@ -378,7 +394,9 @@ impl<'a, V: Clone> View<'a, V> {
         }
     }
     fn get(&self, p: &RelPath) -> Option<&V> {
-        self.added.get(p).or_else(|| if self.removed.contains(p) { None } else { self.orig.get(p) })
+        self.added
+            .get(p)
+            .or_else(|| if self.removed.contains(p) { None } else { self.orig.get(p) })
     }
     fn contains(&self, p: &RelPath) -> bool {
         self.get(p).is_some()
@@ -392,7 +410,12 @@ impl<'a, V: Clone> View<'a, V> {
             .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        out.extend(self.added.range(p.clone()..).take_while(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), v.clone())));
+        out.extend(
+            self.added
+                .range(p.clone()..)
+                .take_while(|(k, _)| k.starts_with(p))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         out
     }
     fn remove(&mut self, p: &RelPath) {
@@ -451,6 +474,8 @@ struct Planner<'a, 'o> {
     /// Subtree moves applied to a side's view (for mapping hash requests back to the
     /// snapshot's own paths).
     moved: Vec<(Side, RelPath, RelPath)>,
+    /// For a case-insensitive side: lower-cased path -> the path as it is there.
+    ci_index: [Option<HashMap<String, RelPath>>; 2],
 }
 
 /// Plan one pass. See the module doc for `hash_requests`.
@@ -467,6 +492,7 @@ pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
         reserved: HashSet::new(),
         dir_deletes: Vec::new(),
         moved: Vec::new(),
+        ci_index: [None, None],
     };
     for (side, path, reason) in &input.unknown {
         p.excluded.insert(path.clone());
@@ -476,10 +502,11 @@ pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
             reason: reason.clone(),
         });
     }
-    p.check_names();
+    // Renames first: names are judged on the trees as they will be once renamed.
     for s in Side::BOTH {
         p.detect_renames(s);
     }
+    p.check_names();
     p.merge();
     p.finish_dir_deletes();
     let mut actions = p.actions;
@@ -545,6 +572,17 @@ impl<'a> Planner<'a, '_> {
 
     // -------------------------------------------------------------- names
 
+    /// Why `p` cannot exist on a Windows-like side, if it cannot.
+    fn name_problem(&self, side: Side, p: &RelPath) -> Option<String> {
+        if !self.opts.names(side).windows {
+            return None;
+        }
+        p.as_str().split('/').find_map(windows_name_problem).or_else(|| {
+            (p.as_str().encode_utf16().count() > self.opts.max_path_len)
+                .then(|| format!("path is longer than {} characters", self.opts.max_path_len))
+        })
+    }
+
     /// Names the other side cannot hold: reported once per plan and left alone.
     fn check_names(&mut self) {
         for s in Side::BOTH {
@@ -560,15 +598,9 @@ impl<'a> Planner<'a, '_> {
                 if other.contains(p) {
                     continue;
                 }
-                if target.windows {
-                    let problem = p.as_str().split('/').find_map(windows_name_problem).or_else(|| {
-                        (p.as_str().encode_utf16().count() > self.opts.max_path_len)
-                            .then(|| format!("path is longer than {} characters", self.opts.max_path_len))
-                    });
-                    if let Some(reason) = problem {
-                        skips.push((p.clone(), reason));
-                        continue;
-                    }
+                if let Some(reason) = self.name_problem(s.other(), p) {
+                    skips.push((p.clone(), reason));
+                    continue;
                 }
                 if target.case_insensitive {
                     by_lower.entry(p.to_lowercase_key()).or_default().push(p.clone());
@@ -585,17 +617,30 @@ impl<'a> Planner<'a, '_> {
                 });
                 let other_lower: HashMap<String, RelPath> = other.keys().map(|k| (k.to_lowercase_key(), k.clone())).collect();
                 for (lower, names) in by_lower {
+                    let on_other = other_lower.get(&lower);
                     for n in &names {
-                        if self.b.get(n).is_some() {
-                            continue;
-                        }
-                        let twins: Vec<&str> = own_lower[&lower].iter().filter(|x| *x != n).map(|x| x.as_str()).collect();
-                        if !twins.is_empty() {
-                            skips.push((n.clone(), format!("differs only in case from {twins:?}; the {} side cannot hold both", s.other())));
-                        } else if let Some(t) = other_lower.get(&lower) {
-                            if self.b.get(t).is_none() {
-                                skips.push((n.clone(), format!("the {} side has {:?}, which differs only in case", s.other(), t.as_str())));
+                        let twins: Vec<&RelPath> = own_lower[&lower].iter().filter(|x| *x != n).collect();
+                        let reason = match on_other {
+                            // This side holds both names; the other side already has one.
+                            Some(t) if twins.contains(&t) => Some(format!(
+                                "differs only in case from {:?}; the {} side cannot hold both",
+                                t.as_str(),
+                                s.other()
+                            )),
+                            // A synced name that now differs only in case: a case rename.
+                            Some(t) if self.b.get(t).is_some() && self.b.get(n).is_none() => None,
+                            Some(t) => Some(format!("the {} side has {:?}, which differs only in case", s.other(), t.as_str())),
+                            None if !twins.is_empty() && self.b.get(n).is_none() => {
+                                let names: Vec<&str> = twins.iter().map(|x| x.as_str()).collect();
+                                Some(format!(
+                                    "differs only in case from {names:?}; the {} side cannot hold both",
+                                    s.other()
+                                ))
                             }
+                            None => None,
+                        };
+                        if let Some(r) = reason {
+                            skips.push((n.clone(), r));
                         }
                     }
                 }
@@ -613,8 +658,17 @@ impl<'a> Planner<'a, '_> {
 
     // -------------------------------------------------------------- renames (R14)
 
+    fn build_ci_index(&mut self, side: Side) {
+        self.ci_index[side as usize] = self
+            .opts
+            .names(side)
+            .case_insensitive
+            .then(|| self.view(side).keys().map(|k| (k.to_lowercase_key(), k.clone())).collect());
+    }
+
     fn detect_renames(&mut self, s: Side) {
         let o = s.other();
+        self.build_ci_index(o);
         // Deleted on s: in base, absent on s. New on s: present, not in base.
         let mut deleted: Vec<(RelPath, BaseEntry)> = self
             .b
@@ -640,8 +694,12 @@ impl<'a> Planner<'a, '_> {
 
         // 1. Same file id (and, for files, same size and mtime: a reused inode must not
         //    pass for a rename).
-        let by_id: HashMap<u64, usize> =
-            new.iter().enumerate().filter(|(_, (_, e))| e.file_id != 0).map(|(i, (_, e))| (e.file_id, i)).collect();
+        let by_id: HashMap<u64, usize> = new
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, e))| e.file_id != 0)
+            .map(|(i, (_, e))| (e.file_id, i))
+            .collect();
         for (bp, be) in &deleted {
             let m = be.side(s);
             if m.file_id == 0 {
@@ -668,13 +726,17 @@ impl<'a> Planner<'a, '_> {
             if be.kind != Kind::File || matched_from.contains(bp) {
                 continue;
             }
-            let Some(cands) = by_meta.get(&(be.size, be.side(s).mtime)) else { continue };
+            let Some(cands) = by_meta.get(&(be.size, be.side(s).mtime)) else {
+                continue;
+            };
             for &i in cands {
                 let (np, ne) = &new[i];
                 if taken.contains(np) {
                     continue;
                 }
-                let Some(h) = self.hash(s, np, ne) else { continue };
+                let Some(h) = self.hash(s, np, ne) else {
+                    continue;
+                };
                 if Some(h) == be.hash {
                     taken.insert(np.clone());
                     found.push((bp.clone(), np.clone(), Kind::File));
@@ -684,8 +746,11 @@ impl<'a> Planner<'a, '_> {
         }
         // 3. Where the other side ignores case: a path that now differs only in case.
         if self.opts.names(o).case_insensitive || self.opts.names(s).case_insensitive {
-            let lower: HashMap<String, &RelPath> =
-                new.iter().filter(|(p, _)| !taken.contains(p)).map(|(p, _)| (p.to_lowercase_key(), p)).collect();
+            let lower: HashMap<String, &RelPath> = new
+                .iter()
+                .filter(|(p, _)| !taken.contains(p))
+                .map(|(p, _)| (p.to_lowercase_key(), p))
+                .collect();
             let matched_from: HashSet<RelPath> = found.iter().map(|f| f.0.clone()).collect();
             for (bp, be) in &deleted {
                 if matched_from.contains(bp) {
@@ -707,7 +772,10 @@ impl<'a> Planner<'a, '_> {
         found.sort_by(|a, b| a.0.depth().cmp(&b.0.depth()).then(a.0.cmp(&b.0)));
         let mut applied: Vec<(RelPath, RelPath)> = Vec::new();
         for (from, to, kind) in found {
-            if applied.iter().any(|(af, at)| from.starts_with(af) && to.starts_with(at) && from.rebase(af, at) == to) {
+            if applied
+                .iter()
+                .any(|(af, at)| from.starts_with(af) && to.starts_with(at) && from.rebase(af, at) == to)
+            {
                 continue; // moved along with its folder
             }
             let from_now = applied
@@ -757,25 +825,28 @@ impl<'a> Planner<'a, '_> {
     /// nothing at `to`. Returns whether it was planned.
     fn mirror_rename(&mut self, s: Side, from: &RelPath, to: &RelPath, kind: Kind) -> bool {
         let o = s.other();
-        let Some(oe) = self.view(o).get(from).copied() else { return false };
-        if oe.kind != kind || self.b.contains(to) || self.is_excluded(to) {
+        let Some(oe) = self.view(o).get(from).copied() else {
+            return false;
+        };
+        if oe.kind != kind || self.b.contains(to) || self.is_excluded(to) || self.name_problem(o, to).is_some() {
             return false;
         }
         let case_only = from.to_lowercase_key() == to.to_lowercase_key();
-        if self.view(o).contains(to) && !case_only {
+        // Where `o` ignores case, `to` "exists" there as `from` itself for a case-only rename.
+        if self.view(o).contains(to) && !(case_only && self.opts.names(o).case_insensitive) {
             return false;
         }
-        if self.opts.names(o).case_insensitive && !case_only {
-            let lower = to.to_lowercase_key();
-            if self.view(o).keys().any(|k| k.to_lowercase_key() == lower) {
-                return false;
-            }
+        // On a case-insensitive side, neither the destination nor a folder above it may
+        // exist under another case (except the source itself, for a case-only rename).
+        if !case_only && self.blocked_by_case(o, to) {
+            return false;
         }
-        // The destination's parent must be (or become) a folder on o, not a file.
-        if let Some(parent) = to.parent() {
-            if self.view(o).get(&parent).is_some_and(|e| e.is_file()) {
-                return false;
-            }
+        if case_only && to.ancestors().any(|q| self.blocked_by_case(o, &q)) {
+            return false;
+        }
+        // Every folder above the destination must be (or become) a folder on o, not a file.
+        if to.ancestors().any(|a| self.view(o).get(&a).is_some_and(|e| e.is_file())) {
+            return false;
         }
         let rule = if case_only && kind == Kind::File {
             if s == Side::Left {
@@ -794,8 +865,18 @@ impl<'a> Planner<'a, '_> {
             expect: oe,
             rule,
         });
+        let moved = self.view(o).subtree(from);
         self.view_mut(o).move_subtree(from, to);
         self.moved.push((o, from.clone(), to.clone()));
+        if let Some(index) = &mut self.ci_index[o as usize] {
+            for (k, _) in &moved {
+                index.remove(&k.to_lowercase_key());
+            }
+            for (k, _) in &moved {
+                let n = k.rebase(from, to);
+                index.insert(n.to_lowercase_key(), n);
+            }
+        }
         for (k, v) in self.b.subtree(from) {
             self.b.remove(&k);
             self.b.insert(k.rebase(from, to), v);
@@ -826,7 +907,11 @@ impl<'a> Planner<'a, '_> {
         let m = b.side(s);
         let ids_same = (x.file_id == 0 || m.file_id == 0 || x.file_id == m.file_id) && (x.ctime == 0 || m.ctime == 0 || x.ctime == m.ctime);
         if x.mtime == m.mtime && ids_same {
-            return if x.mode == m.mode || x.mode == 0 || m.mode == 0 { Change::Unchanged } else { Change::Props };
+            return if x.mode == m.mode || x.mode == 0 || m.mode == 0 {
+                Change::Unchanged
+            } else {
+                Change::Props
+            };
         }
         match (self.hash(s, p, x), b.hash) {
             (Some(h), Some(bh)) if h == bh => {
@@ -865,9 +950,28 @@ impl<'a> Planner<'a, '_> {
         });
     }
 
+    /// On a case-insensitive side, a creation at `p` waits while another case variant of
+    /// `p` (or of a folder above it) is still there: this run removes or renames that
+    /// variant (deletes run last), the next run creates `p`.
+    fn blocked_by_case(&self, side: Side, p: &RelPath) -> bool {
+        let Some(index) = &self.ci_index[side as usize] else {
+            return false;
+        };
+        std::iter::once(p.clone())
+            .chain(p.ancestors())
+            .any(|q| index.get(&q.to_lowercase_key()).is_some_and(|t| *t != q))
+    }
+
     fn copy(&mut self, to: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>, rule: Rule) {
+        if dst.is_none() && self.blocked_by_case(to, p) {
+            return;
+        }
         if src.is_dir() {
-            self.actions.push(Action::MkDir { side: to, path: p.clone(), rule });
+            self.actions.push(Action::MkDir {
+                side: to,
+                path: p.clone(),
+                rule,
+            });
         } else {
             self.actions.push(Action::Copy {
                 side: to,
@@ -894,6 +998,9 @@ impl<'a> Planner<'a, '_> {
     }
 
     fn merge(&mut self) {
+        for s in Side::BOTH {
+            self.build_ci_index(s);
+        }
         let mut keys: Vec<&RelPath> = self.l.keys().chain(self.r.keys()).chain(self.b.keys()).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -989,7 +1096,11 @@ impl<'a> Planner<'a, '_> {
                 if self.same_content(p, le, re) {
                     self.record(p, le, re, if both_new { Rule::R2 } else { Rule::R1Equal });
                 } else {
-                    let (rule, opt) = if both_new { (Rule::R2, self.opts.rules.r2) } else { (Rule::R1, self.opts.rules.r1) };
+                    let (rule, opt) = if both_new {
+                        (Rule::R2, self.opts.rules.r2)
+                    } else {
+                        (Rule::R1, self.opts.rules.r1)
+                    };
                     self.clash(p, le, re, rule, opt);
                 }
             }
@@ -1104,7 +1215,11 @@ impl<'a> Planner<'a, '_> {
             (None, Some(t)) => this.delete(from.other(), p, t, rule),
             (None, None) => {
                 if b.is_some() {
-                    this.actions.push(Action::Record { path: p.clone(), base: None, rule });
+                    this.actions.push(Action::Record {
+                        path: p.clone(),
+                        base: None,
+                        rule,
+                    });
                 }
             }
         };
@@ -1148,7 +1263,9 @@ impl<'a> Planner<'a, '_> {
             let below = self.view(side).subtree(&p);
             let survives = below.iter().any(|(k, _)| k != &p && !removed.contains(&(side, k.clone())))
                 || self.excluded.iter().any(|x| x.starts_with(&p) && x != &p);
-            if survives {
+            if survives && self.blocked_by_case(side.other(), &p) {
+                // Recreated next run, once the case variant is gone.
+            } else if survives {
                 self.actions.push(Action::MkDir {
                     side: side.other(),
                     path: p.clone(),
@@ -1189,7 +1306,10 @@ mod tests {
         let t = 1_795_357_800_000_000_000;
         assert_eq!(clash_name(&p, t, 0, 1).as_str(), "d/Report.final_clash_202611221430.docx");
         assert_eq!(clash_name(&p, t, 3600, 2).as_str(), "d/Report.final_clash_202611221530-2.docx");
-        assert_eq!(clash_name(&RelPath::new(".bashrc").unwrap(), t, 0, 1).as_str(), ".bashrc_clash_202611221430");
+        assert_eq!(
+            clash_name(&RelPath::new(".bashrc").unwrap(), t, 0, 1).as_str(),
+            ".bashrc_clash_202611221430"
+        );
         assert!(is_clash_name("Report.final_clash_202611221430.docx"));
         assert!(is_clash_name("Makefile_clash_202611221430-3"));
         assert!(!is_clash_name("my_clash_notes.txt"));

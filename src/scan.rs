@@ -52,7 +52,9 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
     }
     let queue = Mutex::new(Queue { dirs: vec![None], busy: 0 });
     let cv = Condvar::new();
-    let results: Mutex<Vec<(Vec<(RelPath, Entry)>, ScanResult)>> = Mutex::new(Vec::new());
+    // Per worker: its entries (unsorted) and what else it found.
+    type Part = (Vec<(RelPath, Entry)>, ScanResult);
+    let results: Mutex<Vec<Part>> = Mutex::new(Vec::new());
     let threads = threads.max(1);
     std::thread::scope(|sc| {
         for _ in 0..threads {
@@ -103,7 +105,14 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
 }
 
 /// Read one folder; returns its subfolders to walk.
-fn read_one(fs: &dyn Fs, root: &Path, dir: Option<&RelPath>, ignore: &Ignore, entries: &mut Vec<(RelPath, Entry)>, out: &mut ScanResult) -> Vec<RelPath> {
+fn read_one(
+    fs: &dyn Fs,
+    root: &Path,
+    dir: Option<&RelPath>,
+    ignore: &Ignore,
+    entries: &mut Vec<(RelPath, Entry)>,
+    out: &mut ScanResult,
+) -> Vec<RelPath> {
     let abs = match dir {
         Some(d) => root.join(d.as_str()),
         None => root.to_path_buf(),

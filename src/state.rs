@@ -57,6 +57,17 @@ pub struct JournalRow {
     pub detail: Option<String>,
 }
 
+/// A conflict as the planner or executor reports it.
+pub struct ConflictRecord<'a> {
+    pub path: &'a RelPath,
+    pub rule: &'a str,
+    pub left: Option<&'a Entry>,
+    pub right: Option<&'a Entry>,
+    pub newer: Option<Side>,
+    /// What was done (or that nothing was).
+    pub action: &'a str,
+}
+
 /// A conflict awaiting the user.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConflictRow {
@@ -130,10 +141,20 @@ impl Store {
         store.init().map_err(|e| match e {
             StateError::Sql { source, .. } => {
                 let message = source.to_string();
-                if message.contains("not a database") || message.contains("malformed") || message.contains("no such table") || message.contains("no such column") {
-                    StateError::Corrupt { path: path.into(), message }
+                if message.contains("not a database")
+                    || message.contains("malformed")
+                    || message.contains("no such table")
+                    || message.contains("no such column")
+                {
+                    StateError::Corrupt {
+                        path: path.into(),
+                        message,
+                    }
                 } else {
-                    StateError::Open { path: path.into(), message }
+                    StateError::Open {
+                        path: path.into(),
+                        message,
+                    }
                 }
             }
             other => other,
@@ -147,7 +168,10 @@ impl Store {
             path: ":memory:".into(),
             message: e.to_string(),
         })?;
-        let mut s = Store { conn, path: ":memory:".into() };
+        let mut s = Store {
+            conn,
+            path: ":memory:".into(),
+        };
         s.init()?;
         Ok(s)
     }
@@ -157,15 +181,21 @@ impl Store {
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sql { path: self.path.clone(), source }
+        StateError::Sql {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn init(&mut self) -> Result<(), StateError> {
         let c = &self.conn;
         c.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| self.err(e))?;
         // Checks the header: a file that is not SQLite fails here.
-        let _: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;").map_err(|e| self.err(e))?;
+        let _: String = c
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.err(e))?;
         let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
         let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
         if version > known {
@@ -177,7 +207,9 @@ impl Store {
         }
         if version == 0 {
             // A file with tables but no version is not ours.
-            let tables: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+            let tables: i64 = c
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
             if tables > 0 {
                 return Err(StateError::Corrupt {
                     path: self.path.clone(),
@@ -187,10 +219,22 @@ impl Store {
         }
         for (v, sql) in MIGRATIONS {
             if *v > version {
-                let tx = self.conn.transaction().map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
-                tx.execute_batch(sql).map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
-                tx.pragma_update(None, "user_version", v).map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
-                tx.commit().map_err(|e| StateError::Sql { path: self.path.clone(), source: e })?;
+                let tx = self.conn.transaction().map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+                tx.execute_batch(sql).map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+                tx.pragma_update(None, "user_version", v).map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+                tx.commit().map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
             }
         }
         // Make sure the schema is really there (a damaged file can pass the header check).
@@ -201,16 +245,25 @@ impl Store {
     /// The id of a pair, created on first use.
     pub fn pair_id(&self, name: &str, left: &Path, right: &Path) -> Result<i64, StateError> {
         let (l, r) = (left.to_string_lossy(), right.to_string_lossy());
-        if let Some(id) = self.conn.query_row(q("pair_find"), params![l, r], |row| row.get(0)).optional().map_err(|e| self.err(e))? {
+        if let Some(id) = self
+            .conn
+            .query_row(q("pair_find"), params![l, r], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+        {
             return Ok(id);
         }
-        self.conn.execute(q("pair_insert"), params![name, l, r, now_ns()]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("pair_insert"), params![name, l, r, now_ns()])
+            .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
     pub fn pairs(&self) -> Result<Vec<(i64, String, String, String)>, StateError> {
         let mut st = self.conn.prepare_cached(q("pair_list")).map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
@@ -252,13 +305,19 @@ impl Store {
     }
 
     pub fn base_file_count(&self, pair: i64) -> Result<u64, StateError> {
-        self.conn.query_row(q("base_count_files"), params![pair], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+        self.conn
+            .query_row(q("base_count_files"), params![pair], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// Apply base updates and journal rows of one durable batch, atomically.
     pub fn commit(&mut self, pair: i64, run: Option<i64>, updates: &[BaseUpdate], journal: &[JournalRow]) -> Result<(), StateError> {
         let path = self.path.clone();
-        let e = |source| StateError::Sql { path: path.clone(), source };
+        let e = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(e)?;
         {
             let now = now_ns();
@@ -296,15 +355,35 @@ impl Store {
                         tx.execute(q("base_rename"), params![pair, from.as_str(), to.as_str()]).map_err(e)?;
                     }
                     BaseUpdate::SetSide { path: p, side, meta } => {
-                        let query = if *side == Side::Left { q("base_set_side_left") } else { q("base_set_side_right") };
-                        tx.execute(query, params![pair, p.as_str(), meta.mtime, meta.file_id as i64, meta.ctime, meta.mode]).map_err(e)?;
+                        let query = if *side == Side::Left {
+                            q("base_set_side_left")
+                        } else {
+                            q("base_set_side_right")
+                        };
+                        tx.execute(
+                            query,
+                            params![pair, p.as_str(), meta.mtime, meta.file_id as i64, meta.ctime, meta.mode],
+                        )
+                        .map_err(e)?;
                     }
                 }
             }
             if let Some(run) = run {
                 let mut j = tx.prepare_cached(q("journal_put")).map_err(e)?;
                 for r in journal {
-                    j.execute(params![run, r.seq, r.at, r.op, r.side.map(|s| s.name()), r.path, r.rule, r.status, r.bytes as i64, r.detail]).map_err(e)?;
+                    j.execute(params![
+                        run,
+                        r.seq,
+                        r.at,
+                        r.op,
+                        r.side.map(|s| s.name()),
+                        r.path,
+                        r.rule,
+                        r.status,
+                        r.bytes as i64,
+                        r.detail
+                    ])
+                    .map_err(e)?;
                 }
             }
         }
@@ -315,22 +394,39 @@ impl Store {
     pub fn cached_hash(&self, pair: i64, side: Side, path: &RelPath, e: &Entry) -> Result<Option<Hash>, StateError> {
         let mut st = self.conn.prepare_cached(q("hash_cache_get")).map_err(|e| self.err(e))?;
         let row: Option<(i64, i64, i64, i64, Vec<u8>)> = st
-            .query_row(params![pair, side_code(side), path.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_row(params![pair, side_code(side), path.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(row.and_then(|(size, mtime, id, ctime, h)| {
-            (size as u64 == e.size && mtime == e.mtime && id as u64 == e.file_id && ctime == e.ctime).then(|| h.try_into().ok()).flatten()
+            (size as u64 == e.size && mtime == e.mtime && id as u64 == e.file_id && ctime == e.ctime)
+                .then(|| h.try_into().ok())
+                .flatten()
         }))
     }
 
     pub fn put_hashes(&mut self, pair: i64, items: &[(Side, RelPath, Entry, Hash)]) -> Result<(), StateError> {
         let path = self.path.clone();
-        let e = |source| StateError::Sql { path: path.clone(), source };
+        let e = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(e)?;
         {
             let mut st = tx.prepare_cached(q("hash_cache_put")).map_err(e)?;
             for (side, p, en, h) in items {
-                st.execute(params![pair, side_code(*side), p.as_str(), en.size as i64, en.mtime, en.file_id as i64, en.ctime, h.as_slice()]).map_err(e)?;
+                st.execute(params![
+                    pair,
+                    side_code(*side),
+                    p.as_str(),
+                    en.size as i64,
+                    en.mtime,
+                    en.file_id as i64,
+                    en.ctime,
+                    h.as_slice()
+                ])
+                .map_err(e)?;
             }
         }
         tx.commit().map_err(e)
@@ -338,16 +434,31 @@ impl Store {
 
     // ---------------------------------------------------------------- conflicts
 
-    pub fn upsert_conflict(&self, pair: i64, path: &RelPath, rule: &str, left: Option<&Entry>, right: Option<&Entry>, newer: Option<Side>, action: &str) -> Result<(), StateError> {
+    pub fn upsert_conflict(&self, pair: i64, c: &ConflictRecord) -> Result<(), StateError> {
         let j = |e: Option<&Entry>| e.map(|e| serde_json::to_string(e).expect("entry serializes"));
         self.conn
-            .execute(q("conflict_upsert"), params![pair, path.as_str(), rule, j(left), j(right), newer.map(|s| s.name()), action, now_ns()])
+            .execute(
+                q("conflict_upsert"),
+                params![
+                    pair,
+                    c.path.as_str(),
+                    c.rule,
+                    j(c.left),
+                    j(c.right),
+                    c.newer.map(|s| s.name()),
+                    c.action,
+                    now_ns()
+                ],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     pub fn resolve_conflict(&self, pair: i64, path: &str, resolution: &str) -> Result<bool, StateError> {
-        let n = self.conn.execute(q("conflict_resolve"), params![pair, path, resolution, now_ns()]).map_err(|e| self.err(e))?;
+        let n = self
+            .conn
+            .execute(q("conflict_resolve"), params![pair, path, resolution, now_ns()])
+            .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
 
@@ -380,7 +491,9 @@ impl Store {
     pub fn start_run(&self, pair: i64, trigger: &str, dry_run: bool) -> Result<i64, StateError> {
         let now = now_ns();
         self.conn.execute(q("run_abandon"), params![pair, now]).map_err(|e| self.err(e))?;
-        self.conn.execute(q("run_start"), params![pair, trigger, dry_run, now]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("run_start"), params![pair, trigger, dry_run, now])
+            .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -465,7 +578,10 @@ impl Store {
 
     /// Operations done for a pair since `since_ns`.
     pub fn ops_since(&self, pair: i64, since_ns: i64) -> Result<u64, StateError> {
-        self.conn.query_row(q("ops_since"), params![pair, since_ns], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(|e| self.err(e))
+        self.conn
+            .query_row(q("ops_since"), params![pair, since_ns], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// Note an unsyncable path; true when it was not reported before (or for another
@@ -476,20 +592,27 @@ impl Store {
             .query_row(q("skipped_seen"), params![pair, side.name(), path.as_str()], |r| r.get(0))
             .optional()
             .map_err(|e| self.err(e))?;
-        self.conn.execute(q("skipped_put"), params![pair, side.name(), path.as_str(), reason, now]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("skipped_put"), params![pair, side.name(), path.as_str(), reason, now])
+            .map_err(|e| self.err(e))?;
         Ok(prev.as_deref() != Some(reason))
     }
 
     /// Forget skipped paths not seen since `before` (they were fixed or removed).
     pub fn clear_stale_skipped(&self, pair: i64, before: i64) -> Result<(), StateError> {
-        self.conn.execute(q("skipped_clear_stale"), params![pair, before]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("skipped_clear_stale"), params![pair, before])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 }
 
 /// The wall clock in ns (the shell's, never the planner's).
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -509,10 +632,28 @@ mod tests {
     fn base_roundtrip_and_subtree_move() {
         let mut s = Store::in_memory().unwrap();
         let pair = s.pair_id("p", Path::new("/l"), Path::new("/r")).unwrap();
-        let e = Entry { kind: Kind::File, size: 3, mtime: 5, mode: 0o644, file_id: 7, ctime: 9, hash: Some([1; 32]) };
+        let e = Entry {
+            kind: Kind::File,
+            size: 3,
+            mtime: 5,
+            mode: 0o644,
+            file_id: 7,
+            ctime: 9,
+            hash: Some([1; 32]),
+        };
         let b = BaseEntry::from_pair(&e, &e, e.hash);
         let p = |s: &str| RelPath::new(s).unwrap();
-        s.commit(pair, None, &[BaseUpdate::Set(p("d/x"), b), BaseUpdate::Set(p("d/y/z"), b), BaseUpdate::Set(p("dx"), b)], &[]).unwrap();
+        s.commit(
+            pair,
+            None,
+            &[
+                BaseUpdate::Set(p("d/x"), b),
+                BaseUpdate::Set(p("d/y/z"), b),
+                BaseUpdate::Set(p("dx"), b),
+            ],
+            &[],
+        )
+        .unwrap();
         s.commit(pair, None, &[BaseUpdate::Move { from: p("d"), to: p("e") }], &[]).unwrap();
         let base = s.load_base(pair).unwrap();
         assert_eq!(base.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["dx", "e/x", "e/y/z"]);

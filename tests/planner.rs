@@ -11,7 +11,15 @@ use tandem::plan::{plan, Action, Keep, NameRules, PlanInput, PlanOptions};
 
 fn entry(spec: &str) -> Entry {
     if spec == "d" {
-        return Entry { kind: Kind::Dir, size: 0, mtime: 0, mode: 0, file_id: 0, ctime: 0, hash: None };
+        return Entry {
+            kind: Kind::Dir,
+            size: 0,
+            mtime: 0,
+            mode: 0,
+            file_id: 0,
+            ctime: 0,
+            hash: None,
+        };
     }
     let body = spec.strip_prefix("f:").expect("spec is d or f:content@mtime");
     let (content, t) = body.rsplit_once('@').expect("f:content@mtime");
@@ -36,7 +44,16 @@ fn base(items: &[(&str, &str)]) -> Base {
         .iter()
         .map(|(p, s)| {
             let e = entry(s);
-            (RelPath::new(p).unwrap(), BaseEntry { kind: e.kind, size: e.size, hash: e.hash, left: SideMeta::of(&e), right: SideMeta::of(&e) })
+            (
+                RelPath::new(p).unwrap(),
+                BaseEntry {
+                    kind: e.kind,
+                    size: e.size,
+                    hash: e.hash,
+                    left: SideMeta::of(&e),
+                    right: SideMeta::of(&e),
+                },
+            )
         })
         .collect()
 }
@@ -48,7 +65,9 @@ fn show(a: &Action) -> String {
         Action::MkDir { side, path, rule } => format!("mkdir {side} {path} {}", rule.name()),
         Action::Copy { side, path, rule, .. } => format!("copy {side} {path} {}", rule.name()),
         Action::SetProps { side, path, rule, .. } => format!("props {side} {path} {}", rule.name()),
-        Action::Delete { side, path, soft, rule, .. } => format!("{} {side} {path} {}", if *soft { "trash" } else { "delete" }, rule.name()),
+        Action::Delete {
+            side, path, soft, rule, ..
+        } => format!("{} {side} {path} {}", if *soft { "trash" } else { "delete" }, rule.name()),
         Action::Conflict { path, rule, .. } => format!("conflict {path} {}", rule.name()),
         Action::Record { path, base: Some(_), rule } => format!("record {path} {}", rule.name()),
         Action::Record { path, base: None, rule } => format!("forget {path} {}", rule.name()),
@@ -85,7 +104,12 @@ fn check(c: &Case) -> Result<(), String> {
         overrides: BTreeMap::new(),
     };
     (c.opts)(&mut o);
-    let input = PlanInput { left: tree(c.left), right: tree(c.right), base: base(c.base), unknown: vec![] };
+    let input = PlanInput {
+        left: tree(c.left),
+        right: tree(c.right),
+        base: base(c.base),
+        unknown: vec![],
+    };
     let opts = PlanOptions {
         rules: o.rules,
         soft_delete_max_bytes: o.soft_max,
@@ -114,7 +138,11 @@ const CASES: &[Case] = &[
         left: &[("a.txt", "f:left@1795357800")],
         right: &[("a.txt", "f:right!@1795358400")],
         opts: defaults,
-        expect: &["clash left a.txt->a_clash_202611221430.txt R1", "copy right a_clash_202611221430.txt R1", "copy left a.txt R1"],
+        expect: &[
+            "clash left a.txt->a_clash_202611221430.txt R1",
+            "copy right a_clash_202611221430.txt R1",
+            "copy left a.txt R1",
+        ],
     },
     Case {
         name: "R1 clash name taken on one side: -2 appended",
@@ -122,7 +150,12 @@ const CASES: &[Case] = &[
         left: &[("a.txt", "f:left@1795357800"), ("a_clash_202611221430.txt", "f:old@5")],
         right: &[("a.txt", "f:right!@1795358400"), ("a_clash_202611221430.txt", "f:old@5")],
         opts: defaults,
-        expect: &["clash left a.txt->a_clash_202611221430-2.txt R1", "copy right a_clash_202611221430-2.txt R1", "copy left a.txt R1", "record a_clash_202611221430.txt R2"],
+        expect: &[
+            "clash left a.txt->a_clash_202611221430-2.txt R1",
+            "copy right a_clash_202611221430-2.txt R1",
+            "copy left a.txt R1",
+            "record a_clash_202611221430.txt R2",
+        ],
     },
     Case {
         name: "R1 option 2 newer wins: the older side is overwritten (old version to trash)",
@@ -154,7 +187,11 @@ const CASES: &[Case] = &[
         left: &[("a", "f:left@1795357800")],
         right: &[("a", "f:right!@1795357800")],
         opts: defaults,
-        expect: &["clash right a->a_clash_202611221430 R1", "copy right a R1", "copy left a_clash_202611221430 R1"],
+        expect: &[
+            "clash right a->a_clash_202611221430 R1",
+            "copy right a R1",
+            "copy left a_clash_202611221430 R1",
+        ],
     },
     // ---- R1': changed on both sides, same content
     Case {
@@ -172,7 +209,11 @@ const CASES: &[Case] = &[
         left: &[("n.doc", "f:left@1795358400")],
         right: &[("n.doc", "f:right!@1795357800")],
         opts: defaults,
-        expect: &["clash right n.doc->n_clash_202611221430.doc R2", "copy right n.doc R2", "copy left n_clash_202611221430.doc R2"],
+        expect: &[
+            "clash right n.doc->n_clash_202611221430.doc R2",
+            "copy right n.doc R2",
+            "copy left n_clash_202611221430.doc R2",
+        ],
     },
     Case {
         name: "R2 option 2 newer wins",
@@ -367,9 +408,27 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "R14 folder moved on left: one folder rename on right",
-        base: &[("d", "d"), ("d/1", "f:one@1000"), ("d/2", "f:two@1000"), ("d/s", "d"), ("d/s/3", "f:three@1000")],
-        left: &[("e", "d"), ("e/1", "f:one@1000"), ("e/2", "f:two@1000"), ("e/s", "d"), ("e/s/3", "f:three@1000")],
-        right: &[("d", "d"), ("d/1", "f:one@1000"), ("d/2", "f:two@1000"), ("d/s", "d"), ("d/s/3", "f:three@1000")],
+        base: &[
+            ("d", "d"),
+            ("d/1", "f:one@1000"),
+            ("d/2", "f:two@1000"),
+            ("d/s", "d"),
+            ("d/s/3", "f:three@1000"),
+        ],
+        left: &[
+            ("e", "d"),
+            ("e/1", "f:one@1000"),
+            ("e/2", "f:two@1000"),
+            ("e/s", "d"),
+            ("e/s/3", "f:three@1000"),
+        ],
+        right: &[
+            ("d", "d"),
+            ("d/1", "f:one@1000"),
+            ("d/2", "f:two@1000"),
+            ("d/s", "d"),
+            ("d/s/3", "f:three@1000"),
+        ],
         opts: defaults,
         expect: &["rename right d->e R14"],
     },
@@ -387,7 +446,12 @@ const CASES: &[Case] = &[
         left: &[("b", "f:data@1000")],
         right: &[("a", "f:data@1000"), ("b", "f:other@1500")],
         opts: defaults,
-        expect: &["clash left b->b_clash_197001010016 R2", "copy right b_clash_197001010016 R2", "copy left b R2", "trash right a R7"],
+        expect: &[
+            "clash left b->b_clash_197001010016 R2",
+            "copy right b_clash_197001010016 R2",
+            "copy left b R2",
+            "trash right a R7",
+        ],
     },
     // ---- R15
     Case {
@@ -405,7 +469,12 @@ const CASES: &[Case] = &[
         left: &[("x", "f:file@1795357800")],
         right: &[("x", "d"), ("x/f", "f:inner@1000")],
         opts: defaults,
-        expect: &["clash left x->x_clash_202611221430 R16", "mkdir left x R16", "copy right x_clash_202611221430 R16", "copy left x/f R10"],
+        expect: &[
+            "clash left x->x_clash_202611221430 R16",
+            "mkdir left x R16",
+            "copy right x_clash_202611221430 R16",
+            "copy left x/f R10",
+        ],
     },
     Case {
         name: "R16 folder replaced by a file on left: the folder's files are copied back, never deleted",
@@ -413,7 +482,12 @@ const CASES: &[Case] = &[
         left: &[("x", "f:file@1795357800")],
         right: &[("x", "d"), ("x/f", "f:inner@1000")],
         opts: defaults,
-        expect: &["clash left x->x_clash_202611221430 R16", "mkdir left x R16", "copy right x_clash_202611221430 R16", "copy left x/f R10"],
+        expect: &[
+            "clash left x->x_clash_202611221430 R16",
+            "mkdir left x R16",
+            "copy right x_clash_202611221430 R16",
+            "copy left x/f R10",
+        ],
     },
     // ---- R17
     Case {
@@ -436,7 +510,12 @@ const CASES: &[Case] = &[
     Case {
         name: "Windows-reserved names are skipped toward a Windows side",
         base: &[],
-        left: &[("a:b.txt", "f:x@1000"), ("CON.txt", "f:x@1000"), ("dot.", "f:x@1000"), ("ok.txt", "f:x@1000")],
+        left: &[
+            ("a:b.txt", "f:x@1000"),
+            ("CON.txt", "f:x@1000"),
+            ("dot.", "f:x@1000"),
+            ("ok.txt", "f:x@1000"),
+        ],
         right: &[],
         opts: |o| o.right_names.windows = true,
         expect: &["copy right ok.txt R9", "skip left CON.txt", "skip left a:b.txt", "skip left dot."],
@@ -489,23 +568,46 @@ const CASES: &[Case] = &[
             o.rules.r1 = ClashOption::Manual;
             o.overrides.insert(RelPath::new("a").unwrap(), Keep::Both);
         },
-        expect: &["clash left a->a_clash_202611221430 resolve", "copy right a_clash_202611221430 resolve", "copy left a resolve"],
+        expect: &[
+            "clash left a->a_clash_202611221430 resolve",
+            "copy right a_clash_202611221430 resolve",
+            "copy left a resolve",
+        ],
     },
     // ---- order
     Case {
         name: "order: renames, folders, copies smallest first, deletes last",
         base: &[("old", "f:gone@1000"), ("r1", "f:renamed@1000")],
-        left: &[("big", "f:0123456789@1000"), ("small", "f:0@1000"), ("mid", "f:01234@1000"), ("nd", "d"), ("r2", "f:renamed@1000")],
+        left: &[
+            ("big", "f:0123456789@1000"),
+            ("small", "f:0@1000"),
+            ("mid", "f:01234@1000"),
+            ("nd", "d"),
+            ("r2", "f:renamed@1000"),
+        ],
         right: &[("old", "f:gone@1000"), ("r1", "f:renamed@1000")],
         opts: defaults,
-        expect: &["rename right r1->r2 R14", "mkdir right nd R9", "copy right small R9", "copy right mid R9", "copy right big R9", "trash right old R7"],
+        expect: &[
+            "rename right r1->r2 R14",
+            "mkdir right nd R9",
+            "copy right small R9",
+            "copy right mid R9",
+            "copy right big R9",
+            "trash right old R7",
+        ],
     },
 ];
 
 #[test]
 fn planner_table() {
     let failures: Vec<String> = CASES.iter().filter_map(|c| check(c).err()).collect();
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -513,7 +615,12 @@ fn planner_asks_for_a_hash_when_size_and_time_cannot_decide() {
     // Same size, other mtime: content change or properties change? Only the hash can say.
     let mut left = tree(&[("a", "f:xxxx@2000")]);
     left.values_mut().for_each(|e| e.hash = None);
-    let input = PlanInput { left, right: tree(&[("a", "f:base@1000")]), base: base(&[("a", "f:base@1000")]), unknown: vec![] };
+    let input = PlanInput {
+        left,
+        right: tree(&[("a", "f:base@1000")]),
+        base: base(&[("a", "f:base@1000")]),
+        unknown: vec![],
+    };
     let overrides = BTreeMap::new();
     let opts = PlanOptions {
         rules: Rules::default(),

@@ -49,7 +49,8 @@ enum Cmd {
         /// One JSON object per line: actions, then a summary.
         #[arg(long)]
         json: bool,
-        /// Go ahead even when more than max_delete_percent of the files would be deleted.
+        /// Go ahead even when a side is empty or more than max_delete_percent of the files
+        /// would be deleted (a missing root still stops).
         #[arg(long)]
         allow_mass_delete: bool,
     },
@@ -116,7 +117,14 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) { 0 } else { 2 };
+            let code = if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) {
+                0
+            } else {
+                2
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -127,7 +135,9 @@ fn main() {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -159,7 +169,10 @@ fn pairs(t: &Target) -> Result<(Option<Config>, Vec<PairConfig>), ApiError> {
         (Some(file), None, None) => {
             let c = Config::load(file)?;
             let ps: Vec<PairConfig> = match &t.pair {
-                Some(n) => vec![c.pair(n).cloned().ok_or_else(|| ApiError::Usage(format!("{}: no pair named {n:?}", file.display())))?],
+                Some(n) => vec![c
+                    .pair(n)
+                    .cloned()
+                    .ok_or_else(|| ApiError::Usage(format!("{}: no pair named {n:?}", file.display())))?],
                 None => c.pairs.clone(),
             };
             if ps.is_empty() {
@@ -176,10 +189,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
         Cmd::CheckConfig { file } => {
             let c = Config::load(file)?;
-            println!("{}: ok ({} pair{}{})", file.display(), c.pairs.len(), if c.pairs.len() == 1 { "" } else { "s" }, if c.email.is_some() { ", email configured" } else { "" });
+            println!(
+                "{}: ok ({} pair{}{})",
+                file.display(),
+                c.pairs.len(),
+                if c.pairs.len() == 1 { "" } else { "s" },
+                if c.email.is_some() { ", email configured" } else { "" }
+            );
             Ok(0)
         }
-        Cmd::Sync { target, dry_run, json, allow_mass_delete } => {
+        Cmd::Sync {
+            target,
+            dry_run,
+            json,
+            allow_mass_delete,
+        } => {
             let (config, pairs) = pairs(target)?;
             let mut store = api::open_state(&state_path(&cli.state, config.as_ref()))?;
             let req = SyncRequest {
@@ -235,7 +259,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     writeln!(out, "{}", serde_json::to_string(r)?)?;
                 }
             } else if *csv {
-                writeln!(out, "run,pair,trigger,started,finished,status,copied,renamed,deleted,trashed,props,conflicts,failed,skipped,bytes,error")?;
+                writeln!(
+                    out,
+                    "run,pair,trigger,started,finished,status,copied,renamed,deleted,trashed,props,conflicts,failed,skipped,bytes,error"
+                )?;
                 for r in &runs {
                     let c = &r.counts;
                     writeln!(
@@ -319,7 +346,14 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
                         Some(e) => format!("{} bytes, {}", e.size, fmt_time(e.mtime)),
                         None => "absent".into(),
                     };
-                    println!("{pair}: {} [{}] left: {}; right: {}; newer: {}", c.path, c.rule, side(&c.left), side(&c.right), c.newer.map(|s| s.name()).unwrap_or("-"));
+                    println!(
+                        "{pair}: {} [{}] left: {}; right: {}; newer: {}",
+                        c.path,
+                        c.rule,
+                        side(&c.left),
+                        side(&c.right),
+                        c.newer.map(|s| s.name()).unwrap_or("-")
+                    );
                 }
             }
             if list.is_empty() && !*json {
@@ -370,13 +404,19 @@ fn human(b: u64) -> String {
 fn describe(a: &Action) -> String {
     match a {
         Action::Rename { side, from, to, .. } => format!("rename  {side:<5} {from} -> {to}"),
-        Action::ClashRename { side, from, to, .. } => format!("clash   {side:<5} {from} -> {to} (older version kept)"),
+        Action::ClashRename { side, from, to, .. } => {
+            format!("clash   {side:<5} {from} -> {to} (older version kept)")
+        }
         Action::MkDir { side, path, .. } => format!("mkdir   {side:<5} {path}"),
         Action::Copy { side, path, src, .. } => format!("copy    {:<5} {path} -> {side} ({})", side.other(), human(src.size)),
         Action::SetProps { side, path, .. } => format!("props   {side:<5} {path}"),
-        Action::Delete { side, path, soft: true, .. } => format!("trash   {side:<5} {path}"),
+        Action::Delete {
+            side, path, soft: true, ..
+        } => format!("trash   {side:<5} {path}"),
         Action::Delete { side, path, .. } => format!("delete  {side:<5} {path}"),
-        Action::Conflict { path, .. } => format!("CONFLICT      {path} (waiting for your decision: tandem conflicts resolve)"),
+        Action::Conflict { path, .. } => {
+            format!("CONFLICT      {path} (waiting for your decision: tandem conflicts resolve)")
+        }
         Action::Record { path, base: Some(_), .. } => format!("record        {path}"),
         Action::Record { path, .. } => format!("forget        {path}"),
         Action::Skip { side, path, reason } => format!("skip    {side:<5} {path}: {reason}"),
@@ -415,7 +455,12 @@ fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
     } else {
         let planned = rep.plan.disk_actions().count();
         if rep.run_id.is_none() {
-            writeln!(out, "{}: dry run, {planned} action{} planned, nothing changed", rep.pair, if planned == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "{}: dry run, {planned} action{} planned, nothing changed",
+                rep.pair,
+                if planned == 1 { "" } else { "s" }
+            )?;
         } else if planned == 0 && c.conflicts == 0 {
             writeln!(out, "{}: in sync", rep.pair)?;
         } else {
@@ -431,7 +476,11 @@ fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
                 c.props,
                 c.conflicts,
                 c.failed,
-                if rep.deferred > 0 { format!(", deferred {} (changed during the sync; next run)", rep.deferred) } else { String::new() }
+                if rep.deferred > 0 {
+                    format!(", deferred {} (changed during the sync; next run)", rep.deferred)
+                } else {
+                    String::new()
+                }
             )?;
         }
         if let Some(f) = &rep.fatal {

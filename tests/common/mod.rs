@@ -99,12 +99,20 @@ impl Pair {
     }
 
     pub fn tandem(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tandem")).args(args).env("TANDEM_LOG", "warn").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(args)
+            .env("TANDEM_LOG", "warn")
+            .output()
+            .unwrap()
     }
 
     /// `tandem sync LEFT RIGHT --state STATE EXTRA...`
     pub fn sync(&self, extra: &[&str]) -> Output {
-        let (l, r, s) = (self.left.to_str().unwrap(), self.right.to_str().unwrap(), self.state.to_str().unwrap());
+        let (l, r, s) = (
+            self.left.to_str().unwrap(),
+            self.right.to_str().unwrap(),
+            self.state.to_str().unwrap(),
+        );
         let mut args = vec!["sync", l, r, "--state", s];
         args.extend_from_slice(extra);
         self.tandem(&args)
@@ -113,7 +121,13 @@ impl Pair {
     /// Sync and insist on exit code 0.
     pub fn sync_ok(&self) -> String {
         let o = self.sync(&[]);
-        assert_eq!(o.status.code(), Some(0), "sync failed:\n{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "sync failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -124,7 +138,9 @@ impl Pair {
 }
 
 fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str, &std::fs::Metadata, &Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let md = std::fs::symlink_metadata(&p).unwrap();
