@@ -362,6 +362,33 @@ fn fill_hashes(cx: &mut Ctx, input: &mut PlanInput, wanted: &[(Side, RelPath)], 
     Ok(())
 }
 
+/// Remove dated trash folders (`YYYY-MM-DD_HHMMSS[-N]`) older than the retention. Other
+/// names in the trash are the user's business and are left alone.
+pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::NaiveDateTime) -> Vec<PathBuf> {
+    let trash = root.join(crate::config::TRASH_DIR);
+    let Ok(items) = fs.read_dir(&trash) else { return Vec::new() };
+    let limit = now - chrono::Duration::days(retention_days as i64);
+    let mut purged = Vec::new();
+    for item in items {
+        let Ok(name) = item.name else { continue };
+        let stamp = name.split('-').take(3).collect::<Vec<_>>().join("-");
+        let Ok(when) = chrono::NaiveDateTime::parse_from_str(&stamp, "%Y-%m-%d_%H%M%S") else {
+            continue;
+        };
+        if when < limit {
+            let p = trash.join(&name);
+            match crate::fs::remove_tree(fs, &p) {
+                Ok(()) => {
+                    tracing::info!(path = %p.display(), "purged trash older than {retention_days} days");
+                    purged.push(p);
+                }
+                Err(e) => tracing::warn!(path = %p.display(), "cannot purge old trash: {e}"),
+            }
+        }
+    }
+    purged
+}
+
 /// Scan, then plan until the planner needs no more hashes.
 fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
@@ -381,6 +408,9 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, Ap
         }
     }
     if cleanup {
+        for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
+            purge_trash(fs, root, pair.options.trash_retention_days, Local::now().naive_local());
+        }
         for (fs, root, s) in [(lfs, &pair.left, &ls), (rfs, &pair.right, &rs)] {
             for t in &s.temp_files {
                 let p = root.join(t.as_str());
@@ -777,4 +807,25 @@ pub fn status(store: &Store) -> Result<Vec<PairStatus>, ApiError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{MemFs, MemOptions};
+    use std::sync::Arc;
+
+    #[test]
+    fn purge_trash_removes_only_dated_folders_past_retention() {
+        let fs = Arc::new(MemFs::new(MemOptions::default()));
+        fs.write("/r/.sync_trash/2026-01-01_120000/a/b.txt", b"old", 1);
+        fs.write("/r/.sync_trash/2026-01-01_120000-2/c.txt", b"old too", 1);
+        fs.write("/r/.sync_trash/2026-11-20_080000/d.txt", b"recent", 1);
+        fs.write("/r/.sync_trash/keep me/e.txt", b"user's", 1);
+        let now = chrono::NaiveDateTime::parse_from_str("2026-11-22_120000", "%Y-%m-%d_%H%M%S").unwrap();
+        let purged = purge_trash(&fs, Path::new("/r"), 30, now);
+        assert_eq!(purged.len(), 2);
+        let left: Vec<String> = fs.files_under("/r").into_keys().collect();
+        assert_eq!(left, [".sync_trash/2026-11-20_080000/d.txt", ".sync_trash/keep me/e.txt"]);
+    }
 }

@@ -77,6 +77,21 @@ pub fn hash_file(fs: &dyn Fs, path: &Path) -> io::Result<(crate::model::Hash, u6
     Ok((*h.finalize().as_bytes(), n))
 }
 
+/// Remove a folder and everything in it (symbolic links are removed, never followed).
+pub fn remove_tree(fs: &dyn Fs, path: &Path) -> io::Result<()> {
+    for item in fs.read_dir(path)? {
+        let name = item
+            .name
+            .map_err(|raw| io::Error::other(format!("{}: name {raw:?} is not valid Unicode", path.display())))?;
+        let child = path.join(name);
+        match item.node? {
+            Node::Entry(e) if e.kind == Kind::Dir => remove_tree(fs, &child)?,
+            _ => fs.remove_file(&child)?,
+        }
+    }
+    fs.remove_dir(path)
+}
+
 // ------------------------------------------------------------------------------ real
 
 /// The operating system's file systems.

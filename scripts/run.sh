@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds Tandem if needed and runs it. With no arguments: a one-shot two-way sync demo of
+# two folders under ~/Tandem (created on first use). Otherwise the arguments go to the
+# `tandem` command, e.g.  bash scripts/run.sh sync ~/Documents /mnt/share/Documents
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null; then
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config
+fi
+cargo build --release --quiet
+bin="$PWD/target/release/tandem"
+if [ $# -eq 0 ]; then
+    mkdir -p "$HOME/Tandem/left" "$HOME/Tandem/right"
+    echo "Syncing $HOME/Tandem/left <-> $HOME/Tandem/right (put files in either; run again to sync)"
+    exec "$bin" sync "$HOME/Tandem/left" "$HOME/Tandem/right"
+fi
+exec "$bin" "$@"
