@@ -4,7 +4,6 @@
 //! Must not touch: the disk, the clock, SQLite.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// A blake3 content hash.
@@ -211,11 +210,18 @@ impl fmt::Debug for RelPath {
         write!(f, "{:?}", &*self.0)
     }
 }
-/// Folder-first order: compare component by component so `a/b` < `a b` (children of `a`
-/// come right after `a`, before its siblings).
+/// Folder-first order: the order of the component lists, so `a/b` < `a b` (children of
+/// `a` come right after `a`, before its siblings). Computed as a byte comparison in which
+/// `/` ranks below every other byte: at the first differing byte, a `/` means that side's
+/// component ended first. (This is the planner's and scanner's hot path: no splitting.)
 impl Ord for RelPath {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.split('/').cmp(other.0.split('/'))
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        let rank = |c: u8| if c == b'/' { 0u16 } else { c as u16 + 1 };
+        match a.iter().zip(b).position(|(x, y)| x != y) {
+            Some(i) => rank(a[i]).cmp(&rank(b[i])),
+            None => a.len().cmp(&b.len()),
+        }
     }
 }
 impl PartialOrd for RelPath {
@@ -330,10 +336,135 @@ impl BaseEntry {
     }
 }
 
+/// A map from relative paths to values, kept as one sorted `Vec` (folder-first order):
+/// binary-search lookups, subtree ranges, and no per-node overhead. Built once from sorted
+/// input (scanner, state store) and rarely modified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathMap<V> {
+    items: Vec<(RelPath, V)>,
+}
+
+impl<V> Default for PathMap<V> {
+    fn default() -> Self {
+        PathMap { items: Vec::new() }
+    }
+}
+
+impl<V> PathMap<V> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From items already sorted by path, without duplicates.
+    pub fn from_sorted(items: Vec<(RelPath, V)>) -> Self {
+        debug_assert!(
+            items.windows(2).all(|w| w[0].0 < w[1].0),
+            "PathMap::from_sorted needs sorted, unique paths"
+        );
+        PathMap { items }
+    }
+
+    fn find(&self, k: &RelPath) -> Result<usize, usize> {
+        self.items.binary_search_by(|(p, _)| p.cmp(k))
+    }
+
+    pub fn get(&self, k: &RelPath) -> Option<&V> {
+        self.find(k).ok().map(|i| &self.items[i].1)
+    }
+
+    pub fn get_mut(&mut self, k: &RelPath) -> Option<&mut V> {
+        self.find(k).ok().map(|i| &mut self.items[i].1)
+    }
+
+    pub fn contains_key(&self, k: &RelPath) -> bool {
+        self.find(k).is_ok()
+    }
+
+    /// Lookup for callers that visit paths in increasing order: `cursor` only moves forward,
+    /// so a whole ordered walk costs about one comparison per item.
+    pub fn seek(&self, cursor: &mut usize, k: &RelPath) -> Option<&V> {
+        while *cursor < self.items.len() && self.items[*cursor].0 < *k {
+            *cursor += 1;
+        }
+        self.items.get(*cursor).filter(|(p, _)| p == k).map(|(_, v)| v)
+    }
+
+    pub fn insert(&mut self, k: RelPath, v: V) -> Option<V> {
+        match self.find(&k) {
+            Ok(i) => Some(std::mem::replace(&mut self.items[i].1, v)),
+            Err(i) => {
+                self.items.insert(i, (k, v));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, k: &RelPath) -> Option<V> {
+        self.find(k).ok().map(|i| self.items.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&RelPath, &V)> {
+        self.items.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &RelPath> {
+        self.items.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> {
+        self.items.iter().map(|(_, v)| v)
+    }
+
+    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> {
+        self.items.iter_mut().map(|(_, v)| v)
+    }
+
+    /// `p` and everything below it, in order.
+    pub fn subtree<'s>(&'s self, p: &'s RelPath) -> impl Iterator<Item = (&'s RelPath, &'s V)> + 's {
+        let start = self.find(p).unwrap_or_else(|i| i);
+        self.items[start..]
+            .iter()
+            .take_while(move |(k, _)| k.starts_with(p))
+            .map(|(k, v)| (k, v))
+    }
+}
+
+impl<V> FromIterator<(RelPath, V)> for PathMap<V> {
+    /// Any order; for a repeated path the last value wins (as with a map insert).
+    fn from_iter<I: IntoIterator<Item = (RelPath, V)>>(iter: I) -> Self {
+        let mut items: Vec<(RelPath, V)> = iter.into_iter().collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(RelPath, V)> = Vec::with_capacity(items.len());
+        for it in items {
+            match out.last_mut() {
+                Some(last) if last.0 == it.0 => *last = it,
+                _ => out.push(it),
+            }
+        }
+        PathMap { items: out }
+    }
+}
+
+impl<V> IntoIterator for PathMap<V> {
+    type Item = (RelPath, V);
+    type IntoIter = std::vec::IntoIter<(RelPath, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
 /// One side's tree as scanned.
-pub type Snapshot = BTreeMap<RelPath, Entry>;
+pub type Snapshot = PathMap<Entry>;
 /// The base tree.
-pub type Base = BTreeMap<RelPath, BaseEntry>;
+pub type Base = PathMap<BaseEntry>;
 
 /// Format nanoseconds since the epoch as RFC 3339 (UTC), for humans and JSON.
 pub fn fmt_time(ns: i64) -> String {
@@ -365,6 +496,19 @@ mod tests {
         v.sort();
         let s: Vec<&str> = v.iter().map(|p| p.as_str()).collect();
         assert_eq!(s, ["a", "a/b", "a/b/c", "a b", "a.txt"]);
+    }
+
+    #[test]
+    fn relpath_order_is_component_order() {
+        let names = [
+            "a", "a b", "a.b", "a/b", "a/b c", "a/b/c", "a-b", "ab", "a/b.c", "b", "é", "a/é", "A",
+        ];
+        for x in names {
+            for y in names {
+                let (p, q) = (RelPath::new(x).unwrap(), RelPath::new(y).unwrap());
+                assert_eq!(p.cmp(&q), x.split('/').cmp(y.split('/')), "{x} vs {y}");
+            }
+        }
     }
 
     #[test]
@@ -401,34 +545,4 @@ pub enum BaseUpdate {
         side: Side,
         meta: SideMeta,
     },
-}
-
-/// Apply updates to an in-memory base (the state store does the same in SQL).
-pub fn apply_updates(base: &mut Base, updates: &[BaseUpdate]) {
-    for u in updates {
-        match u {
-            BaseUpdate::Set(p, b) => {
-                base.insert(p.clone(), *b);
-            }
-            BaseUpdate::Remove(p) => {
-                base.remove(p);
-            }
-            BaseUpdate::Move { from, to } => {
-                let moved: Vec<RelPath> = base
-                    .range(from.clone()..)
-                    .take_while(|(k, _)| k.starts_with(from))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in moved {
-                    let v = base.remove(&k).unwrap();
-                    base.insert(k.rebase(from, to), v);
-                }
-            }
-            BaseUpdate::SetSide { path, side, meta } => {
-                if let Some(b) = base.get_mut(path) {
-                    *b.side_mut(*side) = *meta;
-                }
-            }
-        }
-    }
 }

@@ -10,7 +10,7 @@
 //! with no requests may be executed.
 
 use crate::config::{ClashOption, PropsOption, Rules};
-use crate::model::{Base, BaseEntry, Entry, Hash, Kind, RelPath, Side, SideMeta, Snapshot};
+use crate::model::{Base, BaseEntry, Entry, Hash, Kind, PathMap, RelPath, Side, SideMeta, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -380,13 +380,13 @@ pub fn clash_name(path: &RelPath, mtime_ns: i64, offset_s: i32, n: u32) -> RelPa
 /// A tree seen through the renames planned so far: the original map with whole subtrees
 /// moved, without copying what did not move.
 struct View<'a, V> {
-    orig: &'a BTreeMap<RelPath, V>,
+    orig: &'a PathMap<V>,
     removed: HashSet<RelPath>,
     added: BTreeMap<RelPath, V>,
 }
 
 impl<'a, V: Clone> View<'a, V> {
-    fn new(orig: &'a BTreeMap<RelPath, V>) -> Self {
+    fn new(orig: &'a PathMap<V>) -> Self {
         View {
             orig,
             removed: HashSet::new(),
@@ -398,6 +398,14 @@ impl<'a, V: Clone> View<'a, V> {
             .get(p)
             .or_else(|| if self.removed.contains(p) { None } else { self.orig.get(p) })
     }
+    /// `get` for a walk in increasing path order (see `PathMap::seek`).
+    fn seek(&self, cursor: &mut usize, p: &RelPath) -> Option<&V> {
+        if self.added.is_empty() && self.removed.is_empty() {
+            self.orig.seek(cursor, p)
+        } else {
+            self.get(p)
+        }
+    }
     fn contains(&self, p: &RelPath) -> bool {
         self.get(p).is_some()
     }
@@ -405,8 +413,7 @@ impl<'a, V: Clone> View<'a, V> {
     fn subtree(&self, p: &RelPath) -> Vec<(RelPath, V)> {
         let mut out: Vec<(RelPath, V)> = self
             .orig
-            .range(p.clone()..)
-            .take_while(|(k, _)| k.starts_with(p))
+            .subtree(p)
             .filter(|(k, _)| !self.removed.contains(*k) && !self.added.contains_key(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -434,6 +441,19 @@ impl<'a, V: Clone> View<'a, V> {
             self.insert(k.rebase(from, to), v);
         }
     }
+    /// Keys in order, without cloning those of the original map (they live as long as
+    /// the input, not as long as this view); keys of moved entries go to `moved`.
+    fn sorted_keys(&self, moved: &mut Vec<RelPath>) -> Vec<&'a RelPath> {
+        let orig: &'a PathMap<V> = self.orig;
+        moved.extend(self.added.keys().cloned());
+        if self.removed.is_empty() && self.added.is_empty() {
+            return orig.keys().collect();
+        }
+        orig.keys()
+            .filter(|k| !self.removed.contains(*k) && !self.added.contains_key(*k))
+            .collect()
+    }
+
     fn keys(&self) -> impl Iterator<Item = &RelPath> {
         self.orig
             .keys()
@@ -545,14 +565,15 @@ impl<'a> Planner<'a, '_> {
     }
 
     fn is_excluded(&self, p: &RelPath) -> bool {
+        if self.excluded.is_empty() {
+            return false;
+        }
         self.excluded.contains(p) || p.ancestors().any(|a| self.excluded.contains(&a))
     }
 
-    fn base_of(&self, p: &RelPath) -> Option<BaseEntry> {
-        if self.void_base.iter().any(|v| p.starts_with(v) && p != v) {
-            return None;
-        }
-        self.b.get(p).copied()
+    /// False below a folder whose base no longer holds (R16).
+    fn base_applies(&self, p: &RelPath) -> bool {
+        self.void_base.is_empty() || !self.void_base.iter().any(|v| p.starts_with(v) && p != v)
     }
 
     /// The hash of a side's entry, or record that it is needed.
@@ -1001,12 +1022,18 @@ impl<'a> Planner<'a, '_> {
         for s in Side::BOTH {
             self.build_ci_index(s);
         }
-        let mut keys: Vec<&RelPath> = self.l.keys().chain(self.r.keys()).chain(self.b.keys()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let keys: Vec<RelPath> = keys.into_iter().cloned().collect();
+        // Every path of the three trees, in order: a linear merge of sorted lists.
+        let mut moved = Vec::new();
+        let mut keys = merge_sorted(&self.l.sorted_keys(&mut moved), &self.r.sorted_keys(&mut moved));
+        keys = merge_sorted(&keys, &self.b.sorted_keys(&mut moved));
+        moved.sort_unstable();
+        moved.dedup();
+        let moved_refs: Vec<&RelPath> = moved.iter().collect();
+        let keys = merge_sorted(&keys, &moved_refs);
         let mut skip_below: Option<RelPath> = None;
+        let mut cursors = [0usize; 3];
         for p in keys {
+            let p = p.clone();
             if let Some(s) = &skip_below {
                 if p.starts_with(s) {
                     continue;
@@ -1017,9 +1044,9 @@ impl<'a> Planner<'a, '_> {
                 skip_below = Some(p.clone());
                 continue;
             }
-            let b = self.base_of(&p);
-            let l = self.l.get(&p).copied();
-            let r = self.r.get(&p).copied();
+            let b = self.b.seek(&mut cursors[2], &p).copied().filter(|_| self.base_applies(&p));
+            let l = self.l.seek(&mut cursors[0], &p).copied();
+            let r = self.r.seek(&mut cursors[1], &p).copied();
             if let Some(k) = self.opts.overrides.get(&p).copied() {
                 self.resolve(&p, k, b.as_ref(), l.as_ref(), r.as_ref());
                 continue;
@@ -1284,6 +1311,32 @@ impl<'a> Planner<'a, '_> {
             }
         }
     }
+}
+
+/// Merge two sorted lists into one, each path once.
+fn merge_sorted<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> Vec<&'k RelPath> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 /// Which side holds the newer version (later mtime; left on a tie).

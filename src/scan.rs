@@ -98,7 +98,7 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
     }
     // Built once from sorted input (bulk construction, no rebalancing).
     all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.tree = all.into_iter().collect();
+    out.tree = Snapshot::from_sorted(all);
     out.unknown.sort();
     out.temp_files.sort();
     Ok(out)

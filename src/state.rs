@@ -301,7 +301,7 @@ impl Store {
             ));
         }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(v.into_iter().collect())
+        Ok(Base::from_sorted(v))
     }
 
     pub fn base_file_count(&self, pair: i64) -> Result<u64, StateError> {
@@ -657,6 +657,6 @@ mod tests {
         s.commit(pair, None, &[BaseUpdate::Move { from: p("d"), to: p("e") }], &[]).unwrap();
         let base = s.load_base(pair).unwrap();
         assert_eq!(base.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["dx", "e/x", "e/y/z"]);
-        assert_eq!(base[&p("e/x")], b);
+        assert_eq!(base.get(&p("e/x")), Some(&b));
     }
 }
