@@ -122,6 +122,9 @@ pub struct SyncRequest {
     pub allow_mass_delete: bool,
     pub trigger: Trigger,
     pub overrides: BTreeMap<RelPath, Keep>,
+    /// Act on this path (and what lies below it, and its clash copies) only; the rest of the
+    /// pair is left as it is (used to apply one conflict decision).
+    pub only: Option<RelPath>,
 }
 
 impl Default for SyncRequest {
@@ -131,6 +134,7 @@ impl Default for SyncRequest {
             allow_mass_delete: false,
             trigger: Trigger::Manual,
             overrides: BTreeMap::new(),
+            only: None,
         }
     }
 }
@@ -460,8 +464,17 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, Ap
 
 /// One-shot sync of a pair through the given file systems.
 pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest) -> Result<SyncReport, ApiError> {
-    let pair_id = store.pair_id(&pair.name, &pair.left, &pair.right)?;
-    let _lock = lock_pair(store, pair, pair_id)?;
+    // A dry run records nothing: an unknown pair is planned from an empty base, unlocked.
+    let pair_id = if req.dry_run {
+        store.find_pair(&pair.left, &pair.right)?.unwrap_or(-1)
+    } else {
+        store.pair_id(&pair.name, &pair.left, &pair.right)?
+    };
+    let _lock = if req.dry_run {
+        None
+    } else {
+        Some(lock_pair(store, pair, pair_id)?)
+    };
     let span = tracing::info_span!("sync", pair = %pair.name);
     let _g = span.enter();
     let mut cx = Ctx {
@@ -472,7 +485,10 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         rfs,
     };
     let plan = match build_plan(&mut cx, req, !req.dry_run) {
-        Ok(p) => p,
+        Ok(p) => match &req.only {
+            Some(only) => scope(p, only),
+            None => p,
+        },
         Err(e) => {
             if !req.dry_run && e.exit_code() == 3 {
                 record_stopped(store, pair_id, req.trigger, &e)?;
@@ -550,7 +566,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
             run: Some(run),
         },
     );
-    let new_skips = record_outcomes(store, pair_id, &plan, &rep, &req.overrides, started)?;
+    let new_skips = record_outcomes(store, pair_id, &plan, &rep, req, started)?;
     let status = if rep.fatal.is_some() || rep.counts.failed > 0 {
         RunStatus::Partial
     } else {
@@ -582,6 +598,20 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
     })
 }
 
+/// Keep the actions about `only`: the path, what lies below it, and its clash copies.
+fn scope(mut plan: Plan, only: &RelPath) -> Plan {
+    let clashes: Vec<RelPath> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ClashRename { from, to, .. } if from == only => Some(to.clone()),
+            _ => None,
+        })
+        .collect();
+    plan.actions.retain(|a| a.path().starts_with(only) || clashes.contains(a.path()));
+    plan
+}
+
 fn record_stopped(store: &Store, pair_id: i64, trigger: Trigger, e: &ApiError) -> Result<(), ApiError> {
     let run = store.start_run(pair_id, trigger.name(), false)?;
     store.finish_run(run, "stopped", &RunCounts::default(), Some(&e.to_string()))?;
@@ -594,7 +624,7 @@ fn record_outcomes(
     pair_id: i64,
     plan: &Plan,
     rep: &ExecReport,
-    overrides: &BTreeMap<RelPath, Keep>,
+    req: &SyncRequest,
     started: i64,
 ) -> Result<Vec<(Side, RelPath, String)>, ApiError> {
     let mut raised = std::collections::HashSet::new();
@@ -651,11 +681,18 @@ fn record_outcomes(
             _ => {}
         }
     }
-    store.clear_stale_skipped(pair_id, started)?;
+    if req.only.is_none() {
+        store.clear_stale_skipped(pair_id, started)?;
+    }
     // Open conflicts the plan no longer raises were settled (on disk, or by a decision).
+    // A scoped run speaks only for its own path.
     for c in store.open_conflicts(pair_id)? {
-        if !raised.contains(&c.path) {
-            let how = match RelPath::new(&c.path).ok().and_then(|p| overrides.get(&p).copied()) {
+        let in_scope = req
+            .only
+            .as_ref()
+            .is_none_or(|o| RelPath::new(&c.path).is_ok_and(|p| p.starts_with(o)));
+        if in_scope && !raised.contains(&c.path) {
+            let how = match RelPath::new(&c.path).ok().and_then(|p| req.overrides.get(&p).copied()) {
                 Some(Keep::Left) => "kept left",
                 Some(Keep::Right) => "kept right",
                 Some(Keep::Both) => "kept both",
@@ -772,7 +809,8 @@ pub fn resolve(store: &mut Store, pair: &PairConfig, path: &str, keep: Keep) -> 
     let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
     let req = SyncRequest {
         trigger: Trigger::Resolve,
-        overrides: [(rel, keep)].into_iter().collect(),
+        overrides: [(rel.clone(), keep)].into_iter().collect(),
+        only: Some(rel),
         ..Default::default()
     };
     sync(store, pair, &req)

@@ -37,9 +37,10 @@ pub struct ExecOptions {
     pub soft_delete_max_bytes: u64,
     /// `YYYY-MM-DD_HHMMSS` of this run: the trash folder name.
     pub trash_stamp: String,
-    /// A copy batch closes after this many files or bytes.
+    /// A copy batch closes after this many files, bytes or this much time.
     pub batch_files: usize,
     pub batch_bytes: u64,
+    pub batch_time: std::time::Duration,
     /// Wall clock for journal rows (ns).
     pub now: i64,
 }
@@ -50,8 +51,9 @@ impl Default for ExecOptions {
             concurrency: 4,
             soft_delete_max_bytes: 20 << 20,
             trash_stamp: "1970-01-01_000000".into(),
-            batch_files: 2000,
-            batch_bytes: 256 << 20,
+            batch_files: 1000,
+            batch_bytes: 128 << 20,
+            batch_time: std::time::Duration::from_millis(250),
             now: 0,
         }
     }
@@ -98,6 +100,9 @@ struct Exec<'a> {
     tmp_counter: AtomicU64,
     /// This run's trash folder name (unique on both sides).
     trash_stamp: String,
+    /// Folders known to exist (saves a failing mkdir and a stat per copied file).
+    known_dirs: Mutex<std::collections::HashSet<PathBuf>>,
+    pid: u32,
 }
 
 fn stat_entry(fs: &dyn Fs, p: &Path) -> std::io::Result<Option<Entry>> {
@@ -183,7 +188,7 @@ impl<'a> Exec<'a> {
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::SeqCst);
-        dir.join(format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", std::process::id()))
+        dir.join(format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", self.pid))
     }
 
     fn trash_path(&self, side: Side, p: &RelPath) -> PathBuf {
@@ -332,7 +337,10 @@ impl<'a> Exec<'a> {
             });
         }
         let dir = da.parent().unwrap_or(&to.root).to_path_buf();
-        to.fs.create_dir_all(&dir).map_err(|e| failed("create folder", &dir, e))?;
+        if !self.known_dirs.lock().unwrap().contains(&dir) {
+            to.fs.create_dir_all(&dir).map_err(|e| failed("create folder", &dir, e))?;
+            self.known_dirs.lock().unwrap().insert(dir.clone());
+        }
         let tmp = self.temp_path(&dir);
         let copied = (|| -> std::io::Result<(Hash, u64)> {
             let mut r = from.fs.open_read(&sa)?;
@@ -356,6 +364,13 @@ impl<'a> Exec<'a> {
             Ok(x) => x,
             Err(e) => {
                 let _ = to.fs.remove_file(&tmp);
+                // Gone or changed since the scan (deleted by the user a moment ago): the next
+                // run re-plans it. Otherwise it is a real read failure.
+                if !stat_entry(from.fs, &sa).ok().flatten().is_some_and(|now| now.same_meta(&s0)) {
+                    return Err(Outcome::Deferred {
+                        reason: format!("{} changed during the copy", sa.display()),
+                    });
+                }
                 return Err(failed("copy", &sa, e));
             }
         };
@@ -544,6 +559,8 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         seq: AtomicUsize::new(0),
         tmp_counter: AtomicU64::new(0),
         trash_stamp,
+        known_dirs: Mutex::new(std::collections::HashSet::new()),
+        pid: std::process::id(),
     };
     let mut rep = ExecReport {
         outcomes: vec![None; plan.actions.len()],
@@ -629,77 +646,133 @@ fn flush_and_commit(
     }
 }
 
+/// A batch of staged copies: (action index, staged temp file or the outcome already known).
+type Batch = Vec<(usize, Result<Staged, Outcome>)>;
+
+/// Copies, as a two-stage pipeline: workers stage batch N+1 into temporary files while this
+/// thread makes batch N durable, renames it into place and commits it. At most one staged
+/// batch waits, so memory and what a crash can throw away stay small.
 fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut ExecReport, sink: &mut dyn Sink) {
-    let mut i = start;
-    while i < end && rep.fatal.is_none() {
-        // One batch: up to batch_files files or batch_bytes bytes (at least one file).
-        let mut j = i;
-        let mut bytes = 0u64;
-        while j < end && (j == i || (j - i < ex.opts.batch_files && bytes < ex.opts.batch_bytes)) {
-            if let Action::Copy { src, .. } = &acts[j] {
-                bytes += src.size;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    std::thread::scope(|sc| {
+        let stop = &stop;
+        sc.spawn(move || {
+            let mut i = start;
+            while i < end && !stop.load(Ordering::SeqCst) {
+                let (batch, j) = stage_batch(ex, acts, i, end);
+                if tx.send(batch).is_err() {
+                    break;
+                }
+                i = j;
             }
-            j += 1;
+        });
+        let mut pending = Installed::default();
+        for batch in rx.iter() {
+            if rep.fatal.is_some() {
+                discard(ex, &batch);
+                continue;
+            }
+            pending = install_batch(ex, acts, batch, pending, rep, sink);
+            if rep.fatal.is_some() {
+                stop.store(true, Ordering::SeqCst);
+            }
         }
-        let next = AtomicUsize::new(i);
-        let staged: Mutex<Vec<(usize, Result<Staged, Outcome>)>> = Mutex::new(Vec::new());
-        let workers = ex.opts.concurrency.clamp(1, j - i);
-        std::thread::scope(|sc| {
-            for _ in 0..workers {
-                sc.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    if k >= j {
-                        break;
-                    }
+        // The last batch's renames: one more flush, then its commit.
+        if rep.fatal.is_none() {
+            flush_and_commit(ex, &[], &pending.dirs, &pending.ups, &pending.rows, rep, sink);
+        }
+    });
+}
+
+/// Renames done but not yet known durable, with the state they will commit.
+#[derive(Default)]
+struct Installed {
+    dirs: Vec<(Side, PathBuf)>,
+    ups: Vec<BaseUpdate>,
+    rows: Vec<JournalRow>,
+}
+
+/// Stage one batch from `i`: at least one file, then more while it stays under batch_files
+/// files, batch_bytes bytes and batch_time of work. Returns the batch and where the next
+/// one starts.
+fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usize) {
+    let deadline = std::time::Instant::now() + ex.opts.batch_time;
+    let next = AtomicUsize::new(i);
+    let bytes = AtomicU64::new(0);
+    let staged: Mutex<Batch> = Mutex::new(Vec::new());
+    let workers = ex.opts.concurrency.clamp(1, end - i);
+    let claim = || loop {
+        let k = next.load(Ordering::SeqCst);
+        let full =
+            k - i >= ex.opts.batch_files || bytes.load(Ordering::SeqCst) >= ex.opts.batch_bytes || std::time::Instant::now() >= deadline;
+        if k >= end || (k > i && full) {
+            return None;
+        }
+        if next.compare_exchange(k, k + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            return Some(k);
+        }
+    };
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| {
+                while let Some(k) = claim() {
                     if let Action::Copy { side, path, src, dst, .. } = &acts[k] {
+                        bytes.fetch_add(src.size, Ordering::SeqCst);
                         let res = ex.stage(*side, path, src, dst.as_ref());
                         staged.lock().unwrap().push((k, res));
                     }
-                });
-            }
-        });
-        let mut staged = staged.into_inner().unwrap();
-        staged.sort_by_key(|s| s.0);
-        // One flush for the whole batch of temporary files...
-        let files: Vec<(Side, PathBuf)> = staged
-            .iter()
-            .filter_map(|(k, s)| match (s, &acts[*k]) {
-                (Ok(st), Action::Copy { side, .. }) => Some((*side, st.tmp.clone())),
-                _ => None,
-            })
-            .collect();
-        flush_and_commit(ex, &files, &[], &[], &[], rep, sink);
-        if rep.fatal.is_some() {
-            for (_, s) in &staged {
-                if let Ok(st) = s {
-                    for side in Side::BOTH {
-                        let _ = ex.rep(side).fs.remove_file(&st.tmp);
-                    }
                 }
+            });
+        }
+    });
+    let mut staged = staged.into_inner().unwrap();
+    staged.sort_by_key(|s| s.0);
+    (staged, next.into_inner())
+}
+
+fn discard(ex: &Exec, batch: &Batch) {
+    for (_, s) in batch {
+        if let Ok(st) = s {
+            for side in Side::BOTH {
+                let _ = ex.rep(side).fs.remove_file(&st.tmp);
             }
-            return;
         }
-        // ...then the renames into place, a second flush, and one state commit.
-        let mut ups = Vec::new();
-        let mut rows = Vec::new();
-        let mut dirs = Vec::new();
-        for (k, s) in staged {
-            let Action::Copy { side, path, dst, .. } = &acts[k] else {
-                continue;
-            };
-            let o = match s {
-                Ok(st) => {
-                    dirs.push((*side, st.tmp.parent().unwrap().to_path_buf()));
-                    ex.install(*side, path, dst.as_ref(), &st, &mut ups)
-                }
-                Err(o) => o,
-            };
-            rows.push(ex.journal(&acts[k], &o));
-            rep.outcomes[k] = Some(o);
-        }
-        flush_and_commit(ex, &[], &dirs, &ups, &rows, rep, sink);
-        i = j;
     }
+}
+
+/// One flush makes this batch's temporary files and the previous batch's renames durable;
+/// then the previous batch's state is committed and this batch is renamed into place. Its
+/// renames are made durable (and committed) by the next batch's flush, or the final one.
+fn install_batch(ex: &Exec, acts: &[Action], batch: Batch, prev: Installed, rep: &mut ExecReport, sink: &mut dyn Sink) -> Installed {
+    let files: Vec<(Side, PathBuf)> = batch
+        .iter()
+        .filter_map(|(k, s)| match (s, &acts[*k]) {
+            (Ok(st), Action::Copy { side, .. }) => Some((*side, st.tmp.clone())),
+            _ => None,
+        })
+        .collect();
+    flush_and_commit(ex, &files, &prev.dirs, &prev.ups, &prev.rows, rep, sink);
+    if rep.fatal.is_some() {
+        discard(ex, &batch);
+        return Installed::default();
+    }
+    let mut now = Installed::default();
+    for (k, s) in batch {
+        let Action::Copy { side, path, dst, .. } = &acts[k] else {
+            continue;
+        };
+        let o = match s {
+            Ok(st) => {
+                now.dirs.push((*side, st.tmp.parent().unwrap().to_path_buf()));
+                ex.install(*side, path, dst.as_ref(), &st, &mut now.ups)
+            }
+            Err(o) => o,
+        };
+        now.rows.push(ex.journal(&acts[k], &o));
+        rep.outcomes[k] = Some(o);
+    }
+    now
 }
 
 fn count(acts: &[Action], rep: &mut ExecReport) {

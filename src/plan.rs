@@ -1237,6 +1237,10 @@ impl<'a> Planner<'a, '_> {
     fn resolve(&mut self, p: &RelPath, keep: Keep, b: Option<&BaseEntry>, l: Option<&Entry>, r: Option<&Entry>) {
         let rule = Rule::Resolve;
         let one_side = |this: &mut Self, from: Side, e_from: Option<&Entry>, e_to: Option<&Entry>| match (e_from, e_to) {
+            // Same content: the kept side's properties (mtime, mode) still win.
+            (Some(f), Some(t)) if this.same_content(p, f, t) && f.is_file() && (f.mtime != t.mtime || f.mode != t.mode) => {
+                this.set_props(from.other(), p, f, t, rule)
+            }
             (Some(f), Some(t)) if this.same_content(p, f, t) => this.record(p, l.unwrap(), r.unwrap(), rule),
             (Some(f), t) => this.copy(from.other(), p, f, t, rule),
             (None, Some(t)) => this.delete(from.other(), p, t, rule),

@@ -242,17 +242,21 @@ impl Store {
         Ok(())
     }
 
-    /// The id of a pair, created on first use.
-    pub fn pair_id(&self, name: &str, left: &Path, right: &Path) -> Result<i64, StateError> {
+    /// The id of a known pair.
+    pub fn find_pair(&self, left: &Path, right: &Path) -> Result<Option<i64>, StateError> {
         let (l, r) = (left.to_string_lossy(), right.to_string_lossy());
-        if let Some(id) = self
-            .conn
+        self.conn
             .query_row(q("pair_find"), params![l, r], |row| row.get(0))
             .optional()
-            .map_err(|e| self.err(e))?
-        {
+            .map_err(|e| self.err(e))
+    }
+
+    /// The id of a pair, created on first use.
+    pub fn pair_id(&self, name: &str, left: &Path, right: &Path) -> Result<i64, StateError> {
+        if let Some(id) = self.find_pair(left, right)? {
             return Ok(id);
         }
+        let (l, r) = (left.to_string_lossy(), right.to_string_lossy());
         self.conn
             .execute(q("pair_insert"), params![name, l, r, now_ns()])
             .map_err(|e| self.err(e))?;

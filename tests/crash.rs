@@ -126,7 +126,7 @@ impl World {
         }
         // New files on a random side; sometimes many, to keep Tandem busy.
         let side = if self.rng.below(2) == 0 { Left } else { Right };
-        let count = if round % 3 == 0 { 150 } else { 5 };
+        let count = if round.is_multiple_of(3) { 150 } else { 5 };
         for i in 0..count {
             let rel = format!("new/r{round}/{side}-{i}.dat");
             let size = 50 + self.rng.below(2000) as usize;
@@ -216,9 +216,11 @@ impl World {
     /// more files were installed on the right.
     fn progress_trigger(&mut self) -> Trigger {
         let installed = files_and_temps(&self.p.right).0;
+        // Somewhere inside the work that is left, so that (nearly) every run is killed.
+        let remaining = files_and_temps(&self.p.left).0.saturating_sub(installed).max(2);
         Trigger::Progress {
-            temps: 100 + self.rng.below(1400) as usize,
-            installed: installed + 100 + self.rng.below(2800) as usize,
+            temps: 20 + self.rng.below(300) as usize,
+            installed: installed + 1 + self.rng.below(remaining as u64 - 1) as usize,
         }
     }
 

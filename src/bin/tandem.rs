@@ -144,9 +144,10 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let (code, msg) = match e.downcast_ref::<ApiError>() {
-                Some(api) => (api.exit_code(), format!("{api} [{}]", api.code())),
-                None => (1, format!("{e:#}")),
+            let (code, msg) = match (e.downcast_ref::<ApiError>(), e.downcast_ref::<tandem::config::ConfigError>()) {
+                (Some(api), _) => (api.exit_code(), format!("{api} [{}]", api.code())),
+                (None, Some(c)) => (2, format!("{c} [config_invalid]")),
+                (None, None) => (1, format!("{e:#}")),
             };
             eprintln!("tandem: {msg}");
             code
@@ -205,7 +206,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             allow_mass_delete,
         } => {
             let (config, pairs) = pairs(target)?;
-            let mut store = api::open_state(&state_path(&cli.state, config.as_ref()))?;
+            let path = state_path(&cli.state, config.as_ref());
+            // A dry run changes no state: without a state file it plans from an empty base.
+            let mut store = if *dry_run && !path.exists() {
+                tandem::state::Store::in_memory()?
+            } else {
+                api::open_state(&path)?
+            };
             let req = SyncRequest {
                 dry_run: *dry_run,
                 allow_mass_delete: *allow_mass_delete,
@@ -423,16 +430,28 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// Unsyncable names are reported on the first run that meets them, not on every run (dry
+/// runs, which record nothing, show them all).
+fn is_new_skip(rep: &SyncReport, a: &Action) -> bool {
+    match a {
+        Action::Skip { side, path, .. } => rep.run_id.is_none() || rep.new_skips.iter().any(|(s, p, _)| s == side && p == path),
+        _ => false,
+    }
+}
+
 fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for (a, o) in rep.plan.actions.iter().zip(&rep.outcomes) {
         if json {
+            if matches!(a, Action::Skip { .. }) && !is_new_skip(rep, a) {
+                continue;
+            }
             let mut v = serde_json::to_value(a)?;
             if let (Some(obj), Some(o)) = (v.as_object_mut(), o) {
                 obj.insert("outcome".into(), serde_json::to_value(o)?);
             }
             writeln!(out, "{v}")?;
-        } else if a.is_disk_action() || matches!(a, Action::Conflict { .. } | Action::Skip { .. }) {
+        } else if a.is_disk_action() || matches!(a, Action::Conflict { .. }) || is_new_skip(rep, a) {
             let tail = match o {
                 Some(tandem::exec::Outcome::Failed { error }) => format!("  FAILED: {error}"),
                 Some(tandem::exec::Outcome::Deferred { reason }) => format!("  deferred: {reason}"),
