@@ -654,7 +654,7 @@ type Batch = Vec<(usize, Result<Staged, Outcome>)>;
 /// batch waits, so memory and what a crash can throw away stay small.
 fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut ExecReport, sink: &mut dyn Sink) {
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(0);
     std::thread::scope(|sc| {
         let stop = &stop;
         sc.spawn(move || {

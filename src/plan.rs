@@ -523,6 +523,7 @@ pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
         });
     }
     // Renames first: names are judged on the trees as they will be once renamed.
+    p.settle_double_case_renames();
     for s in Side::BOTH {
         p.detect_renames(s);
     }
@@ -687,9 +688,82 @@ impl<'a> Planner<'a, '_> {
             .then(|| self.view(side).keys().map(|k| (k.to_lowercase_key(), k.clone())).collect());
     }
 
+    /// Find the renames made on `s` and mirror them on the other side.
     fn detect_renames(&mut self, s: Side) {
+        self.build_ci_index(s.other());
+        let found = self.find_renames(s);
+        self.apply_renames(s, found);
+    }
+
+    /// R13 for names: a synced path renamed on both sides to names that differ only in
+    /// case. One name wins by the R13 option; the other side is renamed to it (no copy).
+    fn settle_double_case_renames(&mut self) {
+        let fl = self.find_renames(Side::Left);
+        if fl.is_empty() {
+            return;
+        }
+        let fr = self.find_renames(Side::Right);
+        for (from, tl, kind) in fl {
+            let lower = tl.to_lowercase_key();
+            let Some((_, tr, _)) = fr
+                .iter()
+                .find(|(f, t, k)| *f == from && *k == kind && *t != tl && t.to_lowercase_key() == lower)
+            else {
+                continue;
+            };
+            let (Some(le), Some(re)) = (self.l.get(&tl).copied(), self.r.get(tr).copied()) else {
+                continue;
+            };
+            let winner = match self.opts.rules.r13 {
+                PropsOption::Manual => {
+                    self.conflict(&tl, Rule::R13, Some(&le), Some(&re));
+                    for x in [&from, &tl, tr] {
+                        self.excluded.insert(x.clone());
+                    }
+                    continue;
+                }
+                PropsOption::LeftWins => Side::Left,
+                // The later rename (its change time) is the newer change.
+                PropsOption::Newer => {
+                    if re.ctime > le.ctime {
+                        Side::Right
+                    } else {
+                        Side::Left
+                    }
+                }
+            };
+            let (t_win, t_lose, e_lose) = if winner == Side::Left {
+                (tl.clone(), tr.clone(), re)
+            } else {
+                (tr.clone(), tl.clone(), le)
+            };
+            let lose = winner.other();
+            self.actions.push(Action::Rename {
+                side: lose,
+                from: t_lose.clone(),
+                to: t_win.clone(),
+                kind,
+                expect: e_lose,
+                rule: Rule::R13,
+            });
+            self.view_mut(lose).move_subtree(&t_lose, &t_win);
+            self.moved.push((lose, t_lose, t_win.clone()));
+            for (k, v) in self.b.subtree(&from) {
+                self.b.remove(&k);
+                self.b.insert(k.rebase(&from, &t_win), v);
+            }
+            // The base row under the old name goes; the merge records the new one.
+            self.actions.push(Action::Record {
+                path: from,
+                base: None,
+                rule: Rule::R13,
+            });
+        }
+    }
+
+    /// Renames made on `s`: (base path, new path, kind).
+    fn find_renames(&mut self, s: Side) -> Vec<(RelPath, RelPath, Kind)> {
         let o = s.other();
-        self.build_ci_index(o);
         // Deleted on s: in base, absent on s. New on s: present, not in base.
         let mut deleted: Vec<(RelPath, BaseEntry)> = self
             .b
@@ -698,7 +772,7 @@ impl<'a> Planner<'a, '_> {
             .map(|p| (p.clone(), *self.b.get(p).unwrap()))
             .collect();
         if deleted.is_empty() {
-            return;
+            return Vec::new();
         }
         deleted.sort_by(|a, b| a.0.cmp(&b.0));
         let new: Vec<(RelPath, Entry)> = self
@@ -708,7 +782,7 @@ impl<'a> Planner<'a, '_> {
             .map(|p| (p.clone(), *self.view(s).get(p).unwrap()))
             .collect();
         if new.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut taken: HashSet<RelPath> = HashSet::new();
         let mut found: Vec<(RelPath, RelPath, Kind)> = Vec::new();
@@ -788,8 +862,11 @@ impl<'a> Planner<'a, '_> {
         // 4. Folders without ids: a deleted folder whose files all reappear, by the rules
         //    above, under one new folder with the same names.
         self.infer_dir_renames(s, &deleted, &mut found);
+        found
+    }
 
-        // Apply, outermost first; renames inside an applied folder move with it.
+    /// Mirror found renames, outermost first; renames inside an applied folder move with it.
+    fn apply_renames(&mut self, s: Side, mut found: Vec<(RelPath, RelPath, Kind)>) {
         found.sort_by(|a, b| a.0.depth().cmp(&b.0.depth()).then(a.0.cmp(&b.0)));
         let mut applied: Vec<(RelPath, RelPath)> = Vec::new();
         for (from, to, kind) in found {
