@@ -396,8 +396,16 @@ pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::N
 /// Scan, then plan until the planner needs no more hashes.
 fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
+    let t = std::time::Instant::now();
     let (ls, rs) = scan_both(pair, lfs, rfs)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        left = ls.tree.len(),
+        right = rs.tree.len(),
+        "scanned"
+    );
     let base = cx.store.load_base(cx.pair_id)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, entries = base.len(), "base loaded");
     // A root that suddenly holds nothing while the base says it held files is not read as
     // "everything was deleted".
     let base_files = base.values().filter(|b| b.kind == crate::model::Kind::File).count() as u64;
@@ -451,6 +459,12 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, Ap
     };
     for _ in 0..8 {
         let p = plan::plan(&input, &opts);
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            actions = p.actions.len(),
+            hashes = p.hash_requests.len(),
+            "planned"
+        );
         if p.hash_requests.is_empty() {
             return Ok(p);
         }
@@ -555,6 +569,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
             fs: rfs,
         },
     );
+    let t = std::time::Instant::now();
     let rep: ExecReport = exec::execute(
         &plan,
         &l,
@@ -566,6 +581,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
             run: Some(run),
         },
     );
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "executed");
     let new_skips = record_outcomes(store, pair_id, &plan, &rep, req, started)?;
     let status = if rep.fatal.is_some() || rep.counts.failed > 0 {
         RunStatus::Partial
@@ -584,6 +600,10 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         &rep.counts,
         rep.fatal.as_deref(),
     )?;
+    if req.only.is_none() {
+        let keep_ns = pair.options.trash_retention_days as i64 * 86_400 * 1_000_000_000;
+        store.prune(pair_id, started - keep_ns)?;
+    }
     tracing::info!(run, copied = rep.counts.copied, failed = rep.counts.failed, "run finished");
     Ok(SyncReport {
         pair: pair.name.clone(),

@@ -568,30 +568,32 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
     };
     let acts = &plan.actions;
     let mut i = 0;
+    // Renames, folders, properties and deletes need no flush of their own: they become
+    // durable with the next flush (a copy batch's, or the final one), and their base
+    // updates are committed only after it.
+    let mut pending = Installed::default();
     while i < acts.len() && rep.fatal.is_none() {
         let phase = acts[i].phase();
         let end = (i..acts.len()).find(|&j| acts[j].phase() != phase).unwrap_or(acts.len());
         if phase == 2 {
-            copy_phase(&ex, acts, i, end, &mut rep, sink);
+            copy_phase(&ex, acts, i, end, &mut pending, &mut rep, sink);
         } else {
-            let mut ups = Vec::new();
-            let mut rows = Vec::new();
-            let mut dirs: Vec<(Side, PathBuf)> = Vec::new();
+            let Installed { ups, rows, dirs } = &mut pending;
             for (k, a) in acts.iter().enumerate().take(end).skip(i) {
                 let o = match a {
                     Action::Rename {
                         side, from, to, expect, ..
-                    } => ex.rename(*side, from, to, expect, true, &mut ups),
+                    } => ex.rename(*side, from, to, expect, true, ups),
                     Action::ClashRename {
                         side, from, to, expect, ..
-                    } => ex.rename(*side, from, to, expect, false, &mut ups),
-                    Action::MkDir { side, path, .. } => ex.mkdir(*side, path, &mut ups),
+                    } => ex.rename(*side, from, to, expect, false, ups),
+                    Action::MkDir { side, path, .. } => ex.mkdir(*side, path, ups),
                     Action::SetProps {
                         side, path, src, expect, ..
-                    } => ex.set_props(*side, path, src, expect, &mut ups),
+                    } => ex.set_props(*side, path, src, expect, ups),
                     Action::Delete {
                         side, path, expect, soft, ..
-                    } => ex.delete(*side, path, expect, *soft, &mut ups),
+                    } => ex.delete(*side, path, expect, *soft, ups),
                     Action::Record { path, base, .. } => {
                         ups.push(match base {
                             Some(b) => BaseUpdate::Set(path.clone(), ex.refreshed(path, *b)),
@@ -611,9 +613,11 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
                 }
                 rep.outcomes[k] = Some(o);
             }
-            flush_and_commit(&ex, &[], &dirs, &ups, &rows, &mut rep, sink);
         }
         i = end;
+    }
+    if rep.fatal.is_none() {
+        flush_and_commit(&ex, &[], &pending.dirs, &pending.ups, &pending.rows, &mut rep, sink);
     }
     count(acts, &mut rep);
     rep
@@ -628,14 +632,26 @@ fn flush_and_commit(
     rep: &mut ExecReport,
     sink: &mut dyn Sink,
 ) {
-    for s in Side::BOTH {
-        let f: Vec<PathBuf> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
-        let mut d: Vec<PathBuf> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+    // Both roots on the OS: one call, so one syncfs per file system, not per side.
+    if ex.l.fs.is_os() && ex.r.fs.is_os() {
+        let f: Vec<PathBuf> = files.iter().map(|x| x.1.clone()).collect();
+        let mut d: Vec<PathBuf> = dirs.iter().map(|x| x.1.clone()).collect();
         d.sort();
         d.dedup();
-        if let Err(e) = ex.rep(s).fs.make_durable(&f, &d) {
-            rep.fatal = Some(format!("flush to disk on the {s} side failed: {e}"));
+        if let Err(e) = ex.l.fs.make_durable(&f, &d) {
+            rep.fatal = Some(format!("flush to disk failed: {e}"));
             return;
+        }
+    } else {
+        for s in Side::BOTH {
+            let f: Vec<PathBuf> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+            let mut d: Vec<PathBuf> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+            d.sort();
+            d.dedup();
+            if let Err(e) = ex.rep(s).fs.make_durable(&f, &d) {
+                rep.fatal = Some(format!("flush to disk on the {s} side failed: {e}"));
+                return;
+            }
         }
     }
     if ups.is_empty() && rows.is_empty() {
@@ -652,7 +668,7 @@ type Batch = Vec<(usize, Result<Staged, Outcome>)>;
 /// Copies, as a two-stage pipeline: workers stage batch N+1 into temporary files while this
 /// thread makes batch N durable, renames it into place and commits it. At most one staged
 /// batch waits, so memory and what a crash can throw away stay small.
-fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut ExecReport, sink: &mut dyn Sink) {
+fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, pending: &mut Installed, rep: &mut ExecReport, sink: &mut dyn Sink) {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(0);
     std::thread::scope(|sc| {
@@ -667,21 +683,17 @@ fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, rep: &mut Ex
                 i = j;
             }
         });
-        let mut pending = Installed::default();
         for batch in rx.iter() {
             if rep.fatal.is_some() {
                 discard(ex, &batch);
                 continue;
             }
-            pending = install_batch(ex, acts, batch, pending, rep, sink);
+            *pending = install_batch(ex, acts, batch, std::mem::take(pending), rep, sink);
             if rep.fatal.is_some() {
                 stop.store(true, Ordering::SeqCst);
             }
         }
-        // The last batch's renames: one more flush, then its commit.
-        if rep.fatal.is_none() {
-            flush_and_commit(ex, &[], &pending.dirs, &pending.ups, &pending.rows, rep, sink);
-        }
+        // The last batch's renames are made durable and committed by the caller's next flush.
     });
 }
 

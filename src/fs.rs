@@ -58,6 +58,11 @@ pub trait Fs: Send + Sync {
     fn make_durable(&self, files: &[PathBuf], dirs: &[PathBuf]) -> io::Result<()>;
     /// Whether names under `root` are compared without regard to case.
     fn case_insensitive(&self, root: &Path) -> bool;
+    /// Whether this is the operating system's file systems (then one `make_durable` call
+    /// may take paths of both roots).
+    fn is_os(&self) -> bool {
+        false
+    }
 }
 
 /// Hash a file's content through `fs`.
@@ -290,6 +295,10 @@ impl Fs for RealFs {
             }
             Ok(())
         }
+    }
+
+    fn is_os(&self) -> bool {
+        true
     }
 
     fn case_insensitive(&self, root: &Path) -> bool {

@@ -400,11 +400,29 @@ impl<'a, V: Clone> View<'a, V> {
     }
     /// `get` for a walk in increasing path order (see `PathMap::seek`).
     fn seek(&self, cursor: &mut usize, p: &RelPath) -> Option<&V> {
-        if self.added.is_empty() && self.removed.is_empty() {
-            self.orig.seek(cursor, p)
-        } else {
-            self.get(p)
+        if let Some(v) = self.added.get(p) {
+            return Some(v);
         }
+        let v = self.orig.seek(cursor, p)?;
+        if !self.removed.is_empty() && self.removed.contains(p) {
+            None
+        } else {
+            Some(v)
+        }
+    }
+
+    /// Every key in order (moved ones included), borrowed from this view.
+    fn all_sorted_keys(&self) -> Vec<&RelPath> {
+        let orig: Vec<&RelPath> = if self.removed.is_empty() && self.added.is_empty() {
+            self.orig.keys().collect()
+        } else {
+            self.orig
+                .keys()
+                .filter(|k| !self.removed.contains(*k) && !self.added.contains_key(*k))
+                .collect()
+        };
+        let added: Vec<&RelPath> = self.added.keys().collect();
+        merge_sorted(&orig, &added)
     }
     fn contains(&self, p: &RelPath) -> bool {
         self.get(p).is_some()
@@ -764,21 +782,20 @@ impl<'a> Planner<'a, '_> {
     /// Renames made on `s`: (base path, new path, kind).
     fn find_renames(&mut self, s: Side) -> Vec<(RelPath, RelPath, Kind)> {
         let o = s.other();
-        // Deleted on s: in base, absent on s. New on s: present, not in base.
-        let mut deleted: Vec<(RelPath, BaseEntry)> = self
-            .b
-            .keys()
-            .filter(|p| !self.view(s).contains(p) && !self.is_excluded(p))
+        // Deleted on s: in base, absent on s. New on s: present, not in base. One linear
+        // pass over both sorted key lists.
+        let (only_base, only_side) = sorted_difference(&self.b.all_sorted_keys(), &self.view(s).all_sorted_keys());
+        let deleted: Vec<(RelPath, BaseEntry)> = only_base
+            .into_iter()
+            .filter(|p| !self.is_excluded(p))
             .map(|p| (p.clone(), *self.b.get(p).unwrap()))
             .collect();
         if deleted.is_empty() {
             return Vec::new();
         }
-        deleted.sort_by(|a, b| a.0.cmp(&b.0));
-        let new: Vec<(RelPath, Entry)> = self
-            .view(s)
-            .keys()
-            .filter(|p| !self.b.contains(p) && !self.is_excluded(p))
+        let new: Vec<(RelPath, Entry)> = only_side
+            .into_iter()
+            .filter(|p| !self.is_excluded(p))
             .map(|p| (p.clone(), *self.view(s).get(p).unwrap()))
             .collect();
         if new.is_empty() {
@@ -1392,6 +1409,31 @@ impl<'a> Planner<'a, '_> {
             }
         }
     }
+}
+
+/// Of two sorted lists: what only the first holds, what only the second holds.
+fn sorted_difference<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> (Vec<&'k RelPath>, Vec<&'k RelPath>) {
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(b[j]) {
+            std::cmp::Ordering::Less => {
+                only_a.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                only_b.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    only_a.extend_from_slice(&a[i..]);
+    only_b.extend_from_slice(&b[j..]);
+    (only_a, only_b)
 }
 
 /// Merge two sorted lists into one, each path once.

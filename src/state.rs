@@ -602,6 +602,16 @@ impl Store {
         Ok(prev.as_deref() != Some(reason))
     }
 
+    /// Housekeeping after a run: tombstones older than `tombstones_before` (ns) and hash
+    /// cache rows the base has made redundant.
+    pub fn prune(&self, pair: i64, tombstones_before: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(q("tombstone_prune"), params![pair, tombstones_before])
+            .map_err(|e| self.err(e))?;
+        self.conn.execute(q("hash_cache_prune"), params![pair]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Forget skipped paths not seen since `before` (they were fixed or removed).
     pub fn clear_stale_skipped(&self, pair: i64, before: i64) -> Result<(), StateError> {
         self.conn

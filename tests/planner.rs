@@ -95,21 +95,20 @@ struct Case {
 
 fn defaults(_: &mut Opts) {}
 
-fn check(c: &Case) -> Result<(), String> {
-    let mut o = Opts {
-        rules: Rules::default(),
-        soft_max: 20 << 20,
-        left_names: NameRules::default(),
-        right_names: NameRules::default(),
-        overrides: BTreeMap::new(),
-    };
-    (c.opts)(&mut o);
-    let input = PlanInput {
-        left: tree(c.left),
-        right: tree(c.right),
-        base: base(c.base),
-        unknown: vec![],
-    };
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            rules: Rules::default(),
+            soft_max: 20 << 20,
+            left_names: NameRules::default(),
+            right_names: NameRules::default(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Plan `input` with `o` (clash names in UTC).
+fn plan_with(input: &PlanInput, o: &Opts) -> tandem::plan::Plan {
     let opts = PlanOptions {
         rules: o.rules,
         soft_delete_max_bytes: o.soft_max,
@@ -119,7 +118,19 @@ fn check(c: &Case) -> Result<(), String> {
         overrides: &o.overrides,
         utc_offset: &|_| 0,
     };
-    let p = plan(&input, &opts);
+    plan(input, &opts)
+}
+
+fn check(c: &Case) -> Result<(), String> {
+    let mut o = Opts::default();
+    (c.opts)(&mut o);
+    let input = PlanInput {
+        left: tree(c.left),
+        right: tree(c.right),
+        base: base(c.base),
+        unknown: vec![],
+    };
+    let p = plan_with(&input, &o);
     if !p.hash_requests.is_empty() {
         return Err(format!("{}: unexpected hash requests {:?}", c.name, p.hash_requests));
     }
@@ -621,17 +632,7 @@ fn planner_asks_for_a_hash_when_size_and_time_cannot_decide() {
         base: base(&[("a", "f:base@1000")]),
         unknown: vec![],
     };
-    let overrides = BTreeMap::new();
-    let opts = PlanOptions {
-        rules: Rules::default(),
-        soft_delete_max_bytes: 1 << 20,
-        left_names: NameRules::default(),
-        right_names: NameRules::default(),
-        max_path_len: 240,
-        overrides: &overrides,
-        utc_offset: &|_| 0,
-    };
-    let p = plan(&input, &opts);
+    let p = plan_with(&input, &Opts::default());
     assert_eq!(p.hash_requests, vec![(Side::Left, RelPath::new("a").unwrap())]);
 }
 
@@ -644,17 +645,7 @@ fn planner_leaves_unreadable_paths_alone() {
         base: base(&[("d", "d"), ("d/a", "f:a@1000")]),
         unknown: vec![(Side::Left, RelPath::new("d").unwrap(), "cannot read folder".into())],
     };
-    let overrides = BTreeMap::new();
-    let opts = PlanOptions {
-        rules: Rules::default(),
-        soft_delete_max_bytes: 1 << 20,
-        left_names: NameRules::default(),
-        right_names: NameRules::default(),
-        max_path_len: 240,
-        overrides: &overrides,
-        utc_offset: &|_| 0,
-    };
-    let p = plan(&input, &opts);
+    let p = plan_with(&input, &Opts::default());
     let got: Vec<String> = p.actions.iter().map(show).collect();
     assert_eq!(got, ["skip left d"]);
 }

@@ -107,3 +107,15 @@ ON CONFLICT (pair_id, side, path) DO UPDATE SET reason = excluded.reason, last_s
 
 -- name: skipped_clear_stale
 DELETE FROM skipped WHERE pair_id = ?1 AND last_seen < ?2;
+
+-- name: tombstone_prune
+DELETE FROM tombstones WHERE pair_id = ?1 AND deleted_at < ?2;
+
+-- name: hash_cache_prune
+-- Rows the base makes redundant: the base holds the same file (size and that side's mtime).
+DELETE FROM hash_cache
+WHERE pair_id = ?1 AND EXISTS (
+    SELECT 1 FROM base b
+    WHERE b.pair_id = ?1 AND b.path = hash_cache.path AND b.size = hash_cache.size
+      AND ((hash_cache.side = 0 AND b.l_mtime = hash_cache.mtime) OR (hash_cache.side = 1 AND b.r_mtime = hash_cache.mtime))
+);
