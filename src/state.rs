@@ -356,7 +356,9 @@ impl Store {
                         tomb.execute(params![pair, p.as_str(), now]).map_err(e)?;
                     }
                     BaseUpdate::Move { from, to } => {
-                        tx.execute(q("base_rename"), params![pair, from.as_str(), to.as_str()]).map_err(e)?;
+                        for query in ["base_rename_path", "base_rename_below"] {
+                            tx.execute(q(query), params![pair, from.as_str(), to.as_str()]).map_err(e)?;
+                        }
                     }
                     BaseUpdate::SetSide { path: p, side, meta } => {
                         let query = if *side == Side::Left {

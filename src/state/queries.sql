@@ -23,12 +23,14 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);
 -- name: base_delete
 DELETE FROM base WHERE pair_id = ?1 AND path = ?2;
 
--- name: base_subtree
-SELECT path FROM base WHERE pair_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/');
+-- name: base_rename_path
+UPDATE base SET path = ?3 WHERE pair_id = ?1 AND path = ?2;
 
--- name: base_rename
+-- name: base_rename_below
+-- Everything below a path: the key range [from || '/', from || '0') ('/' is 0x2F, '0' is
+-- 0x30), so the primary key serves it instead of a table scan per rename.
 UPDATE base SET path = ?3 || substr(path, length(?2) + 1)
-WHERE pair_id = ?1 AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/');
+WHERE pair_id = ?1 AND path >= ?2 || '/' AND path < ?2 || '0';
 
 -- name: base_set_side_left
 UPDATE base SET l_mtime = ?3, l_id = ?4, l_ctime = ?5, l_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
