@@ -518,11 +518,11 @@ fn killed_sync_restarts_converge_lose_nothing_and_install_nothing_twice() {
     );
 }
 
-/// Regression: a run copies a batch of up to 2000 files (256 MB) into temporary files before
-/// it installs and records any of them; a kill during the batch throws the whole batch away
-/// (the next start deletes the temporary files) and the copy starts over from zero. Killed at
-/// random moments of progress during the initial copy, the copying done in all -- installed
-/// plus thrown away -- must stay below twice the tree.
+/// Regression: a run used to stage a batch of up to 2000 files (256 MB) before installing and
+/// recording any of it, and one kill threw the whole batch away. Now batches are small and
+/// pipelined (1000 files / 128 MB / 250 ms, one staged while one installs). Killed at random
+/// moments of progress during the initial copy: each kill throws away at most two batches,
+/// and no file is ever installed twice.
 #[test]
 fn killed_initial_copy_restarts_do_not_throw_away_the_copied_batch() {
     let mut w = World::new(SEED ^ 0xA5A5);
@@ -544,16 +544,22 @@ fn killed_initial_copy_restarts_do_not_throw_away_the_copied_batch() {
     let (wasted_files, wasted_bytes) = (wasted.len() as u64, wasted.values().sum::<u64>());
     eprintln!("{kills} kills: installed {journal_files} files / {journal_bytes} bytes, thrown away {wasted_files} files / {wasted_bytes} bytes, tree {tree_files} files / {tree_bytes} bytes");
     assert!(kills >= PROGRESS_KILLS / 2, "only {kills} runs were killed during the initial copy");
-    // Files are counted against the tree; bytes are not, because copies run smallest
-    // first and a kill during the last stretch loses the big copies in flight (a copy is not
-    // resumed half-way): each kill may throw away at most all the files above 1 MiB.
+    // A kill throws away the copies in flight: at most two batches (the one being installed
+    // and the one staged behind it, ExecOptions::default().batch_files each), never anything
+    // already installed. Bytes: copies run smallest first, so a kill in the last stretch may
+    // also lose every big file in flight (a copy is not resumed half-way).
+    let batch = tandem::exec::ExecOptions::default().batch_files as u64;
     let big_bytes: u64 = final_tree.values().map(|v| v.len() as u64).filter(|n| *n > 1 << 20).sum();
     assert!(
-        journal_files + wasted_files <= 2 * tree_files && journal_bytes + wasted_bytes <= 2 * tree_bytes + kills as u64 * big_bytes,
-        "restarts copy the same data over and over: {journal_files} files installed + {wasted_files} copied and thrown away by {kills} kills (> 2 x {tree_files} files); {journal_bytes} + {wasted_bytes} bytes (tree {tree_bytes} bytes, {big_bytes} in files above 1 MiB)"
+        wasted_files <= kills as u64 * 2 * batch,
+        "a kill threw away more than two batches: {wasted_files} files thrown away by {kills} kills (batches of {batch})"
     );
     assert!(
-        journal_bytes <= tree_bytes + big_bytes,
-        "data installed twice: {journal_bytes} bytes installed for a {tree_bytes}-byte tree"
+        wasted_bytes <= tree_bytes + kills as u64 * big_bytes,
+        "restarts copy the same data over and over: {wasted_bytes} bytes thrown away by {kills} kills (tree {tree_bytes} bytes, {big_bytes} in files above 1 MiB)"
+    );
+    assert!(
+        journal_files <= tree_files && journal_bytes <= tree_bytes,
+        "data installed twice: {journal_files} files / {journal_bytes} bytes installed for a tree of {tree_files} files / {tree_bytes} bytes"
     );
 }
