@@ -10,7 +10,7 @@ if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null; then
     $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config
 fi
 cargo build --release --quiet
-bin="$PWD/target/release/tandem"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/tandem"
 if [ $# -eq 0 ]; then
     mkdir -p "$HOME/Tandem/left" "$HOME/Tandem/right"
     echo "Syncing $HOME/Tandem/left <-> $HOME/Tandem/right (put files in either; run again to sync)"
