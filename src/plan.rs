@@ -1411,54 +1411,49 @@ impl<'a> Planner<'a, '_> {
     }
 }
 
-/// Of two sorted lists: what only the first holds, what only the second holds.
-fn sorted_difference<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> (Vec<&'k RelPath>, Vec<&'k RelPath>) {
-    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+/// Walk two sorted lists together: `f(Some(x), None)` for an item only in `a`,
+/// `f(None, Some(y))` only in `b`, `f(Some(x), Some(x))` in both.
+fn walk_sorted<'k>(a: &[&'k RelPath], b: &[&'k RelPath], mut f: impl FnMut(Option<&'k RelPath>, Option<&'k RelPath>)) {
     let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(b[j]) {
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
             std::cmp::Ordering::Less => {
-                only_a.push(a[i]);
+                f(Some(a[i]), None);
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                only_b.push(b[j]);
+                f(None, Some(b[j]));
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
+                f(Some(a[i]), Some(b[j]));
                 i += 1;
                 j += 1;
             }
         }
     }
-    only_a.extend_from_slice(&a[i..]);
-    only_b.extend_from_slice(&b[j..]);
+}
+
+/// Of two sorted lists: what only the first holds, what only the second holds.
+fn sorted_difference<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> (Vec<&'k RelPath>, Vec<&'k RelPath>) {
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    walk_sorted(a, b, |x, y| match (x, y) {
+        (Some(x), None) => only_a.push(x),
+        (None, Some(y)) => only_b.push(y),
+        _ => {}
+    });
     (only_a, only_b)
 }
 
 /// Merge two sorted lists into one, each path once.
 fn merge_sorted<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> Vec<&'k RelPath> {
     let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(b[j]) {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push(a[i]);
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    walk_sorted(a, b, |x, y| out.extend(x.or(y)));
     out
 }
 
