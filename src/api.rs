@@ -394,7 +394,8 @@ pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::N
 }
 
 /// Scan, then plan until the planner needs no more hashes.
-fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, ApiError> {
+/// Returns the plan and the number of files the base holds (for the mass-delete guard).
+fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u64), ApiError> {
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let t = std::time::Instant::now();
     let (ls, rs) = scan_both(pair, lfs, rfs)?;
@@ -466,7 +467,7 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<Plan, Ap
             "planned"
         );
         if p.hash_requests.is_empty() {
-            return Ok(p);
+            return Ok((p, base_files));
         }
         fill_hashes(cx, &mut input, &p.hash_requests, !req.dry_run)?;
     }
@@ -498,10 +499,10 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         lfs,
         rfs,
     };
-    let plan = match build_plan(&mut cx, req, !req.dry_run) {
-        Ok(p) => match &req.only {
-            Some(only) => scope(p, only),
-            None => p,
+    let (plan, total) = match build_plan(&mut cx, req, !req.dry_run) {
+        Ok((p, total)) => match &req.only {
+            Some(only) => (scope(p, only), total),
+            None => (p, total),
         },
         Err(e) => {
             if !req.dry_run && e.exit_code() == 3 {
@@ -512,7 +513,6 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
     };
     // Mass-delete guard.
     let deletions = plan.file_deletions() as u64;
-    let total = store.base_file_count(pair_id)?;
     if !req.allow_mass_delete && total > 0 && deletions * 100 > pair.options.max_delete_percent as u64 * total {
         let e = ApiError::MassDelete {
             pair: pair.name.clone(),

@@ -238,7 +238,7 @@ impl Store {
             }
         }
         // Make sure the schema is really there (a damaged file can pass the header check).
-        self.conn.prepare_cached(q("base_count_files")).map_err(|e| self.err(e))?;
+        self.conn.prepare_cached(q("base_load")).map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -306,13 +306,6 @@ impl Store {
         }
         v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(Base::from_sorted(v))
-    }
-
-    pub fn base_file_count(&self, pair: i64) -> Result<u64, StateError> {
-        self.conn
-            .query_row(q("base_count_files"), params![pair], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
     }
 
     /// Apply base updates and journal rows of one durable batch, atomically.

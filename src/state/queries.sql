@@ -13,9 +13,6 @@ SELECT id, name, left_root, right_root FROM pairs ORDER BY id;
 SELECT path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode
 FROM base WHERE pair_id = ?1;
 
--- name: base_count_files
-SELECT count(*) FROM base WHERE pair_id = ?1 AND kind = 0;
-
 -- name: base_upsert
 INSERT OR REPLACE INTO base (pair_id, path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);
