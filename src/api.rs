@@ -101,6 +101,8 @@ pub enum Trigger {
     Reconciliation,
     Startup,
     Resolve,
+    /// A periodic full scan of a side that sends no file events.
+    Poll,
 }
 
 impl Trigger {
@@ -112,7 +114,14 @@ impl Trigger {
             Trigger::Reconciliation => "reconciliation",
             Trigger::Startup => "startup",
             Trigger::Resolve => "resolve",
+            Trigger::Poll => "poll",
         }
+    }
+
+    /// Whether a run that found nothing to do is worth a history row. Runs started by file
+    /// events and polls are not: they happen all day, and Tandem's own writes echo back.
+    pub fn records_idle_runs(self) -> bool {
+        !matches!(self, Trigger::Watch | Trigger::Poll)
     }
 }
 
@@ -125,6 +134,14 @@ pub struct SyncRequest {
     /// Act on this path (and what lies below it, and its clash copies) only; the rest of the
     /// pair is left as it is (used to apply one conflict decision).
     pub only: Option<RelPath>,
+    /// A targeted run: scan and plan only these paths (each with what lies below it), as
+    /// the watcher reported them. None: the whole pair.
+    pub scope: Option<Vec<RelPath>>,
+    /// The host's executor hooks (progress, pause, bandwidth).
+    pub hooks: Option<exec::Hooks>,
+    /// The caller already holds the pair's lock (the continuous service holds it for as
+    /// long as it runs).
+    pub caller_holds_lock: bool,
 }
 
 impl Default for SyncRequest {
@@ -135,6 +152,9 @@ impl Default for SyncRequest {
             trigger: Trigger::Manual,
             overrides: BTreeMap::new(),
             only: None,
+            scope: None,
+            hooks: None,
+            caller_holds_lock: false,
         }
     }
 }
@@ -230,7 +250,9 @@ pub struct PairLock {
     _file: Option<std::fs::File>,
 }
 
-fn lock_pair(store: &Store, pair: &PairConfig, id: i64) -> Result<PairLock, ApiError> {
+/// Take a pair's lock (the continuous service holds it while it runs; `tandem sync` of the
+/// same pair then stops with "locked").
+pub fn lock_pair(store: &Store, pair: &PairConfig, id: i64) -> Result<PairLock, ApiError> {
     let sp = store.path();
     if sp == Path::new(":memory:") {
         return Ok(PairLock { _file: None });
@@ -267,13 +289,22 @@ pub fn name_rules(opts: &SyncOptions, fs: &dyn Fs, root: &Path) -> NameRules {
     }
 }
 
-/// Scan both roots in parallel.
+/// Scan both roots in parallel (or only `scope` in them).
 fn scan_both(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<(ScanResult, ScanResult), ApiError> {
+    scan_both_in(pair, lfs, rfs, None)
+}
+
+fn scan_both_in(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, scope: Option<&[RelPath]>) -> Result<(ScanResult, ScanResult), ApiError> {
     let ignore = Ignore::new(&pair.options).map_err(|e| ApiError::Usage(format!("pair {}: ignore patterns: {e}", pair.name)))?;
     let threads = pair.options.concurrency.clamp(1, 8);
+    let one = |fs: &dyn Fs, root: &Path| match scope {
+        None => scan::scan(fs, root, &ignore, threads),
+        // A handful of paths: a small walk each, no thread pool needed.
+        Some(paths) => scan::scan_paths(fs, root, &ignore, paths, if paths.len() > 8 { threads } else { 1 }),
+    };
     let (l, r) = std::thread::scope(|s| {
-        let l = s.spawn(|| scan::scan(lfs, &pair.left, &ignore, threads));
-        let r = scan::scan(rfs, &pair.right, &ignore, threads);
+        let l = s.spawn(|| one(lfs, &pair.left));
+        let r = one(rfs, &pair.right);
         (l.join().expect("scanner thread"), r)
     });
     let l = l.map_err(|source| ApiError::Root {
@@ -398,6 +429,9 @@ pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::N
 fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u64), ApiError> {
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let t = std::time::Instant::now();
+    if let Some(paths) = &req.scope {
+        return build_scoped_plan(cx, req, paths, t);
+    }
     let (ls, rs) = scan_both(pair, lfs, rfs)?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
@@ -438,6 +472,101 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
             }
         }
     }
+    plan_until_done(cx, req, ls, rs, base, t).map(|p| (p, base_files))
+}
+
+/// The paths a targeted run looks at: each reported path, widened to the nearest ancestor
+/// that is not a folder on both sides (a folder deleted, replaced or created on one side is
+/// planned as a whole), plus case variants of its name where a side ignores case; none
+/// lying below another.
+fn widen_scope(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, paths: &[RelPath]) -> Vec<RelPath> {
+    let mut is_dir_cache: std::collections::HashMap<(Side, RelPath), bool> = Default::default();
+    let mut is_dir = |side: Side, p: &RelPath| -> bool {
+        *is_dir_cache.entry((side, p.clone())).or_insert_with(|| {
+            let (fs, root) = if side == Side::Left { (lfs, &pair.left) } else { (rfs, &pair.right) };
+            matches!(fs.stat(&root.join(p.as_str())), Ok(Some(crate::fs::Node::Entry(e))) if e.kind == crate::model::Kind::Dir)
+        })
+    };
+    let folds = pair.options.portable_names || lfs.case_insensitive(&pair.left) || rfs.case_insensitive(&pair.right);
+    let mut set = std::collections::BTreeSet::new();
+    for p in paths {
+        let mut top: Vec<RelPath> = p.ancestors().collect();
+        top.reverse();
+        let chosen = top
+            .into_iter()
+            .find(|a| !(is_dir(Side::Left, a) && is_dir(Side::Right, a)))
+            .unwrap_or_else(|| p.clone());
+        if folds {
+            let key = chosen.name().to_lowercase();
+            for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
+                let dir = match chosen.parent() {
+                    Some(d) => root.join(d.as_str()),
+                    None => root.clone(),
+                };
+                for item in fs.read_dir(&dir).unwrap_or_default() {
+                    if let Ok(n) = item.name {
+                        if n.to_lowercase() == key && n != chosen.name() {
+                            set.insert(chosen.with_name(&n));
+                        }
+                    }
+                }
+            }
+        }
+        set.insert(chosen);
+    }
+    let all: Vec<RelPath> = set.iter().cloned().collect();
+    all.into_iter().filter(|p| !p.ancestors().any(|a| set.contains(&a))).collect()
+}
+
+/// A targeted plan: only the scope is scanned and only its base loaded. The same planner
+/// decides; a path outside the scope is neither read nor touched.
+fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std::time::Instant) -> Result<(Plan, u64), ApiError> {
+    let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
+    let scope = widen_scope(pair, lfs, rfs, paths);
+    let (ls, rs) = scan_both_in(pair, lfs, rfs, Some(&scope))?;
+    let base = cx.store.load_base_scope(cx.pair_id, &scope)?;
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        paths = scope.len(),
+        left = ls.tree.len(),
+        right = rs.tree.len(),
+        base = base.len(),
+        "targeted scan"
+    );
+    // The emptied-root guard, as in a full run: a root that holds nothing while the base
+    // says it held files is an unmounted drive, not a mass deletion.
+    let mut base_files = None;
+    if !req.allow_mass_delete {
+        for (side, fs, root) in [(Side::Left, lfs, &pair.left), (Side::Right, rfs, &pair.right)] {
+            let nonempty = scan::check_root(fs, root).map_err(|source| ApiError::Root {
+                pair: pair.name.clone(),
+                source,
+            })?;
+            if !nonempty {
+                let files = *base_files.get_or_insert(cx.store.count_base_files(cx.pair_id)?);
+                if files > 0 {
+                    return Err(ApiError::RootEmpty {
+                        pair: pair.name.clone(),
+                        side,
+                        root: root.clone(),
+                        files,
+                    });
+                }
+            }
+        }
+    }
+    let plan = plan_until_done(cx, req, ls, rs, base, t)?;
+    let total = match base_files {
+        Some(n) => n,
+        None if plan.file_deletions() > 0 => cx.store.count_base_files(cx.pair_id)?,
+        None => 0,
+    };
+    Ok((plan, total))
+}
+
+/// Plan, fill the hashes the planner asks for, and plan again until it asks for none.
+fn plan_until_done(cx: &mut Ctx, req: &SyncRequest, ls: ScanResult, rs: ScanResult, base: crate::model::Base, t: std::time::Instant) -> Result<Plan, ApiError> {
+    let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let mut input = PlanInput {
         unknown: ls
             .unknown
@@ -467,7 +596,7 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
             "planned"
         );
         if p.hash_requests.is_empty() {
-            return Ok((p, base_files));
+            return Ok(p);
         }
         fill_hashes(cx, &mut input, &p.hash_requests, !req.dry_run)?;
     }
@@ -485,13 +614,22 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
     } else {
         store.pair_id(&pair.name, &pair.left, &pair.right)?
     };
-    let _lock = if req.dry_run {
+    let _lock = if req.dry_run || req.caller_holds_lock {
         None
     } else {
-        Some(lock_pair(store, pair, pair_id)?)
+        let l = lock_pair(store, pair, pair_id)?;
+        store.abandon_runs(pair_id)?;
+        Some(l)
     };
     let span = tracing::info_span!("sync", pair = %pair.name);
     let _g = span.enter();
+    let plan = prepare(store, pair, pair_id, lfs, rfs, req)?;
+    apply(store, pair, pair_id, lfs, rfs, req, plan)
+}
+
+/// Scan, plan (hashing what the planner asks for) and check the guards; changes nothing
+/// but the hash cache. A stop by a guard is recorded as a run (unless dry).
+pub fn prepare(store: &mut Store, pair: &PairConfig, pair_id: i64, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest) -> Result<Plan, ApiError> {
     let mut cx = Ctx {
         store,
         pair_id,
@@ -499,7 +637,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         lfs,
         rfs,
     };
-    let (plan, total) = match build_plan(&mut cx, req, !req.dry_run) {
+    let (plan, total) = match build_plan(&mut cx, req, !req.dry_run && req.scope.is_none()) {
         Ok((p, total)) => match &req.only {
             Some(only) => (scope(p, only), total),
             None => (p, total),
@@ -526,7 +664,14 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         }
         return Err(e);
     }
-    if req.dry_run {
+    Ok(plan)
+}
+
+/// Execute a plan (from [`prepare`], possibly filtered, or stored earlier: the executor
+/// re-checks every target) and record the run. A watcher-triggered plan with nothing to do
+/// records no run (Tandem's own writes echo back as events that plan to nothing).
+pub fn apply(store: &mut Store, pair: &PairConfig, pair_id: i64, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest, plan: Plan) -> Result<SyncReport, ApiError> {
+    if req.dry_run || (plan.actions.is_empty() && !req.trigger.records_idle_runs()) {
         let n = plan.actions.len();
         let mut counts = RunCounts::default();
         for a in &plan.actions {
@@ -539,7 +684,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         return Ok(SyncReport {
             pair: pair.name.clone(),
             run_id: None,
-            status: RunStatus::DryRun,
+            status: if req.dry_run { RunStatus::DryRun } else { RunStatus::Ok },
             plan,
             outcomes: vec![None; n],
             counts,
@@ -557,6 +702,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         soft_delete_max_bytes: pair.options.soft_delete_max_bytes,
         trash_stamp: now.format("%Y-%m-%d_%H%M%S").to_string(),
         now: started,
+        hooks: req.hooks.clone(),
         ..Default::default()
     };
     let (l, r) = (
@@ -600,7 +746,7 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
         &rep.counts,
         rep.fatal.as_deref(),
     )?;
-    if req.only.is_none() {
+    if req.only.is_none() && req.scope.is_none() {
         let keep_ns = pair.options.trash_retention_days as i64 * 86_400 * 1_000_000_000;
         store.prune(pair_id, started - keep_ns)?;
     }
@@ -701,16 +847,18 @@ fn record_outcomes(
             _ => {}
         }
     }
-    if req.only.is_none() {
+    if req.only.is_none() && req.scope.is_none() {
         store.clear_stale_skipped(pair_id, started)?;
     }
     // Open conflicts the plan no longer raises were settled (on disk, or by a decision).
     // A scoped run speaks only for its own path.
     for c in store.open_conflicts(pair_id)? {
-        let in_scope = req
-            .only
-            .as_ref()
-            .is_none_or(|o| RelPath::new(&c.path).is_ok_and(|p| p.starts_with(o)));
+        let p = RelPath::new(&c.path).ok();
+        let in_scope = req.only.as_ref().is_none_or(|o| p.as_ref().is_some_and(|p| p.starts_with(o)))
+            && req
+                .scope
+                .as_ref()
+                .is_none_or(|sc| p.as_ref().is_some_and(|p| sc.iter().any(|s| p.starts_with(s))));
         if in_scope && !raised.contains(&c.path) {
             let how = match RelPath::new(&c.path).ok().and_then(|p| req.overrides.get(&p).copied()) {
                 Some(Keep::Left) => "kept left",

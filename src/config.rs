@@ -103,6 +103,76 @@ pub struct SyncOptions {
     pub portable_names: bool,
     /// Longest relative path (in UTF-16 units) accepted when a side is Windows-like.
     pub max_path_len: usize,
+    /// How the continuous service notices changes.
+    pub watch: WatchMode,
+    /// A change whose writer has not closed the file is taken after this much quiet (ms).
+    pub debounce_ms: u64,
+    /// A path that keeps changing is taken after at most this long (ms).
+    pub max_wait_ms: u64,
+    /// Full scan interval when a side sends no events (or `watch = "poll"`), in seconds.
+    pub poll_interval_s: u64,
+    /// Full reconciliation interval of the continuous service, in seconds.
+    pub reconcile_every_s: u64,
+    /// Copies above this size go to the large-file lane.
+    pub large_file_bytes: u64,
+    /// Workers of the large-file lane.
+    pub large_workers: usize,
+    pub bandwidth: Bandwidth,
+}
+
+/// How the continuous service notices changes on a pair's roots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// OS events; falls back to polling a side that sends none.
+    Auto,
+    /// Full scans every `poll_interval` (network shares, cloud mounts).
+    Poll,
+    /// No watching: only schedules, reconciliations and manual syncs.
+    Off,
+}
+
+/// Bytes per second per direction (None: unlimited), optionally by time of day.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bandwidth {
+    pub left_to_right: Option<u64>,
+    pub right_to_left: Option<u64>,
+    /// Windows of the day with other limits; the first that contains the time applies.
+    pub windows: Vec<BandwidthWindow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BandwidthWindow {
+    /// Minutes after midnight, local time; `from > to` wraps past midnight.
+    pub from_min: u32,
+    pub to_min: u32,
+    pub left_to_right: Option<u64>,
+    pub right_to_left: Option<u64>,
+}
+
+impl Bandwidth {
+    pub fn is_unlimited(&self) -> bool {
+        self.left_to_right.is_none() && self.right_to_left.is_none() && self.windows.iter().all(|w| w.left_to_right.is_none() && w.right_to_left.is_none())
+    }
+
+    /// The limit (bytes/s) toward `to` at `minute` of the local day.
+    pub fn limit(&self, to: crate::model::Side, minute: u32) -> Option<u64> {
+        let pick = |l2r: Option<u64>, r2l: Option<u64>| match to {
+            crate::model::Side::Right => l2r,
+            crate::model::Side::Left => r2l,
+        };
+        for w in &self.windows {
+            let inside = if w.from_min <= w.to_min {
+                (w.from_min..w.to_min).contains(&minute)
+            } else {
+                minute >= w.from_min || minute < w.to_min
+            };
+            if inside {
+                return pick(w.left_to_right, w.right_to_left);
+            }
+        }
+        pick(self.left_to_right, self.right_to_left)
+    }
 }
 
 impl Default for SyncOptions {
@@ -117,6 +187,14 @@ impl Default for SyncOptions {
             concurrency: 4,
             portable_names: false,
             max_path_len: 240,
+            watch: WatchMode::Auto,
+            debounce_ms: 300,
+            max_wait_ms: 10_000,
+            poll_interval_s: 30,
+            reconcile_every_s: 6 * 3600,
+            large_file_bytes: 64 << 20,
+            large_workers: 1,
+            bandwidth: Bandwidth::default(),
         }
     }
 }
@@ -167,6 +245,10 @@ pub struct Config {
     pub defaults: SyncOptions,
     pub pairs: Vec<PairConfig>,
     pub email: Option<EmailConfig>,
+    /// Where the continuous service's API listens (loopback only).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the continuous service writes its rotating log files.
+    pub log_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -187,9 +269,19 @@ impl Config {
         let w = Walker { file };
         let known_top = [
             "state",
+            "listen",
+            "log_dir",
             "pair",
             "email",
             "conflicts",
+            "watch",
+            "debounce",
+            "max_wait",
+            "poll_interval",
+            "reconcile_every",
+            "large_file",
+            "large_workers",
+            "bandwidth",
             "ignore",
             "use_default_ignores",
             "soft_delete_max_bytes",
@@ -202,11 +294,26 @@ impl Config {
         w.known(&table, "", &known_top)?;
         let defaults = w.options(&table, "", &SyncOptions::default())?;
         let state = w.opt_str(&table, "", "state")?.map(|s| resolve(base_dir, &s));
+        let log_dir = w.opt_str(&table, "", "log_dir")?.map(|s| resolve(base_dir, &s));
+        let listen = match table.get("listen") {
+            None => None,
+            Some(v) => {
+                let expected = "a loopback address with a port, like \"127.0.0.1:7700\"";
+                let a: std::net::SocketAddr = v
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| w.invalid("listen", expected, v))?;
+                if !a.ip().is_loopback() {
+                    return Err(w.invalid("listen", expected, v));
+                }
+                Some(a)
+            }
+        };
         let mut pairs = Vec::new();
         if let Some(v) = table.get("pair") {
             let arr = v.as_array().ok_or_else(|| w.invalid("pair", "an array of tables ([[pair]])", v))?;
             let mut known_pair = vec!["name", "left", "right"];
-            known_pair.extend(&known_top[3..]);
+            known_pair.extend(&known_top[5..]);
             for (i, item) in arr.iter().enumerate() {
                 let key = format!("pair[{i}]");
                 let t = item.as_table().ok_or_else(|| w.invalid(&key, "a table", item))?;
@@ -250,6 +357,8 @@ impl Config {
             defaults,
             pairs,
             email,
+            listen,
+            log_dir,
         })
     }
 
@@ -401,6 +510,35 @@ impl Walker<'_> {
         if let Some(n) = self.opt_int(t, prefix, "max_path_len", 10, 32000)? {
             o.max_path_len = n as usize;
         }
+        if let Some(v) = t.get("watch") {
+            o.watch = match v.as_str() {
+                Some("auto") => WatchMode::Auto,
+                Some("poll") => WatchMode::Poll,
+                Some("off") => WatchMode::Off,
+                _ => return Err(self.invalid(&join_key(prefix, "watch"), "one of \"auto\", \"poll\", \"off\"", v)),
+            };
+        }
+        if let Some(ms) = self.opt_duration(t, prefix, "debounce", 0, 60_000)? {
+            o.debounce_ms = ms;
+        }
+        if let Some(ms) = self.opt_duration(t, prefix, "max_wait", 10, 3_600_000)? {
+            o.max_wait_ms = ms;
+        }
+        if let Some(ms) = self.opt_duration(t, prefix, "poll_interval", 1_000, 86_400_000)? {
+            o.poll_interval_s = ms / 1000;
+        }
+        if let Some(ms) = self.opt_duration(t, prefix, "reconcile_every", 60_000, 30 * 86_400_000)? {
+            o.reconcile_every_s = ms / 1000;
+        }
+        if let Some(n) = self.opt_size(t, prefix, "large_file")? {
+            o.large_file_bytes = n;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "large_workers", 1, 16)? {
+            o.large_workers = n as usize;
+        }
+        if let Some(v) = t.get("bandwidth") {
+            o.bandwidth = self.bandwidth(v, &join_key(prefix, "bandwidth"))?;
+        }
         if let Some(v) = t.get("conflicts") {
             let key = join_key(prefix, "conflicts");
             let ct = v.as_table().ok_or_else(|| self.invalid(&key, "a table", v))?;
@@ -432,6 +570,77 @@ impl Walker<'_> {
             }
         }
         Ok(o)
+    }
+
+    /// Durations: an integer number of milliseconds or a string like "300ms", "30s", "6h".
+    fn opt_duration(&self, t: &toml::Table, prefix: &str, key: &str, min_ms: u64, max_ms: u64) -> Result<Option<u64>, ConfigError> {
+        let expected = format!(
+            "a duration from {} to {}: milliseconds as an integer, or a string like \"300ms\", \"30s\", \"5m\", \"6h\"",
+            show_ms(min_ms),
+            show_ms(max_ms)
+        );
+        let ms = match t.get(key) {
+            None => return Ok(None),
+            Some(toml::Value::Integer(i)) if *i >= 0 => Some(*i as u64),
+            Some(toml::Value::String(s)) => parse_duration_ms(s),
+            Some(_) => None,
+        };
+        match ms {
+            Some(ms) if (min_ms..=max_ms).contains(&ms) => Ok(Some(ms)),
+            _ => Err(self.invalid(&join_key(prefix, key), &expected, &t[key])),
+        }
+    }
+
+    fn bandwidth(&self, v: &toml::Value, key: &str) -> Result<Bandwidth, ConfigError> {
+        let t = v.as_table().ok_or_else(|| self.invalid(key, "a table", v))?;
+        self.known(t, key, &["left_to_right", "right_to_left", "window"])?;
+        let mut b = Bandwidth {
+            left_to_right: self.opt_rate(t, key, "left_to_right")?,
+            right_to_left: self.opt_rate(t, key, "right_to_left")?,
+            windows: Vec::new(),
+        };
+        if let Some(v) = t.get("window") {
+            let wkey = format!("{key}.window");
+            let arr = v.as_array().ok_or_else(|| self.invalid(&wkey, "an array of tables ([[bandwidth.window]])", v))?;
+            for (i, item) in arr.iter().enumerate() {
+                let k = format!("{wkey}[{i}]");
+                let wt = item.as_table().ok_or_else(|| self.invalid(&k, "a table", item))?;
+                self.known(wt, &k, &["from", "to", "left_to_right", "right_to_left"])?;
+                let time = |name: &str| -> Result<u32, ConfigError> {
+                    let s = self.req_str(wt, &k, name)?;
+                    parse_hhmm(&s).ok_or_else(|| self.invalid(&format!("{k}.{name}"), "a time of day like \"08:00\"", &toml::Value::String(s)))
+                };
+                b.windows.push(BandwidthWindow {
+                    from_min: time("from")?,
+                    to_min: time("to")?,
+                    left_to_right: self.opt_rate(wt, &k, "left_to_right")?,
+                    right_to_left: self.opt_rate(wt, &k, "right_to_left")?,
+                });
+            }
+        }
+        Ok(b)
+    }
+
+    /// A rate: bytes per second (integer or "10 MB", "10 MB/s"); 0 or "unlimited" is no limit.
+    fn opt_rate(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<Option<u64>, ConfigError> {
+        let expected = "bytes per second: an integer, or a string like \"10 MB\" or \"unlimited\"";
+        match t.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(0)) => Ok(None),
+            Some(toml::Value::Integer(i)) if *i > 0 => Ok(Some(*i as u64)),
+            Some(v @ toml::Value::String(s)) => {
+                let s = s.trim();
+                if s == "unlimited" {
+                    return Ok(None);
+                }
+                match parse_size(s.strip_suffix("/s").unwrap_or(s)) {
+                    Some(0) => Ok(None),
+                    Some(n) => Ok(Some(n)),
+                    None => Err(self.invalid(&join_key(prefix, key), expected, v)),
+                }
+            }
+            Some(v) => Err(self.invalid(&join_key(prefix, key), expected, v)),
+        }
     }
 
     fn email(&self, v: &toml::Value) -> Result<EmailConfig, ConfigError> {
@@ -536,6 +745,40 @@ pub fn parse_size(s: &str) -> Option<u64> {
         return None;
     }
     Some((n * mult as f64) as u64)
+}
+
+/// "300ms", "30s", "5m", "6h", "1d", or a bare number of milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "ms" => 1.0,
+        "s" => 1e3,
+        "m" | "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86400e3,
+        _ => return None,
+    };
+    (n.is_finite() && n >= 0.0).then(|| (n * mult) as u64)
+}
+
+fn show_ms(ms: u64) -> String {
+    if ms >= 3_600_000 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms >= 1000 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// "08:00" -> minutes after midnight.
+fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
 }
 
 fn glob(p: &str) -> Result<globset::Glob, globset::Error> {

@@ -43,6 +43,34 @@ pub struct ExecOptions {
     pub batch_time: std::time::Duration,
     /// Wall clock for journal rows (ns).
     pub now: i64,
+    /// The host's hooks (progress, pause, bandwidth); none for a one-shot CLI run.
+    pub hooks: Option<Hooks>,
+}
+
+/// What a running executor tells its host and asks of it (the continuous service uses it
+/// for live progress, pause/stop and the bandwidth limit).
+pub trait Observer: Send + Sync {
+    /// Stop taking new work (pause, shutdown): a copy in progress is rolled back (its
+    /// temporary file removed, the target untouched), the remaining actions are left undone.
+    /// An operation on a user's file is never stopped half-way.
+    fn should_stop(&self) -> bool {
+        false
+    }
+    /// Called before `bytes` are written toward `to`; may block (bandwidth limit).
+    fn throttle(&self, _to: Side, _bytes: u64) {}
+    /// A copy moved on: `done` bytes of it are staged (0 when it starts).
+    fn copy_progress(&self, _index: usize, _action: &Action, _done: u64) {}
+    /// An action's outcome is known (a copy's once it is in place).
+    fn finished(&self, _index: usize, _action: &Action, _outcome: &Outcome) {}
+}
+
+#[derive(Clone)]
+pub struct Hooks(pub std::sync::Arc<dyn Observer>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
 }
 
 impl Default for ExecOptions {
@@ -55,6 +83,7 @@ impl Default for ExecOptions {
             batch_bytes: 128 << 20,
             batch_time: std::time::Duration::from_millis(250),
             now: 0,
+            hooks: None,
         }
     }
 }
@@ -317,7 +346,11 @@ impl<'a> Exec<'a> {
     // ------------------------------------------------------------------ copies
 
     /// Copy into a temporary file next to the target. Returns the staged copy.
-    fn stage(&self, side: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>) -> Result<Staged, Outcome> {
+    fn stopping(&self) -> bool {
+        self.opts.hooks.as_ref().is_some_and(|h| h.0.should_stop())
+    }
+
+    fn stage(&self, k: usize, a: &Action, side: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>) -> Result<Staged, Outcome> {
         let (from, to) = (self.rep(side.other()), self.rep(side));
         let (sa, da) = (from.abs(p), to.abs(p));
         let failed = |what: &str, path: &Path, e: std::io::Error| Outcome::Failed {
@@ -342,6 +375,11 @@ impl<'a> Exec<'a> {
             self.known_dirs.lock().unwrap().insert(dir.clone());
         }
         let tmp = self.temp_path(&dir);
+        let hooks = self.opts.hooks.as_ref().map(|h| &h.0);
+        if let Some(h) = hooks {
+            h.copy_progress(k, a, 0);
+        }
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         let copied = (|| -> std::io::Result<(Hash, u64)> {
             let mut r = from.fs.open_read(&sa)?;
             let mut w = to.fs.create_new(&tmp)?;
@@ -349,19 +387,37 @@ impl<'a> Exec<'a> {
             let mut buf = vec![0u8; 256 * 1024];
             let mut n = 0u64;
             loop {
-                let k = r.read(&mut buf)?;
-                if k == 0 {
+                if let Some(hk) = hooks {
+                    if hk.should_stop() {
+                        stopped.store(true, Ordering::SeqCst);
+                        return Err(std::io::Error::other("stopped"));
+                    }
+                }
+                let m = r.read(&mut buf)?;
+                if m == 0 {
                     break;
                 }
-                h.update(&buf[..k]);
-                w.write_all(&buf[..k])?;
-                n += k as u64;
+                if let Some(hk) = hooks {
+                    hk.throttle(side, m as u64);
+                }
+                h.update(&buf[..m]);
+                w.write_all(&buf[..m])?;
+                n += m as u64;
+                if let Some(hk) = hooks {
+                    hk.copy_progress(k, a, n);
+                }
             }
             w.finish(s0.mtime)?;
             Ok((*h.finalize().as_bytes(), n))
         })();
         let (hash, bytes) = match copied {
             Ok(x) => x,
+            Err(_) if stopped.load(Ordering::SeqCst) => {
+                let _ = to.fs.remove_file(&tmp);
+                return Err(Outcome::Deferred {
+                    reason: "stopped before the copy finished (pause or shutdown); rolled back".into(),
+                });
+            }
             Err(e) => {
                 let _ = to.fs.remove_file(&tmp);
                 // Gone or changed since the scan (deleted by the user a moment ago): the next
@@ -580,6 +636,9 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         } else {
             let Installed { ups, rows, dirs } = &mut pending;
             for (k, a) in acts.iter().enumerate().take(end).skip(i) {
+                if ex.stopping() {
+                    break;
+                }
                 let o = match a {
                     Action::Rename {
                         side, from, to, expect, ..
@@ -610,6 +669,9 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
                 }
                 if !matches!(a, Action::Record { .. }) {
                     rows.push(ex.journal(a, &o));
+                }
+                if let Some(h) = &opts.hooks {
+                    h.0.finished(k, a, &o);
                 }
                 rep.outcomes[k] = Some(o);
             }
@@ -677,6 +739,9 @@ fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, pending: &mu
             let mut i = start;
             while i < end && !stop.load(Ordering::SeqCst) {
                 let (batch, j) = stage_batch(ex, acts, i, end);
+                if j == i {
+                    break; // stopped by the host before anything was claimed
+                }
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -718,7 +783,7 @@ fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usiz
         let k = next.load(Ordering::SeqCst);
         let full =
             k - i >= ex.opts.batch_files || bytes.load(Ordering::SeqCst) >= ex.opts.batch_bytes || std::time::Instant::now() >= deadline;
-        if k >= end || (k > i && full) {
+        if k >= end || (k > i && full) || ex.stopping() {
             return None;
         }
         if next.compare_exchange(k, k + 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
@@ -731,7 +796,7 @@ fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usiz
                 while let Some(k) = claim() {
                     if let Action::Copy { side, path, src, dst, .. } = &acts[k] {
                         bytes.fetch_add(src.size, Ordering::SeqCst);
-                        let res = ex.stage(*side, path, src, dst.as_ref());
+                        let res = ex.stage(k, &acts[k], *side, path, src, dst.as_ref());
                         staged.lock().unwrap().push((k, res));
                     }
                 }
@@ -782,6 +847,9 @@ fn install_batch(ex: &Exec, acts: &[Action], batch: Batch, prev: Installed, rep:
             Err(o) => o,
         };
         now.rows.push(ex.journal(&acts[k], &o));
+        if let Some(h) = &ex.opts.hooks {
+            h.0.finished(k, &acts[k], &o);
+        }
         rep.outcomes[k] = Some(o);
     }
     now

@@ -6,9 +6,14 @@
 
 pub mod api;
 pub mod config;
+pub mod events;
 pub mod exec;
 pub mod fs;
+pub mod http;
 pub mod model;
 pub mod plan;
 pub mod scan;
+pub mod service;
 pub mod state;
+pub mod throttle;
+pub mod watch;

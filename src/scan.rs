@@ -38,8 +38,9 @@ struct Queue {
     busy: usize,
 }
 
-/// Walk `root` with `threads` workers.
-pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
+/// Is the root there, a folder, and readable? Returns whether it holds anything but the
+/// trash and temporary files.
+pub fn check_root(fs: &dyn Fs, root: &Path) -> Result<bool, ScanError> {
     match fs.stat(root) {
         Ok(Some(Node::Entry(e))) if e.kind == Kind::Dir => {}
         Ok(None) => return Err(ScanError::RootMissing { root: root.into() }),
@@ -47,10 +48,87 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
         Err(source) => return Err(ScanError::RootUnreadable { root: root.into(), source }),
     }
     // Read the root here so an unreadable root is an error, not an empty tree.
-    if let Err(source) = fs.read_dir(root) {
-        return Err(ScanError::RootUnreadable { root: root.into(), source });
+    match fs.read_dir(root) {
+        Ok(items) => Ok(items
+            .iter()
+            .any(|i| i.name.as_ref().is_ok_and(|n| n != crate::config::TRASH_DIR && !is_temp_name(n)))),
+        Err(source) => Err(ScanError::RootUnreadable { root: root.into(), source }),
     }
-    let queue = Mutex::new(Queue { dirs: vec![None], busy: 0 });
+}
+
+/// Walk `root` with `threads` workers.
+pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
+    check_root(fs, root)?;
+    Ok(walk(fs, root, ignore, threads, vec![None], Vec::new(), ScanResult::default()))
+}
+
+/// Scan only `paths` and what lies below them, plus their ancestor folders (for targeted
+/// plans of the paths the watcher reported). A path that is gone yields nothing.
+pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], threads: usize) -> Result<ScanResult, ScanError> {
+    check_root(fs, root)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = Vec::new();
+    let mut out = ScanResult::default();
+    let mut starts = Vec::new();
+    'paths: for p in paths {
+        let mut chain: Vec<RelPath> = p.ancestors().collect();
+        chain.reverse();
+        chain.push(p.clone());
+        for (i, a) in chain.iter().enumerate() {
+            let name = a.name();
+            if is_temp_name(name) || ignore.is_ignored(a.as_str(), name) {
+                continue 'paths;
+            }
+            if !seen.insert(a.clone()) {
+                continue;
+            }
+            let last = i + 1 == chain.len();
+            match fs.stat(&root.join(a.as_str())) {
+                Ok(Some(Node::Entry(e))) => {
+                    entries.push((a.clone(), e));
+                    if e.kind != Kind::Dir {
+                        continue 'paths;
+                    }
+                    if last {
+                        starts.push(Some(a.clone()));
+                    }
+                }
+                Ok(None) => continue 'paths,
+                Ok(Some(Node::Symlink)) => {
+                    out.unknown.push((a.clone(), "symbolic link: not followed, not synced".into()));
+                    continue 'paths;
+                }
+                Ok(Some(Node::Special)) => {
+                    out.unknown.push((a.clone(), "not a regular file or folder: not synced".into()));
+                    continue 'paths;
+                }
+                Err(e) => {
+                    out.unknown.push((a.clone(), format!("cannot read metadata: {e}")));
+                    continue 'paths;
+                }
+            }
+        }
+    }
+    // The caller passes paths none of which lies below another, so walks never overlap.
+    Ok(walk(fs, root, ignore, threads, starts, entries, out))
+}
+
+fn walk(
+    fs: &dyn Fs,
+    root: &Path,
+    ignore: &Ignore,
+    threads: usize,
+    starts: Vec<Option<RelPath>>,
+    mut all: Vec<(RelPath, Entry)>,
+    mut out: ScanResult,
+) -> ScanResult {
+    if starts.is_empty() {
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.dedup_by(|a, b| a.0 == b.0);
+        out.tree = Snapshot::from_sorted(all);
+        return out;
+    }
+    let queue = Mutex::new(Queue { dirs: starts, busy: 0 });
     let cv = Condvar::new();
     // Per worker: its entries (unsorted) and what else it found.
     type Part = (Vec<(RelPath, Entry)>, ScanResult);
@@ -89,8 +167,6 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
             });
         }
     });
-    let mut out = ScanResult::default();
-    let mut all: Vec<(RelPath, Entry)> = Vec::new();
     for (mut entries, mut part) in results.into_inner().unwrap() {
         out.unknown.append(&mut part.unknown);
         out.temp_files.append(&mut part.temp_files);
@@ -98,10 +174,11 @@ pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result
     }
     // Built once from sorted input (bulk construction, no rebalancing).
     all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    all.dedup_by(|a, b| a.0 == b.0);
     out.tree = Snapshot::from_sorted(all);
     out.unknown.sort();
     out.temp_files.sort();
-    Ok(out)
+    out
 }
 
 /// Read one folder; returns its subfolders to walk.

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Migrations: (schema version produced, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("state/migrations/0001.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("state/migrations/0001.sql")),
+    (2, include_str!("state/migrations/0002.sql")),
+];
 const QUERIES: &str = include_str!("state/queries.sql");
 
 fn q(name: &str) -> &'static str {
@@ -273,8 +276,45 @@ impl Store {
 
     pub fn load_base(&self, pair: i64) -> Result<Base, StateError> {
         let mut st = self.conn.prepare_cached(q("base_load")).map_err(|e| self.err(e))?;
-        let mut rows = st.query(params![pair]).map_err(|e| self.err(e))?;
+        let rows = st.query(params![pair]).map_err(|e| self.err(e))?;
         let mut v: Vec<(RelPath, BaseEntry)> = Vec::new();
+        self.read_base_rows(rows, &mut v)?;
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(Base::from_sorted(v))
+    }
+
+    /// The base of `paths` (each with everything below it) and of their ancestors: what a
+    /// targeted plan of those paths works with.
+    pub fn load_base_scope(&self, pair: i64, paths: &[RelPath]) -> Result<Base, StateError> {
+        let mut st = self.conn.prepare_cached(q("base_load_below")).map_err(|e| self.err(e))?;
+        let mut v: Vec<(RelPath, BaseEntry)> = Vec::new();
+        let mut exact = std::collections::BTreeSet::new();
+        for p in paths {
+            exact.extend(p.ancestors());
+            let rows = st.query(params![pair, p.as_str()]).map_err(|e| self.err(e))?;
+            self.read_base_rows(rows, &mut v)?;
+        }
+        let mut one = self.conn.prepare_cached(q("base_load_below")).map_err(|e| self.err(e))?;
+        for a in exact {
+            let rows = one.query(params![pair, a.as_str()]).map_err(|e| self.err(e))?;
+            let mut below = Vec::new();
+            self.read_base_rows(rows, &mut below)?;
+            v.extend(below.into_iter().filter(|(p, _)| *p == a));
+        }
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|a, b| a.0 == b.0);
+        Ok(Base::from_sorted(v))
+    }
+
+    /// Files the base holds for a pair.
+    pub fn count_base_files(&self, pair: i64) -> Result<u64, StateError> {
+        self.conn
+            .query_row(q("base_count_files"), params![pair], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    fn read_base_rows(&self, mut rows: rusqlite::Rows<'_>, v: &mut Vec<(RelPath, BaseEntry)>) -> Result<(), StateError> {
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let path: String = r.get(0).map_err(|e| self.err(e))?;
             let Ok(path) = RelPath::new(&path) else {
@@ -304,8 +344,7 @@ impl Store {
                 },
             ));
         }
-        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(Base::from_sorted(v))
+        Ok(())
     }
 
     /// Apply base updates and journal rows of one durable batch, atomically.
@@ -489,11 +528,108 @@ impl Store {
 
     pub fn start_run(&self, pair: i64, trigger: &str, dry_run: bool) -> Result<i64, StateError> {
         let now = now_ns();
-        self.conn.execute(q("run_abandon"), params![pair, now]).map_err(|e| self.err(e))?;
         self.conn
             .execute(q("run_start"), params![pair, trigger, dry_run, now])
             .map_err(|e| self.err(e))?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Runs of a pair left "running" by a process that died: marked interrupted. Called by
+    /// whoever takes the pair's lock.
+    pub fn abandon_runs(&self, pair: i64) -> Result<(), StateError> {
+        self.conn.execute(q("run_abandon"), params![pair, now_ns()]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ the backlog
+
+    /// Record paths the watcher reported (kept until a run settles them).
+    pub fn dirty_put(&mut self, pair: i64, paths: &[RelPath], now: i64) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| StateError::Sql {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        {
+            let mut st = tx.prepare_cached(q("dirty_put")).map_err(|e| StateError::Sql {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            for p in paths {
+                st.execute(params![pair, p.as_str(), now]).map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// (path, first reported ns, attempts, not before ns)
+    pub fn dirty_list(&self, pair: i64) -> Result<Vec<(RelPath, i64, u32, i64)>, StateError> {
+        let mut st = self.conn.prepare_cached(q("dirty_list")).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![pair], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (p, since, attempts, nb) = r.map_err(|e| self.err(e))?;
+            // A damaged row cannot name a path outside the root: it is dropped.
+            if let Ok(p) = RelPath::new(&p) {
+                out.push((p, since, attempts, nb));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settled: forget paths reported no later than `upto` (a newer report stays).
+    pub fn dirty_done(&mut self, pair: i64, paths: &[RelPath], upto: i64) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| StateError::Sql {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        {
+            let mut st = tx.prepare_cached(q("dirty_done")).map_err(|e| StateError::Sql {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            for p in paths {
+                st.execute(params![pair, p.as_str(), upto]).map_err(|e| StateError::Sql {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn dirty_retry(&self, pair: i64, path: &RelPath, not_before: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(q("dirty_retry"), params![pair, path.as_str(), not_before])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A full reconciliation settles everything reported before it started.
+    pub fn dirty_clear(&self, pair: i64, upto: i64) -> Result<(), StateError> {
+        self.conn.execute(q("dirty_clear"), params![pair, upto]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(q("kv_get"), params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn kv_put(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        match value {
+            Some(v) => self.conn.execute(q("kv_put"), params![key, v]),
+            None => self.conn.execute(q("kv_delete"), params![key]),
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     pub fn finish_run(&self, run: i64, status: &str, c: &RunCounts, error: Option<&str>) -> Result<(), StateError> {
@@ -523,9 +659,18 @@ impl Store {
     }
 
     pub fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StateError> {
-        let mut st = self.conn.prepare_cached(q("run_list")).map_err(|e| self.err(e))?;
+        self.query_runs(q("run_list"), params![limit])
+    }
+
+    /// The latest run of one pair.
+    pub fn last_run(&self, pair: i64) -> Result<Option<RunRow>, StateError> {
+        Ok(self.query_runs(q("run_last_of_pair"), params![pair])?.pop())
+    }
+
+    fn query_runs(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<RunRow>, StateError> {
+        let mut st = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![limit], |r| {
+            .query_map(args, |r| {
                 let by_rule: String = r.get(16)?;
                 Ok(RunRow {
                     id: r.get(0)?,

@@ -78,12 +78,46 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Status of every pair known to the state file.
+    /// Status: from the running service when there is one, else from the state file.
     Status {
         #[arg(long)]
         json: bool,
     },
+    /// Run the continuous service in the foreground: LEFT RIGHT, or --config FILE.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Where the local API listens (loopback only; port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Rotating log files go here (default: the config's log_dir, else next to the state).
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
+    /// Pause the running service (one pair, or all).
+    Pause {
+        #[arg(long)]
+        pair: Option<String>,
+    },
+    /// Resume the running service (one pair, or all).
+    Resume {
+        #[arg(long)]
+        pair: Option<String>,
+        /// Let the next run delete beyond max_delete_percent (after the guard paused it).
+        #[arg(long)]
+        allow_mass_delete: bool,
+    },
+    /// A full sync now, by the running service (one pair, or all).
+    SyncNow {
+        #[arg(long)]
+        pair: Option<String>,
+    },
+    /// Print the API token of the local service (for scripts).
+    Token,
 }
+
+/// The default API address.
+const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 
 #[derive(Subcommand)]
 enum ConflictCmd {
@@ -134,13 +168,18 @@ fn main() {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    let _log_guard = if let Cmd::Run { .. } = &cli.cmd {
+        None
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+        None::<()>
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -317,8 +356,56 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Run { target, listen, log_dir } => {
+            let (config, pairs) = pairs(target)?;
+            let state = state_path(&cli.state, config.as_ref());
+            let state = std::path::absolute(&state).unwrap_or(state);
+            let logs = log_dir
+                .clone()
+                .or_else(|| config.as_ref().and_then(|c| c.log_dir.clone()))
+                .unwrap_or_else(|| state.parent().unwrap_or(std::path::Path::new(".")).join("logs"));
+            let _guard = init_service_logs(&logs, cli.verbose)?;
+            let listen = listen
+                .or_else(|| config.as_ref().and_then(|c| c.listen))
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+            let cfg = tandem::service::ServiceConfig { pairs, state: state.clone() };
+            let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
+            tandem::http::run_foreground(cfg, listen, |url| {
+                println!("tandem: watching {} pair{} ({})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+                println!("tandem: API {url}  (token: `tandem token`; status: `tandem status`)");
+                println!("tandem: logs in {}", logs.display());
+                let _ = std::io::stdout().flush();
+            })?;
+            Ok(0)
+        }
+        Cmd::Pause { pair } => service_call(&cli, "POST", &pair_route(pair.as_deref(), "pause"), None),
+        Cmd::Resume { pair, allow_mass_delete } => {
+            let body = serde_json::json!({ "allow_mass_delete": allow_mass_delete }).to_string();
+            service_call(&cli, "POST", &pair_route(pair.as_deref(), "resume"), Some(&body))
+        }
+        Cmd::SyncNow { pair } => service_call(&cli, "POST", &pair_route(pair.as_deref(), "sync"), None),
+        Cmd::Token => {
+            let state = state_path(&cli.state, None);
+            println!("{}", tandem::http::load_or_create_token(&state)?);
+            Ok(0)
+        }
         Cmd::Status { json } => {
-            let store = api::open_state(&state_path(&cli.state, None))?;
+            let state = state_path(&cli.state, None);
+            if let Some((code, body)) = tandem::http::call(&state, "GET", "/api/status", None)? {
+                if code != 200 {
+                    anyhow::bail!("the service answered {code}: {body}");
+                }
+                if *json {
+                    println!("{body}");
+                } else {
+                    print_live_status(&serde_json::from_str(&body)?);
+                }
+                return Ok(0);
+            }
+            if !*json {
+                println!("service: not running (status from the state file)");
+            }
+            let store = api::open_state(&state)?;
             let st = api::status(&store)?;
             if *json {
                 println!("{}", serde_json::to_string(&st)?);
@@ -337,6 +424,121 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+    }
+}
+
+fn pair_route(pair: Option<&str>, verb: &str) -> String {
+    match pair {
+        Some(p) => format!("/api/pairs/{}/{verb}", url_escape(p)),
+        None => format!("/api/{verb}"),
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn service_call(cli: &Cli, method: &str, route: &str, body: Option<&str>) -> anyhow::Result<i32> {
+    let state = state_path(&cli.state, None);
+    match tandem::http::call(&state, method, route, body)? {
+        None => {
+            eprintln!("tandem: no service is running for {} (start one with `tandem run`)", state.display());
+            Ok(2)
+        }
+        Some((code, _)) if (200..300).contains(&code) => Ok(0),
+        Some((code, body)) => {
+            eprintln!("tandem: the service answered {code}: {body}");
+            Ok(if code == 404 { 2 } else { 1 })
+        }
+    }
+}
+
+/// Console and a daily rotating file (7 kept) for the service.
+fn init_service_logs(dir: &std::path::Path, verbose: u8) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("tandem")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(dir)
+        .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let level = match verbose {
+        0 => "info",
+        _ => "debug",
+    };
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter()))
+        .with(tracing_subscriber::fmt::layer().with_writer(file).with_ansi(false).with_target(false).with_filter(filter()))
+        .init();
+    Ok(guard)
+}
+
+fn print_live_status(st: &serde_json::Value) {
+    let paused_all = st["paused_all"].as_bool().unwrap_or(false);
+    println!(
+        "service: running (pid {}){}",
+        st["pid"],
+        if paused_all { ", everything paused" } else { "" }
+    );
+    for p in st["pairs"].as_array().into_iter().flatten() {
+        let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+        println!("pair {}  ({} <-> {})", s("pair"), s("left"), s("right"));
+        let reason = p["reason"].as_str().map(|r| format!(" - {r}")).unwrap_or_default();
+        println!("  state: {}{reason}", s("state"));
+        for w in p["watch"].as_array().into_iter().flatten() {
+            let why = w["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+            println!("  {} side: {}{why}", w["side"].as_str().unwrap_or(""), w["mode"].as_str().unwrap_or(""));
+        }
+        match p["last_event"].as_object() {
+            Some(e) => println!(
+                "  last event: {} {} {}",
+                fmt_time(e["at"].as_i64().unwrap_or(0)),
+                e["side"].as_str().unwrap_or(""),
+                e["path"].as_str().unwrap_or("")
+            ),
+            None => println!("  last event: none"),
+        }
+        match p["last_run"].as_object() {
+            Some(r) => println!(
+                "  last run: #{} {} {} ({})",
+                r["id"],
+                fmt_time(r["started_at"].as_i64().unwrap_or(0)),
+                r["status"].as_str().unwrap_or(""),
+                r["trigger"].as_str().unwrap_or("")
+            ),
+            None => println!("  last run: never"),
+        }
+        let b = &p["backlog"];
+        println!(
+            "  backlog: {} copies ({}), {} in the large-file lane, {} paths waiting",
+            b["items"],
+            human(b["bytes"].as_u64().unwrap_or(0)),
+            b["large_items"],
+            b["waiting_paths"]
+        );
+        for t in p["transfers"].as_array().into_iter().flatten() {
+            let eta = t["eta_s"].as_u64().map(|e| format!(", {e} s left")).unwrap_or_default();
+            println!(
+                "    {} -> {}: {} of {} at {}/s{eta}",
+                t["path"].as_str().unwrap_or(""),
+                t["side"].as_str().unwrap_or(""),
+                human(t["done"].as_u64().unwrap_or(0)),
+                human(t["size"].as_u64().unwrap_or(0)),
+                human(t["bytes_per_s"].as_u64().unwrap_or(0))
+            );
+        }
+        println!("  open conflicts: {}", p["open_conflicts"]);
+        println!("  operations in the last 24 h: {}", p["ops_last_24h"]);
     }
 }
 

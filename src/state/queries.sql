@@ -118,3 +118,41 @@ WHERE pair_id = ?1 AND EXISTS (
     WHERE b.pair_id = ?1 AND b.path = hash_cache.path AND b.size = hash_cache.size
       AND ((hash_cache.side = 0 AND b.l_mtime = hash_cache.mtime) OR (hash_cache.side = 1 AND b.r_mtime = hash_cache.mtime))
 );
+
+-- name: base_load_below
+-- A path and everything below it (see base_rename_below for the key range).
+SELECT path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode
+FROM base WHERE pair_id = ?1 AND (path = ?2 OR (path >= ?2 || '/' AND path < ?2 || '0'));
+
+-- name: base_count_files
+SELECT count(*) FROM base WHERE pair_id = ?1 AND kind = 0;
+
+-- name: dirty_put
+INSERT INTO dirty (pair_id, path, since) VALUES (?1, ?2, ?3) ON CONFLICT (pair_id, path) DO NOTHING;
+
+-- name: dirty_list
+SELECT path, since, attempts, not_before FROM dirty WHERE pair_id = ?1 ORDER BY path;
+
+-- name: dirty_done
+DELETE FROM dirty WHERE pair_id = ?1 AND path = ?2 AND since <= ?3;
+
+-- name: dirty_retry
+UPDATE dirty SET attempts = attempts + 1, not_before = ?3 WHERE pair_id = ?1 AND path = ?2;
+
+-- name: dirty_clear
+DELETE FROM dirty WHERE pair_id = ?1 AND since <= ?2;
+
+-- name: kv_get
+SELECT value FROM service_kv WHERE key = ?1;
+
+-- name: kv_put
+INSERT OR REPLACE INTO service_kv (key, value) VALUES (?1, ?2);
+
+-- name: kv_delete
+DELETE FROM service_kv WHERE key = ?1;
+
+-- name: run_last_of_pair
+SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
+       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
+FROM runs r JOIN pairs p ON p.id = r.pair_id
+WHERE r.pair_id = ?1 ORDER BY r.id DESC LIMIT 1;

@@ -1,0 +1,338 @@
+//! The local HTTP API of the continuous service (axum on tokio), and the small client the
+//! CLI uses to talk to a running service. Loopback only; every route but `/health` needs
+//! the API token (`Authorization: Bearer`), compared in constant time; a `Host` that is
+//! not the loopback name and port (DNS rebinding) and a state-changing request from a
+//! foreign `Origin` are refused; no CORS. Errors are JSON `{"error": {code, message}}`.
+//! Must not touch: sync logic (it calls [`crate::service::Service`]), terminal output.
+
+use crate::api::ApiError;
+use crate::service::Service;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct AppState {
+    svc: Arc<Service>,
+    token: Arc<str>,
+    port: u16,
+}
+
+/// Where a running service says how to reach it (next to the state file).
+pub fn discovery_path(state: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.service.json", state.display()))
+}
+
+/// The API token file (next to the state file, owner-only).
+pub fn token_path(state: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.api-token", state.display()))
+}
+
+/// Read the API token, or create it (32 random bytes, hex) with owner-only permissions.
+pub fn load_or_create_token(state: &Path) -> Result<String, ApiError> {
+    let p = token_path(state);
+    let io = |source| ApiError::Io { path: p.clone(), source };
+    match std::fs::read_to_string(&p) {
+        Ok(t) if t.trim().len() >= 32 => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| ApiError::Internal(format!("no random numbers for the API token: {e}")))?;
+    let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = PathBuf::from(format!("{}.tmp{}", p.display(), std::process::id()));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(&tmp).map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &p).map_err(io)?;
+    Ok(token)
+}
+
+/// Equal in time independent of where the inputs differ.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+struct HttpError(StatusCode, &'static str, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": {"code": self.1, "message": self.2}}))).into_response()
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        let status = match &e {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Usage(_) | ApiError::Config(_) => StatusCode::BAD_REQUEST,
+            ApiError::Locked { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        HttpError(status, e.code(), e.to_string())
+    }
+}
+
+fn allowed_hosts(port: u16) -> [String; 3] {
+    [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}")]
+}
+
+async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let hosts = allowed_hosts(st.port);
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
+        return HttpError(StatusCode::FORBIDDEN, "bad_host", format!("Host {host:?} is not this service's loopback address")).into_response();
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        if let Some(origin) = h.get(header::ORIGIN) {
+            let o = origin.to_str().unwrap_or("");
+            if !hosts.iter().any(|a| o.eq_ignore_ascii_case(&format!("http://{a}"))) {
+                return HttpError(StatusCode::FORBIDDEN, "bad_origin", format!("requests from {o:?} are not accepted")).into_response();
+            }
+        }
+    }
+    if req.uri().path() != "/health" && !authorized(h, &st.token) {
+        return HttpError(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong API token (see `tandem token`)".into()).into_response();
+    }
+    next.run(req).await
+}
+
+fn authorized(h: &HeaderMap, token: &str) -> bool {
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    bearer.is_some_and(|b| ct_eq(b.as_bytes(), token.as_bytes()))
+}
+
+#[derive(Deserialize, Default)]
+struct ResumeBody {
+    #[serde(default)]
+    allow_mass_delete: bool,
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn status(State(st): State<AppState>) -> Result<Response, HttpError> {
+    Ok(Json(st.svc.status()?).into_response())
+}
+
+async fn pause_all(State(st): State<AppState>) -> Result<StatusCode, HttpError> {
+    st.svc.pause(None)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resume_all(State(st): State<AppState>, body: Option<Json<ResumeBody>>) -> Result<StatusCode, HttpError> {
+    st.svc.resume(None, body.map(|b| b.0).unwrap_or_default().allow_mass_delete)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sync_all(State(st): State<AppState>) -> Result<StatusCode, HttpError> {
+    st.svc.sync_now(None)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn pause_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<StatusCode, HttpError> {
+    st.svc.pause(Some(&name))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resume_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>, body: Option<Json<ResumeBody>>) -> Result<StatusCode, HttpError> {
+    st.svc.resume(Some(&name), body.map(|b| b.0).unwrap_or_default().allow_mass_delete)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sync_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<StatusCode, HttpError> {
+    st.svc.sync_now(Some(&name))?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn not_found() -> HttpError {
+    HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
+}
+
+pub fn router(svc: Arc<Service>, token: String, port: u16) -> Router {
+    let st = AppState {
+        svc,
+        token: token.into(),
+        port,
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/status", get(status))
+        .route("/api/pause", post(pause_all))
+        .route("/api/resume", post(resume_all))
+        .route("/api/sync", post(sync_all))
+        .route("/api/pairs/{name}/pause", post(pause_pair))
+        .route("/api/pairs/{name}/resume", post(resume_pair))
+        .route("/api/pairs/{name}/sync", post(sync_pair))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
+        .with_state(st)
+}
+
+/// Serve until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    svc: Arc<Service>,
+    token: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let port = listener.local_addr()?.port();
+    axum::serve(listener, router(svc, token, port)).with_graceful_shutdown(shutdown).await
+}
+
+// ------------------------------------------------------------------ client
+
+/// A running service, as its discovery file describes it.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct Discovery {
+    pub pid: u32,
+    pub url: String,
+}
+
+pub fn write_discovery(state: &Path, d: &Discovery) -> std::io::Result<()> {
+    let p = discovery_path(state);
+    let tmp = PathBuf::from(format!("{}.tmp{}", p.display(), std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(d).expect("serializes"))?;
+    std::fs::rename(tmp, p)
+}
+
+/// One request to the service of this state file: (HTTP status, body). `Ok(None)`: no
+/// service is running for it.
+pub fn call(state: &Path, method: &str, path: &str, body: Option<&str>) -> Result<Option<(u16, String)>, ApiError> {
+    let Ok(text) = std::fs::read_to_string(discovery_path(state)) else {
+        return Ok(None);
+    };
+    let Ok(d) = serde_json::from_str::<Discovery>(&text) else {
+        return Ok(None);
+    };
+    let Some(hostport) = d.url.strip_prefix("http://").map(|s| s.trim_end_matches('/').to_string()) else {
+        return Ok(None);
+    };
+    let token = load_or_create_token(state)?;
+    let Ok(mut s) = std::net::TcpStream::connect(&hostport) else {
+        return Ok(None);
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let io = |source| ApiError::Io {
+        path: PathBuf::from(&d.url),
+        source,
+    };
+    s.write_all(req.as_bytes()).map_err(io)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(io)?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok(Some((code, body)))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn dechunk_joins_chunks() {
+        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+    }
+}
+
+/// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
+/// stop gracefully. `ready` gets the API's URL once it listens.
+pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::SocketAddr, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
+    if !listen.ip().is_loopback() {
+        return Err(ApiError::Usage(format!("--listen {listen}: the API listens on loopback addresses only")));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ApiError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let state = cfg.state.clone();
+    let token = load_or_create_token(&state)?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .map_err(|e| ApiError::Usage(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let svc = Arc::new(Service::start(cfg)?);
+    let url = format!("http://{addr}");
+    write_discovery(&state, &Discovery { pid: std::process::id(), url: url.clone() }).map_err(|source| ApiError::Io {
+        path: discovery_path(&state),
+        source,
+    })?;
+    ready(&url);
+    let served = rt.block_on(async {
+        let stop = async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+            tracing::info!("stop requested");
+        };
+        serve(listener, svc.clone(), token, stop).await
+    });
+    let _ = std::fs::remove_file(discovery_path(&state));
+    svc.shutdown();
+    served.map_err(|e| ApiError::Internal(format!("API server: {e}")))
+}

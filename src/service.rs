@@ -1,0 +1,1213 @@
+//! The continuous service: keeps every configured pair in sync, day and night. Per pair it
+//! runs two OS watchers (or periodic scans where a side sends no events), a debouncer, a
+//! small-file lane (targeted plans of just the reported paths, executed at once) and a
+//! large-file lane (copies above `large_file`, smallest first, on their own workers, so a
+//! huge copy never delays small ones). It reconciles each pair with a full scan at start
+//! and every `reconcile_every`; it pauses and resumes per pair and globally (events are
+//! kept while paused); it publishes [`Event`]s and a live [`ServiceStatus`].
+//! The work itself goes through [`crate::api`] (`prepare` / `apply`): this module decides
+//! *when* and *what scope*, never *what to do* with a file.
+//! Must not touch: terminal output, HTTP, the planner's decisions.
+
+use crate::api::{self, ApiError, PairLock, SyncRequest, Trigger};
+use crate::config::{PairConfig, WatchMode};
+use crate::events::{self, Event, PairState, ScanKind};
+use crate::exec::{Hooks, Observer, Outcome};
+use crate::fs::RealFs;
+use crate::model::{RelPath, Side};
+use crate::plan::{Action, Plan};
+use crate::state::{now_ns, RunRow, Store};
+use crate::throttle::Throttle;
+use crate::watch::{self, Debouncer, Readiness, RootWatcher, WatchMsg};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A file whose writer closed it is taken after this window (it coalesces bursts).
+const SETTLE: Duration = Duration::from_millis(40);
+/// How long a side has to report the canary before it is polled instead.
+const CANARY_WAIT: Duration = Duration::from_secs(3);
+/// A deferred action (something changed under it) is planned again after this.
+const DEFER_RETRY: Duration = Duration::from_millis(500);
+/// After an error (root missing, state store...) the pair is retried this often at most.
+const ERROR_RETRY: Duration = Duration::from_secs(30);
+
+/// What the service runs.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub pairs: Vec<PairConfig>,
+    pub state: PathBuf,
+}
+
+/// The whole service's status, as `tandem status`, the API and the tray show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceStatus {
+    pub version: String,
+    pub pid: u32,
+    pub started_at: i64,
+    pub paused_all: bool,
+    pub pairs: Vec<LiveStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveStatus {
+    pub pair: String,
+    pub left: String,
+    pub right: String,
+    pub state: PairState,
+    /// Why the pair is paused or in error.
+    pub reason: Option<String>,
+    pub paused: bool,
+    pub watch: Vec<WatchInfo>,
+    pub last_event: Option<LastEvent>,
+    pub last_run: Option<RunRow>,
+    pub backlog: Backlog,
+    pub transfers: Vec<Transfer>,
+    pub open_conflicts: u64,
+    pub ops_last_24h: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WatchInfo {
+    pub side: Side,
+    /// "events", "polling", "off" or "starting" (canary not back yet).
+    pub mode: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LastEvent {
+    pub at: i64,
+    pub side: Side,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Backlog {
+    /// Copies planned and not done yet (both lanes).
+    pub items: u64,
+    pub bytes: u64,
+    /// Of which in the large-file lane.
+    pub large_items: u64,
+    /// Reported paths waiting to be planned (debouncing, retries, or paused).
+    pub waiting_paths: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Transfer {
+    pub path: String,
+    /// The side written to.
+    pub side: Side,
+    pub lane: &'static str,
+    pub size: u64,
+    pub done: u64,
+    pub bytes_per_s: u64,
+    pub eta_s: Option<u64>,
+}
+
+enum Ctl {
+    Watch(WatchMsg),
+    /// Something changed in the flags (pause, resume): look again.
+    Wake,
+    SyncNow,
+    AllowMassDeleteOnce,
+    /// The large lane finished (or gave back) a copy.
+    LargeDone {
+        path: RelPath,
+        outcome: Option<Outcome>,
+    },
+    Stop,
+}
+
+#[derive(Default)]
+struct Live {
+    state: Option<PairState>,
+    reason: Option<String>,
+    watch: [WatchInfoState; 2],
+    last_event: Option<LastEvent>,
+    small_items: u64,
+    small_bytes: u64,
+    waiting: u64,
+    transfers: HashMap<(u8, usize), TransferState>,
+}
+
+#[derive(Clone, Default)]
+struct WatchInfoState {
+    mode: &'static str,
+    reason: Option<String>,
+}
+
+struct TransferState {
+    path: RelPath,
+    side: Side,
+    size: u64,
+    done: u64,
+    started: Instant,
+    last_event: Instant,
+}
+
+struct LargeJob {
+    action: Action,
+    trigger: Trigger,
+}
+
+#[derive(Default)]
+struct LargeQueue {
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+    jobs: HashMap<u64, LargeJob>,
+    seq: u64,
+    /// Paths queued or being copied: other plans keep their hands off them.
+    busy: Vec<RelPath>,
+    queued_bytes: u64,
+}
+
+struct PairRt {
+    cfg: PairConfig,
+    id: i64,
+    tx: Mutex<mpsc::Sender<Ctl>>,
+    paused: AtomicBool,
+    live: Mutex<Live>,
+    throttle: Throttle,
+    large: Mutex<LargeQueue>,
+    large_cv: Condvar,
+    _lock: PairLock,
+}
+
+impl PairRt {
+    fn send(&self, c: Ctl) {
+        let _ = self.tx.lock().unwrap().send(c);
+    }
+
+    fn busy_overlaps(&self, paths: &[&RelPath]) -> bool {
+        let q = self.large.lock().unwrap();
+        q.busy.iter().any(|b| paths.iter().any(|p| p.starts_with(b) || b.starts_with(p)))
+    }
+}
+
+struct Inner {
+    events: events::Sender,
+    pairs: Vec<Arc<PairRt>>,
+    paused_all: AtomicBool,
+    stopping: AtomicBool,
+    state_path: PathBuf,
+    started_at: i64,
+    status_store: Mutex<Store>,
+    /// Test knob: drop every file event (as a network mount would), to exercise polling.
+    drop_events: bool,
+}
+
+impl Inner {
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn pair_paused(&self, rt: &PairRt) -> bool {
+        self.paused_all.load(Ordering::SeqCst) || rt.paused.load(Ordering::SeqCst)
+    }
+
+    fn set_state(&self, rt: &PairRt, state: PairState, reason: Option<String>) {
+        let mut l = rt.live.lock().unwrap();
+        if l.state == Some(state) && l.reason == reason {
+            return;
+        }
+        l.state = Some(state);
+        l.reason = reason.clone();
+        drop(l);
+        self.emit(Event::StateChanged {
+            pair: rt.cfg.name.clone(),
+            state,
+            reason,
+        });
+    }
+}
+
+/// The running service. Dropping it does not stop it: call [`Service::shutdown`].
+pub struct Service {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    watchers: Mutex<Vec<RootWatcher>>,
+}
+
+fn kv_pause_key(pair: &str) -> String {
+    format!("paused:{pair}")
+}
+
+impl Service {
+    /// Take every pair's lock, start the watchers and the lanes. Fails (changing nothing)
+    /// when the state store cannot be opened or a pair is locked by another process.
+    pub fn start(cfg: ServiceConfig) -> Result<Service, ApiError> {
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let store = api::open_state(&cfg.state)?;
+        let paused_all = store.kv_get(&kv_pause_key("*"))?.is_some();
+        let mut pairs = Vec::new();
+        let mut receivers = Vec::new();
+        for p in &cfg.pairs {
+            let id = store.pair_id(&p.name, &p.left, &p.right)?;
+            let lock = api::lock_pair(&store, p, id)?;
+            store.abandon_runs(id)?;
+            let paused = store.kv_get(&kv_pause_key(&p.name))?.is_some();
+            let (tx, rx) = mpsc::channel();
+            pairs.push(Arc::new(PairRt {
+                cfg: p.clone(),
+                id,
+                tx: Mutex::new(tx),
+                paused: AtomicBool::new(paused),
+                live: Mutex::new(Live::default()),
+                throttle: Throttle::new(p.options.bandwidth.clone()),
+                large: Mutex::new(LargeQueue::default()),
+                large_cv: Condvar::new(),
+                _lock: lock,
+            }));
+            receivers.push(rx);
+        }
+        let inner = Arc::new(Inner {
+            events,
+            pairs,
+            paused_all: AtomicBool::new(paused_all),
+            stopping: AtomicBool::new(false),
+            state_path: cfg.state.clone(),
+            started_at: now_ns(),
+            status_store: Mutex::new(store),
+            drop_events: std::env::var_os("TANDEM_TEST_DROP_EVENTS").is_some_and(|v| v == "1"),
+        });
+        let svc = Service {
+            inner: inner.clone(),
+            threads: Mutex::new(Vec::new()),
+            watchers: Mutex::new(Vec::new()),
+        };
+        for (rt, rx) in inner.pairs.iter().zip(receivers) {
+            svc.start_watchers(rt);
+            let (i, r) = (inner.clone(), rt.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("pair {}", rt.cfg.name))
+                .spawn(move || pair_worker(i, r, rx))
+                .map_err(|e| ApiError::Internal(format!("cannot start a thread: {e}")))?;
+            svc.threads.lock().unwrap().push(t);
+            for n in 0..rt.cfg.options.large_workers.max(1) {
+                let (i, r) = (inner.clone(), rt.clone());
+                let t = std::thread::Builder::new()
+                    .name(format!("large {} {n}", rt.cfg.name))
+                    .spawn(move || large_worker(i, r))
+                    .map_err(|e| ApiError::Internal(format!("cannot start a thread: {e}")))?;
+                svc.threads.lock().unwrap().push(t);
+            }
+        }
+        inner.emit(Event::ServiceStarted {
+            pairs: inner.pairs.iter().map(|p| p.cfg.name.clone()).collect(),
+        });
+        tracing::info!(pairs = inner.pairs.len(), "service started");
+        Ok(svc)
+    }
+
+    fn start_watchers(&self, rt: &Arc<PairRt>) {
+        let o = &rt.cfg.options;
+        for side in Side::BOTH {
+            let root = if side == Side::Left { &rt.cfg.left } else { &rt.cfg.right };
+            let info = match o.watch {
+                WatchMode::Off => WatchInfoState {
+                    mode: "off",
+                    reason: Some("watch = \"off\": schedules and manual syncs only".into()),
+                },
+                WatchMode::Poll => WatchInfoState {
+                    mode: "polling",
+                    reason: Some(format!("watch = \"poll\": a full scan every {} s", o.poll_interval_s)),
+                },
+                WatchMode::Auto => {
+                    let ignore = match crate::config::Ignore::new(o) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::error!(pair = %rt.cfg.name, "ignore patterns: {e}");
+                            continue;
+                        }
+                    };
+                    let weak = Arc::downgrade(rt);
+                    let drop_events = self.inner.drop_events;
+                    let started = RootWatcher::start(root, side, ignore, move |m| {
+                        if drop_events {
+                            return;
+                        }
+                        if let Some(rt) = weak.upgrade() {
+                            rt.send(Ctl::Watch(m));
+                        }
+                    });
+                    match started {
+                        Ok(w) => {
+                            self.watchers.lock().unwrap().push(w);
+                            match watch::touch_canary(&RealFs, root) {
+                                Ok(_) => WatchInfoState {
+                                    mode: "starting",
+                                    reason: None,
+                                },
+                                Err(e) => WatchInfoState {
+                                    mode: "polling",
+                                    reason: Some(format!("cannot write the canary file to test events: {e}")),
+                                },
+                            }
+                        }
+                        Err(reason) => WatchInfoState {
+                            mode: "polling",
+                            reason: Some(reason),
+                        },
+                    }
+                }
+            };
+            if info.mode == "polling" && o.watch == WatchMode::Auto {
+                let reason = info.reason.clone().unwrap_or_default();
+                tracing::warn!(pair = %rt.cfg.name, side = %side, "no file events, scanning every {} s instead: {reason}", o.poll_interval_s);
+                self.inner.emit(Event::WatchFallback {
+                    pair: rt.cfg.name.clone(),
+                    side,
+                    reason,
+                });
+            }
+            rt.live.lock().unwrap().watch[side as usize] = info;
+        }
+    }
+
+    pub fn subscribe(&self) -> events::Receiver {
+        self.inner.events.subscribe()
+    }
+
+    pub fn pair_names(&self) -> Vec<String> {
+        self.inner.pairs.iter().map(|p| p.cfg.name.clone()).collect()
+    }
+
+    fn find(&self, pair: &str) -> Result<&Arc<PairRt>, ApiError> {
+        self.inner
+            .pairs
+            .iter()
+            .find(|p| p.cfg.name == pair)
+            .ok_or_else(|| ApiError::NotFound(format!("no pair named {pair:?}")))
+    }
+
+    /// Pause one pair (or every pair): no new work starts; a copy in progress is rolled
+    /// back; changes reported meanwhile are kept and done on resume. Survives a restart.
+    pub fn pause(&self, pair: Option<&str>) -> Result<(), ApiError> {
+        let store = self.inner.status_store.lock().unwrap();
+        match pair {
+            None => {
+                store.kv_put(&kv_pause_key("*"), Some("user"))?;
+                self.inner.paused_all.store(true, Ordering::SeqCst);
+            }
+            Some(name) => {
+                let rt = self.find(name)?;
+                store.kv_put(&kv_pause_key(name), Some("user"))?;
+                rt.paused.store(true, Ordering::SeqCst);
+            }
+        }
+        drop(store);
+        tracing::info!(pair = pair.unwrap_or("*"), "paused");
+        self.inner.emit(Event::Paused {
+            pair: pair.map(String::from),
+            reason: "paused by the user".into(),
+        });
+        self.wake_all();
+        Ok(())
+    }
+
+    /// Resume one pair (or all). `allow_mass_delete` lets the next run of the pair delete
+    /// beyond `max_delete_percent` (after the guard paused it).
+    pub fn resume(&self, pair: Option<&str>, allow_mass_delete: bool) -> Result<(), ApiError> {
+        let store = self.inner.status_store.lock().unwrap();
+        let targets: Vec<&Arc<PairRt>> = match pair {
+            None => {
+                store.kv_put(&kv_pause_key("*"), None)?;
+                self.inner.paused_all.store(false, Ordering::SeqCst);
+                // "Resume all" also resumes pairs paused one by one.
+                for rt in &self.inner.pairs {
+                    store.kv_put(&kv_pause_key(&rt.cfg.name), None)?;
+                    rt.paused.store(false, Ordering::SeqCst);
+                }
+                self.inner.pairs.iter().collect()
+            }
+            Some(name) => {
+                let rt = self.find(name)?;
+                store.kv_put(&kv_pause_key(name), None)?;
+                rt.paused.store(false, Ordering::SeqCst);
+                vec![rt]
+            }
+        };
+        drop(store);
+        if allow_mass_delete {
+            for rt in &targets {
+                rt.send(Ctl::AllowMassDeleteOnce);
+            }
+        }
+        tracing::info!(pair = pair.unwrap_or("*"), "resumed");
+        self.inner.emit(Event::Resumed {
+            pair: pair.map(String::from),
+        });
+        self.wake_all();
+        Ok(())
+    }
+
+    /// A full sync of one pair (or all) now.
+    pub fn sync_now(&self, pair: Option<&str>) -> Result<(), ApiError> {
+        match pair {
+            Some(name) => self.find(name)?.send(Ctl::SyncNow),
+            None => self.inner.pairs.iter().for_each(|p| p.send(Ctl::SyncNow)),
+        }
+        Ok(())
+    }
+
+    fn wake_all(&self) {
+        for p in &self.inner.pairs {
+            p.send(Ctl::Wake);
+            p.large_cv.notify_all();
+        }
+    }
+
+    pub fn status(&self) -> Result<ServiceStatus, ApiError> {
+        let store = self.inner.status_store.lock().unwrap();
+        let day_ago = now_ns() - 24 * 3600 * 1_000_000_000;
+        let mut pairs = Vec::new();
+        for rt in &self.inner.pairs {
+            let paused = self.inner.pair_paused(rt);
+            let l = rt.live.lock().unwrap();
+            let q = rt.large.lock().unwrap();
+            let now = Instant::now();
+            let mut transfers: Vec<Transfer> = l
+                .transfers
+                .iter()
+                .map(|((lane, _), t)| {
+                    let secs = now.duration_since(t.started).as_secs_f64();
+                    let speed = if secs > 0.05 { (t.done as f64 / secs) as u64 } else { 0 };
+                    Transfer {
+                        path: t.path.as_str().to_string(),
+                        side: t.side,
+                        lane: if *lane == 0 { "small" } else { "large" },
+                        size: t.size,
+                        done: t.done,
+                        bytes_per_s: speed,
+                        eta_s: (speed > 0).then(|| (t.size.saturating_sub(t.done)) / speed),
+                    }
+                })
+                .collect();
+            transfers.sort_by(|a, b| a.path.cmp(&b.path));
+            let polling = l.watch.iter().any(|w| w.mode == "polling");
+            let state = match l.state {
+                Some(PairState::Error) => PairState::Error,
+                _ if paused => PairState::Paused,
+                Some(s @ (PairState::Scanning | PairState::Syncing)) => s,
+                _ if !q.jobs.is_empty() => PairState::Syncing,
+                _ if polling => PairState::Polling,
+                _ => PairState::Idle,
+            };
+            pairs.push(LiveStatus {
+                pair: rt.cfg.name.clone(),
+                left: rt.cfg.left.display().to_string(),
+                right: rt.cfg.right.display().to_string(),
+                state,
+                reason: l.reason.clone(),
+                paused,
+                watch: Side::BOTH
+                    .iter()
+                    .map(|s| WatchInfo {
+                        side: *s,
+                        mode: l.watch[*s as usize].mode.to_string(),
+                        reason: l.watch[*s as usize].reason.clone(),
+                    })
+                    .collect(),
+                last_event: l.last_event.clone(),
+                last_run: store.last_run(rt.id)?,
+                backlog: Backlog {
+                    items: l.small_items + q.jobs.len() as u64,
+                    bytes: l.small_bytes + q.queued_bytes,
+                    large_items: q.jobs.len() as u64,
+                    waiting_paths: l.waiting,
+                },
+                transfers,
+                open_conflicts: store.open_conflicts(rt.id)?.len() as u64,
+                ops_last_24h: store.ops_since(rt.id, day_ago)?,
+            });
+        }
+        Ok(ServiceStatus {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            started_at: self.inner.started_at,
+            paused_all: self.inner.paused_all.load(Ordering::SeqCst),
+            pairs,
+        })
+    }
+
+    /// Stop: no new work; copies in progress are rolled back (their targets untouched),
+    /// what was done is committed; the watchers stop; the locks are released.
+    pub fn shutdown(&self) {
+        tracing::info!("service stopping");
+        self.inner.emit(Event::ServiceStopping);
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.watchers.lock().unwrap().clear();
+        for p in &self.inner.pairs {
+            p.send(Ctl::Stop);
+            p.large_cv.notify_all();
+        }
+        for t in self.threads.lock().unwrap().drain(..) {
+            let _ = t.join();
+        }
+        tracing::info!("service stopped");
+    }
+}
+
+// ------------------------------------------------------------------ executor hooks
+
+struct RunHooks {
+    inner: Arc<Inner>,
+    rt: Arc<PairRt>,
+    lane: u8,
+}
+
+impl Observer for RunHooks {
+    fn should_stop(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst) || self.inner.pair_paused(&self.rt)
+    }
+
+    fn throttle(&self, to: Side, bytes: u64) {
+        self.rt.throttle.take(to, bytes);
+    }
+
+    fn copy_progress(&self, k: usize, a: &Action, done: u64) {
+        let Action::Copy { side, path, src, .. } = a else { return };
+        let now = Instant::now();
+        let mut l = self.rt.live.lock().unwrap();
+        let t = l.transfers.entry((self.lane, k)).or_insert_with(|| TransferState {
+            path: path.clone(),
+            side: *side,
+            size: src.size,
+            done: 0,
+            started: now,
+            last_event: now,
+        });
+        t.done = done;
+        let first = done == 0;
+        let report = first || now.duration_since(t.last_event) >= Duration::from_millis(250);
+        if !report {
+            return;
+        }
+        t.last_event = now;
+        let secs = now.duration_since(t.started).as_secs_f64();
+        let speed = if secs > 0.05 { (done as f64 / secs) as u64 } else { 0 };
+        drop(l);
+        if first {
+            self.inner.emit(Event::ActionStarted {
+                pair: self.rt.cfg.name.clone(),
+                op: "copy".into(),
+                side: Some(*side),
+                path: path.as_str().into(),
+                bytes: src.size,
+            });
+        } else {
+            self.inner.emit(Event::Progress {
+                pair: self.rt.cfg.name.clone(),
+                side: *side,
+                path: path.as_str().into(),
+                done,
+                total: src.size,
+                bytes_per_s: speed,
+            });
+        }
+    }
+
+    fn finished(&self, k: usize, a: &Action, o: &Outcome) {
+        if let Action::Copy { src, .. } = a {
+            let mut l = self.rt.live.lock().unwrap();
+            l.transfers.remove(&(self.lane, k));
+            if self.lane == 0 {
+                l.small_items = l.small_items.saturating_sub(1);
+                l.small_bytes = l.small_bytes.saturating_sub(src.size);
+            }
+        }
+        self.inner.emit(Event::ActionFinished {
+            pair: self.rt.cfg.name.clone(),
+            op: op_name(a).into(),
+            side: a.side(),
+            path: a.path().as_str().into(),
+            outcome: o.clone(),
+        });
+    }
+}
+
+fn op_name(a: &Action) -> &'static str {
+    match a {
+        Action::Rename { .. } => "rename",
+        Action::ClashRename { .. } => "clash",
+        Action::MkDir { .. } => "mkdir",
+        Action::Copy { .. } => "copy",
+        Action::SetProps { .. } => "props",
+        Action::Delete { .. } => "delete",
+        Action::Conflict { .. } => "conflict",
+        Action::Record { .. } => "record",
+        Action::Skip { .. } => "skip",
+    }
+}
+
+/// Every path an action reads or writes.
+fn action_paths(a: &Action) -> Vec<&RelPath> {
+    match a {
+        Action::Rename { from, to, .. } | Action::ClashRename { from, to, .. } => vec![from, to],
+        other => vec![other.path()],
+    }
+}
+
+// ------------------------------------------------------------------ the small lane
+
+struct Worker {
+    inner: Arc<Inner>,
+    rt: Arc<PairRt>,
+    store: Store,
+    deb: Debouncer,
+    /// Reported paths not yet written to the persistent backlog.
+    unsaved: Vec<RelPath>,
+    failures: HashMap<RelPath, u32>,
+    full_due: Option<(Instant, Trigger)>,
+    next_reconcile: Instant,
+    next_poll: Option<Instant>,
+    canary_deadline: Option<Instant>,
+    error_until: Option<Instant>,
+    allow_mass_delete: bool,
+}
+
+fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
+    let span = tracing::info_span!("pair", pair = %rt.cfg.name);
+    let _g = span.enter();
+    let store = match Store::open(&inner.state_path) {
+        Ok(s) => s,
+        Err(e) => {
+            inner.set_state(&rt, PairState::Error, Some(e.to_string()));
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    let o = &rt.cfg.options;
+    let now = Instant::now();
+    let mut w = Worker {
+        deb: Debouncer::new(SETTLE, Duration::from_millis(o.debounce_ms), Duration::from_millis(o.max_wait_ms)),
+        store,
+        unsaved: Vec::new(),
+        failures: HashMap::new(),
+        full_due: Some((now, Trigger::Startup)),
+        next_reconcile: now + Duration::from_secs(o.reconcile_every_s),
+        next_poll: None,
+        canary_deadline: None,
+        error_until: None,
+        allow_mass_delete: false,
+        inner: inner.clone(),
+        rt: rt.clone(),
+    };
+    // The persistent backlog of the previous run (the startup reconciliation covers it too,
+    // but while paused it is what resume will do).
+    match w.store.dirty_list(rt.id) {
+        Ok(rows) => {
+            for (p, ..) in rows {
+                w.deb.note(p, Readiness::Settled, now);
+            }
+        }
+        Err(e) => tracing::warn!("cannot read the saved backlog: {e}"),
+    }
+    {
+        let l = rt.live.lock().unwrap();
+        if l.watch.iter().any(|x| x.mode == "polling") {
+            w.next_poll = Some(now + Duration::from_secs(o.poll_interval_s));
+        }
+        if l.watch.iter().any(|x| x.mode == "starting") {
+            w.canary_deadline = Some(now + CANARY_WAIT);
+        }
+    }
+    inner.set_state(&rt, PairState::Idle, None);
+    loop {
+        let now = Instant::now();
+        let paused = inner.pair_paused(&rt);
+        let mut wake = now + Duration::from_secs(1);
+        if !paused {
+            let mut consider = |t: Option<Instant>| {
+                if let Some(t) = t {
+                    wake = wake.min(t);
+                }
+            };
+            consider(w.deb.next_due());
+            consider(w.full_due.map(|f| f.0));
+            consider(Some(w.next_reconcile));
+            consider(w.next_poll);
+        }
+        if let Some(c) = w.canary_deadline {
+            wake = wake.min(c);
+        }
+        let first = rx.recv_timeout(wake.saturating_duration_since(now));
+        let mut stop = false;
+        let mut msgs = Vec::new();
+        match first {
+            Ok(m) => msgs.push(m),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => stop = true,
+        }
+        msgs.extend(rx.try_iter());
+        for m in msgs {
+            if matches!(m, Ctl::Stop) {
+                stop = true;
+            } else {
+                w.handle(m);
+            }
+        }
+        w.save_backlog();
+        if stop || inner.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        w.check_canary();
+        rt.live.lock().unwrap().waiting = w.deb.len() as u64;
+        if inner.pair_paused(&rt) {
+            inner.set_state(&rt, PairState::Paused, None);
+            continue;
+        }
+        let now = Instant::now();
+        if let Some(until) = w.error_until {
+            if now < until {
+                continue;
+            }
+            w.error_until = None;
+            w.full_due.get_or_insert((now, Trigger::Reconciliation));
+        }
+        if now >= w.next_reconcile {
+            w.full_due.get_or_insert((now, Trigger::Reconciliation));
+        }
+        if w.next_poll.is_some_and(|t| now >= t) {
+            w.full_due.get_or_insert((now, Trigger::Poll));
+        }
+        if let Some((t, trigger)) = w.full_due {
+            if now >= t {
+                w.full_due = None;
+                w.run(None, trigger);
+                let now = Instant::now();
+                if w.next_poll.is_some() {
+                    w.next_poll = Some(now + Duration::from_secs(rt.cfg.options.poll_interval_s));
+                }
+                if trigger != Trigger::Poll {
+                    w.next_reconcile = now + Duration::from_secs(rt.cfg.options.reconcile_every_s);
+                }
+                continue;
+            }
+        }
+        let due = w.deb.take_due(now);
+        if !due.is_empty() {
+            w.run(Some(due), Trigger::Watch);
+        }
+        rt.live.lock().unwrap().waiting = w.deb.len() as u64;
+    }
+    w.save_backlog();
+}
+
+impl Worker {
+    fn handle(&mut self, m: Ctl) {
+        let now = Instant::now();
+        match m {
+            Ctl::Watch(WatchMsg::Changes { side, paths }) => {
+                if let Some((p, _)) = paths.last() {
+                    self.rt.live.lock().unwrap().last_event = Some(LastEvent {
+                        at: now_ns(),
+                        side,
+                        path: p.as_str().into(),
+                    });
+                }
+                self.inner.emit(Event::Changes {
+                    pair: self.rt.cfg.name.clone(),
+                    side,
+                    paths: paths.len(),
+                });
+                for (p, r) in paths {
+                    self.unsaved.push(p.clone());
+                    self.deb.note(p, r, now);
+                }
+            }
+            Ctl::Watch(WatchMsg::Canary { side }) => {
+                let mut l = self.rt.live.lock().unwrap();
+                if l.watch[side as usize].mode == "starting" {
+                    l.watch[side as usize] = WatchInfoState {
+                        mode: "events",
+                        reason: None,
+                    };
+                    tracing::debug!(side = %side, "file events arrive");
+                }
+            }
+            Ctl::Watch(WatchMsg::Rescan { side, reason }) => {
+                tracing::warn!(side = %side, "full scan: {reason}");
+                self.full_due.get_or_insert((now, Trigger::Reconciliation));
+            }
+            Ctl::Wake => {}
+            Ctl::SyncNow => self.full_due = Some((now, Trigger::Manual)),
+            Ctl::AllowMassDeleteOnce => {
+                self.allow_mass_delete = true;
+                self.error_until = None;
+                self.full_due = Some((now, Trigger::Manual));
+            }
+            Ctl::LargeDone { path, outcome } => match outcome {
+                Some(Outcome::Done { .. }) => {
+                    self.failures.remove(&path);
+                    if let Err(e) = self.store.dirty_done(self.rt.id, std::slice::from_ref(&path), now_ns()) {
+                        tracing::warn!("cannot update the saved backlog: {e}");
+                    }
+                }
+                Some(Outcome::Failed { .. }) => self.retry_failed(path),
+                _ => self.deb.retry_at(path, now + DEFER_RETRY),
+            },
+            Ctl::Stop => {}
+        }
+    }
+
+    fn save_backlog(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        let paths = std::mem::take(&mut self.unsaved);
+        if let Err(e) = self.store.dirty_put(self.rt.id, &paths, now_ns()) {
+            tracing::warn!("cannot save the backlog: {e}");
+        }
+    }
+
+    fn check_canary(&mut self) {
+        let Some(deadline) = self.canary_deadline else { return };
+        if Instant::now() < deadline {
+            return;
+        }
+        self.canary_deadline = None;
+        let o = &self.rt.cfg.options;
+        let mut fell_back = false;
+        for side in Side::BOTH {
+            let mut l = self.rt.live.lock().unwrap();
+            if l.watch[side as usize].mode != "starting" {
+                continue;
+            }
+            let reason = format!(
+                "no file event came back for a test file within {} s (network share or cloud mount?)",
+                CANARY_WAIT.as_secs()
+            );
+            l.watch[side as usize] = WatchInfoState {
+                mode: "polling",
+                reason: Some(reason.clone()),
+            };
+            drop(l);
+            tracing::warn!(side = %side, "{reason}; scanning every {} s instead", o.poll_interval_s);
+            self.inner.emit(Event::WatchFallback {
+                pair: self.rt.cfg.name.clone(),
+                side,
+                reason,
+            });
+            fell_back = true;
+        }
+        for side in Side::BOTH {
+            let root = if side == Side::Left { &self.rt.cfg.left } else { &self.rt.cfg.right };
+            let _ = crate::fs::Fs::remove_file(&RealFs, &root.join(crate::config::TRASH_DIR).join(watch::CANARY));
+        }
+        if fell_back {
+            self.next_poll = Some(Instant::now() + Duration::from_secs(o.poll_interval_s));
+        }
+    }
+
+    fn retry_failed(&mut self, p: RelPath) {
+        let n = self.failures.entry(p.clone()).or_insert(0);
+        *n += 1;
+        let wait = Duration::from_secs((1u64 << (*n).min(9)).min(300));
+        let _ = self.store.dirty_put(self.rt.id, std::slice::from_ref(&p), now_ns());
+        let _ = self.store.dirty_retry(self.rt.id, &p, now_ns() + wait.as_nanos() as i64);
+        self.deb.retry_at(p, Instant::now() + wait);
+    }
+
+    /// One run: full (scope None) or targeted. Large copies go to the large lane; actions
+    /// touching a path the large lane holds wait for it.
+    fn run(&mut self, scope: Option<Vec<RelPath>>, trigger: Trigger) {
+        let (inner, rt) = (self.inner.clone(), self.rt.clone());
+        let started = Instant::now();
+        let started_ns = now_ns();
+        let kind = if scope.is_some() { ScanKind::Targeted } else { ScanKind::Full };
+        // Paths the large lane holds are planned when it is done with them.
+        let scope = scope.map(|paths| {
+            let (held, free): (Vec<RelPath>, Vec<RelPath>) = paths.into_iter().partition(|p| rt.busy_overlaps(&[p]));
+            for p in held {
+                self.deb.retry_at(p, started + DEFER_RETRY);
+            }
+            free
+        });
+        if scope.as_ref().is_some_and(|s| s.is_empty()) {
+            return;
+        }
+        inner.emit(Event::ScanStarted {
+            pair: rt.cfg.name.clone(),
+            kind,
+            paths: scope.as_ref().map_or(0, |s| s.len()),
+        });
+        if kind == ScanKind::Full {
+            inner.set_state(&rt, PairState::Scanning, None);
+        }
+        let hooks = Hooks(Arc::new(RunHooks {
+            inner: inner.clone(),
+            rt: rt.clone(),
+            lane: 0,
+        }));
+        let req = SyncRequest {
+            trigger,
+            scope: scope.clone(),
+            hooks: Some(hooks),
+            caller_holds_lock: true,
+            allow_mass_delete: std::mem::take(&mut self.allow_mass_delete),
+            ..Default::default()
+        };
+        let plan = match api::prepare(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req) {
+            Ok(p) => p,
+            Err(e) => return self.run_failed(e, scope),
+        };
+        // Split: large copies to their lane; actions on paths the large lane holds wait.
+        let large = rt.cfg.options.large_file_bytes;
+        let mut small = Vec::new();
+        let mut to_large = Vec::new();
+        for a in plan.actions {
+            if rt.busy_overlaps(&action_paths(&a)) {
+                self.deb.retry_at(a.path().clone(), started + DEFER_RETRY);
+                continue;
+            }
+            match &a {
+                Action::Copy { src, .. } if src.size > large => to_large.push(a),
+                _ => small.push(a),
+            }
+        }
+        let copies: Vec<u64> = small
+            .iter()
+            .filter_map(|a| match a {
+                Action::Copy { src, .. } => Some(src.size),
+                _ => None,
+            })
+            .collect();
+        let disk = small.iter().any(|a| a.is_disk_action());
+        inner.emit(Event::PlanReady {
+            pair: rt.cfg.name.clone(),
+            actions: small.len() + to_large.len(),
+            copies: copies.len() + to_large.len(),
+            bytes: copies.iter().sum::<u64>()
+                + to_large
+                    .iter()
+                    .map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 })
+                    .sum::<u64>(),
+        });
+        if !to_large.is_empty() {
+            let paths: Vec<RelPath> = to_large.iter().map(|a| a.path().clone()).collect();
+            let _ = self.store.dirty_put(rt.id, &paths, started_ns);
+            let mut q = rt.large.lock().unwrap();
+            for a in to_large {
+                let Action::Copy { src, path, .. } = &a else { continue };
+                q.seq += 1;
+                let seq = q.seq;
+                q.heap.push(Reverse((src.size, seq)));
+                q.busy.push(path.clone());
+                q.queued_bytes += src.size;
+                q.jobs.insert(seq, LargeJob { action: a, trigger });
+            }
+            drop(q);
+            rt.large_cv.notify_all();
+        }
+        {
+            let mut l = rt.live.lock().unwrap();
+            l.small_items = copies.len() as u64;
+            l.small_bytes = copies.iter().sum();
+        }
+        if disk {
+            inner.set_state(&rt, PairState::Syncing, None);
+        }
+        let small_plan = Plan {
+            actions: small,
+            hash_requests: Vec::new(),
+        };
+        let report = match api::apply(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, small_plan) {
+            Ok(r) => r,
+            Err(e) => return self.run_failed(e, scope),
+        };
+        {
+            let mut l = rt.live.lock().unwrap();
+            l.small_items = 0;
+            l.small_bytes = 0;
+            l.transfers.retain(|(lane, _), _| *lane != 0);
+        }
+        // What was not done is planned again: deferred soon, failed with a growing wait.
+        let mut again = Vec::new();
+        for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
+            match (a, o) {
+                (Action::Conflict { path, rule, .. }, _) => inner.emit(Event::ConflictRaised {
+                    pair: rt.cfg.name.clone(),
+                    path: path.as_str().into(),
+                    rule: rule.name().into(),
+                }),
+                (_, Some(Outcome::Done { .. })) => {
+                    self.failures.remove(a.path());
+                }
+                (a, Some(Outcome::Failed { .. })) => self.retry_failed(a.path().clone()),
+                (a, _) if a.is_disk_action() || matches!(a, Action::Record { .. }) => again.push(a.path().clone()),
+                _ => {}
+            }
+        }
+        for p in again {
+            self.deb.retry_at(p, Instant::now() + DEFER_RETRY);
+        }
+        let settled: Vec<RelPath> = match &scope {
+            Some(s) => s.clone(),
+            None => Vec::new(),
+        };
+        let saved = match &scope {
+            Some(_) => self.store.dirty_done(rt.id, &settled, started_ns),
+            None => self.store.dirty_clear(rt.id, started_ns),
+        };
+        if let Err(e) = saved {
+            tracing::warn!("cannot update the saved backlog: {e}");
+        }
+        if scope.is_none() {
+            self.deb.forget_before(started);
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        if report.run_id.is_some() || report.fatal.is_some() {
+            inner.emit(Event::RunFinished {
+                pair: rt.cfg.name.clone(),
+                run: report.run_id,
+                trigger: trigger.name().into(),
+                status: format!("{:?}", report.status).to_lowercase(),
+                copied: report.counts.copied,
+                failed: report.counts.failed,
+                bytes: report.counts.bytes,
+                ms,
+            });
+            tracing::info!(
+                run = report.run_id,
+                trigger = trigger.name(),
+                actions = report.plan.actions.len(),
+                copied = report.counts.copied,
+                failed = report.counts.failed,
+                ms,
+                "run done"
+            );
+        }
+        if let Some(f) = report.fatal {
+            inner.set_state(&rt, PairState::Error, Some(f.clone()));
+            inner.emit(Event::Error {
+                pair: Some(rt.cfg.name.clone()),
+                code: "state_error".into(),
+                message: f,
+            });
+            self.error_until = Some(Instant::now() + ERROR_RETRY);
+        } else {
+            inner.set_state(&rt, PairState::Idle, None);
+        }
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if kind == ScanKind::Full {
+            // A full run builds big trees: give the memory back to the OS while idle.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
+
+    /// A run stopped by a guard or an error: the pair waits (paused by a guard, retried
+    /// after an error); the reported paths are kept.
+    fn run_failed(&mut self, e: ApiError, scope: Option<Vec<RelPath>>) {
+        let (inner, rt) = (&self.inner, &self.rt);
+        for p in scope.into_iter().flatten() {
+            self.unsaved.push(p.clone());
+            self.deb.retry_at(p, Instant::now());
+        }
+        let msg = e.to_string();
+        tracing::error!(code = e.code(), "{msg}");
+        inner.emit(Event::Error {
+            pair: Some(rt.cfg.name.clone()),
+            code: e.code().into(),
+            message: msg.clone(),
+        });
+        match e {
+            ApiError::MassDelete { .. } => {
+                // Stops and asks: paused until the user resumes (with or without deletions).
+                rt.paused.store(true, Ordering::SeqCst);
+                let _ = self.store.kv_put(&kv_pause_key(&rt.cfg.name), Some("mass delete guard"));
+                inner.emit(Event::Paused {
+                    pair: Some(rt.cfg.name.clone()),
+                    reason: msg.clone(),
+                });
+                inner.set_state(rt, PairState::Paused, Some(msg));
+            }
+            _ => {
+                inner.set_state(rt, PairState::Error, Some(msg));
+                self.error_until = Some(Instant::now() + ERROR_RETRY.min(Duration::from_secs(rt.cfg.options.poll_interval_s.max(1))));
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the large lane
+
+fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
+    let span = tracing::info_span!("large", pair = %rt.cfg.name);
+    let _g = span.enter();
+    let mut store = match Store::open(&inner.state_path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    loop {
+        let job = {
+            let mut q = rt.large.lock().unwrap();
+            loop {
+                if inner.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if !inner.pair_paused(&rt) {
+                    if let Some(Reverse((size, seq))) = q.heap.pop() {
+                        q.queued_bytes = q.queued_bytes.saturating_sub(size);
+                        let job = q.jobs.remove(&seq).expect("queued job");
+                        break job;
+                    }
+                }
+                q = rt.large_cv.wait_timeout(q, Duration::from_secs(1)).unwrap().0;
+            }
+        };
+        let path = job.action.path().clone();
+        let req = SyncRequest {
+            trigger: job.trigger,
+            scope: Some(vec![path.clone()]),
+            hooks: Some(Hooks(Arc::new(RunHooks {
+                inner: inner.clone(),
+                rt: rt.clone(),
+                lane: 1,
+            }))),
+            caller_holds_lock: true,
+            ..Default::default()
+        };
+        let plan = Plan {
+            actions: vec![job.action],
+            hash_requests: Vec::new(),
+        };
+        let outcome = match api::apply(&mut store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, plan) {
+            Ok(rep) => {
+                inner.emit(Event::RunFinished {
+                    pair: rt.cfg.name.clone(),
+                    run: rep.run_id,
+                    trigger: job.trigger.name().into(),
+                    status: format!("{:?}", rep.status).to_lowercase(),
+                    copied: rep.counts.copied,
+                    failed: rep.counts.failed,
+                    bytes: rep.counts.bytes,
+                    ms: 0,
+                });
+                rep.outcomes.into_iter().next().flatten()
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        };
+        {
+            let mut q = rt.large.lock().unwrap();
+            if let Some(i) = q.busy.iter().position(|b| *b == path) {
+                q.busy.swap_remove(i);
+            }
+            rt.live.lock().unwrap().transfers.retain(|(lane, _), t| *lane != 1 || t.path != path);
+        }
+        rt.send(Ctl::LargeDone { path, outcome });
+    }
+}
