@@ -483,32 +483,72 @@ fn widen_scope(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, paths: &[RelPath])
     let mut is_dir_cache: std::collections::HashMap<(Side, RelPath), bool> = Default::default();
     let mut is_dir = |side: Side, p: &RelPath| -> bool {
         *is_dir_cache.entry((side, p.clone())).or_insert_with(|| {
-            let (fs, root) = if side == Side::Left { (lfs, &pair.left) } else { (rfs, &pair.right) };
+            let (fs, root) = if side == Side::Left {
+                (lfs, &pair.left)
+            } else {
+                (rfs, &pair.right)
+            };
             matches!(fs.stat(&root.join(p.as_str())), Ok(Some(crate::fs::Node::Entry(e))) if e.kind == crate::model::Kind::Dir)
         })
     };
     let folds = pair.options.portable_names || lfs.case_insensitive(&pair.left) || rfs.case_insensitive(&pair.right);
+    // Siblings the planner must see to decide about a path: its case variants (where a side
+    // ignores case) and its clash copies (a new clash copy needs a free name).
+    let mut listings: std::collections::HashMap<(Side, Option<RelPath>), Vec<String>> = Default::default();
     let mut set = std::collections::BTreeSet::new();
     for p in paths {
         let mut top: Vec<RelPath> = p.ancestors().collect();
         top.reverse();
-        let chosen = top
-            .into_iter()
+        let mut chosen = top
+            .iter()
             .find(|a| !(is_dir(Side::Left, a) && is_dir(Side::Right, a)))
+            .cloned()
             .unwrap_or_else(|| p.clone());
+        // Where a side ignores case, a folder with a case twin is planned as a whole: what
+        // happens below it depends on which twin may exist on that side.
         if folds {
-            let key = chosen.name().to_lowercase();
-            for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
-                let dir = match chosen.parent() {
-                    Some(d) => root.join(d.as_str()),
-                    None => root.clone(),
-                };
-                for item in fs.read_dir(&dir).unwrap_or_default() {
-                    if let Ok(n) = item.name {
-                        if n.to_lowercase() == key && n != chosen.name() {
-                            set.insert(chosen.with_name(&n));
-                        }
-                    }
+            if let Some(a) = top.iter().filter(|a| chosen.starts_with(a) && **a != chosen).find(|a| {
+                Side::BOTH.iter().any(|side| {
+                    let (fs, root) = if *side == Side::Left {
+                        (lfs, &pair.left)
+                    } else {
+                        (rfs, &pair.right)
+                    };
+                    let names = listings.entry((*side, a.parent())).or_insert_with(|| {
+                        let dir = a.parent().map_or_else(|| root.clone(), |d| root.join(d.as_str()));
+                        fs.read_dir(&dir)
+                            .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
+                            .unwrap_or_default()
+                    });
+                    let key = a.name().to_lowercase();
+                    names.iter().any(|n| n.to_lowercase() == key && n != a.name())
+                })
+            }) {
+                chosen = a.clone();
+            }
+        }
+        let name = chosen.name().to_lowercase();
+        let stem = match name.rfind('.') {
+            Some(i) if i > 0 => &name[..i],
+            _ => &name[..],
+        };
+        let clash_prefix = format!("{stem}_clash_");
+        for side in Side::BOTH {
+            let (fs, root) = if side == Side::Left {
+                (lfs, &pair.left)
+            } else {
+                (rfs, &pair.right)
+            };
+            let names = listings.entry((side, chosen.parent())).or_insert_with(|| {
+                let dir = chosen.parent().map_or_else(|| root.clone(), |d| root.join(d.as_str()));
+                fs.read_dir(&dir)
+                    .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
+                    .unwrap_or_default()
+            });
+            for n in names.iter() {
+                let l = n.to_lowercase();
+                if (folds && l == name && n != chosen.name()) || l.starts_with(&clash_prefix) {
+                    set.insert(chosen.with_name(n));
                 }
             }
         }
@@ -565,7 +605,14 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
 }
 
 /// Plan, fill the hashes the planner asks for, and plan again until it asks for none.
-fn plan_until_done(cx: &mut Ctx, req: &SyncRequest, ls: ScanResult, rs: ScanResult, base: crate::model::Base, t: std::time::Instant) -> Result<Plan, ApiError> {
+fn plan_until_done(
+    cx: &mut Ctx,
+    req: &SyncRequest,
+    ls: ScanResult,
+    rs: ScanResult,
+    base: crate::model::Base,
+    t: std::time::Instant,
+) -> Result<Plan, ApiError> {
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let mut input = PlanInput {
         unknown: ls
@@ -629,7 +676,14 @@ pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn F
 
 /// Scan, plan (hashing what the planner asks for) and check the guards; changes nothing
 /// but the hash cache. A stop by a guard is recorded as a run (unless dry).
-pub fn prepare(store: &mut Store, pair: &PairConfig, pair_id: i64, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest) -> Result<Plan, ApiError> {
+pub fn prepare(
+    store: &mut Store,
+    pair: &PairConfig,
+    pair_id: i64,
+    lfs: &dyn Fs,
+    rfs: &dyn Fs,
+    req: &SyncRequest,
+) -> Result<Plan, ApiError> {
     let mut cx = Ctx {
         store,
         pair_id,
@@ -670,7 +724,15 @@ pub fn prepare(store: &mut Store, pair: &PairConfig, pair_id: i64, lfs: &dyn Fs,
 /// Execute a plan (from [`prepare`], possibly filtered, or stored earlier: the executor
 /// re-checks every target) and record the run. A watcher-triggered plan with nothing to do
 /// records no run (Tandem's own writes echo back as events that plan to nothing).
-pub fn apply(store: &mut Store, pair: &PairConfig, pair_id: i64, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest, plan: Plan) -> Result<SyncReport, ApiError> {
+pub fn apply(
+    store: &mut Store,
+    pair: &PairConfig,
+    pair_id: i64,
+    lfs: &dyn Fs,
+    rfs: &dyn Fs,
+    req: &SyncRequest,
+    plan: Plan,
+) -> Result<SyncReport, ApiError> {
     if req.dry_run || (plan.actions.is_empty() && !req.trigger.records_idle_runs()) {
         let n = plan.actions.len();
         let mut counts = RunCounts::default();

@@ -152,7 +152,9 @@ pub struct BandwidthWindow {
 
 impl Bandwidth {
     pub fn is_unlimited(&self) -> bool {
-        self.left_to_right.is_none() && self.right_to_left.is_none() && self.windows.iter().all(|w| w.left_to_right.is_none() && w.right_to_left.is_none())
+        self.left_to_right.is_none()
+            && self.right_to_left.is_none()
+            && self.windows.iter().all(|w| w.left_to_right.is_none() && w.right_to_left.is_none())
     }
 
     /// The limit (bytes/s) toward `to` at `minute` of the local day.
@@ -601,14 +603,17 @@ impl Walker<'_> {
         };
         if let Some(v) = t.get("window") {
             let wkey = format!("{key}.window");
-            let arr = v.as_array().ok_or_else(|| self.invalid(&wkey, "an array of tables ([[bandwidth.window]])", v))?;
+            let arr = v
+                .as_array()
+                .ok_or_else(|| self.invalid(&wkey, "an array of tables ([[bandwidth.window]])", v))?;
             for (i, item) in arr.iter().enumerate() {
                 let k = format!("{wkey}[{i}]");
                 let wt = item.as_table().ok_or_else(|| self.invalid(&k, "a table", item))?;
                 self.known(wt, &k, &["from", "to", "left_to_right", "right_to_left"])?;
                 let time = |name: &str| -> Result<u32, ConfigError> {
                     let s = self.req_str(wt, &k, name)?;
-                    parse_hhmm(&s).ok_or_else(|| self.invalid(&format!("{k}.{name}"), "a time of day like \"08:00\"", &toml::Value::String(s)))
+                    parse_hhmm(&s)
+                        .ok_or_else(|| self.invalid(&format!("{k}.{name}"), "a time of day like \"08:00\"", &toml::Value::String(s)))
                 };
                 b.windows.push(BandwidthWindow {
                     from_min: time("from")?,
@@ -761,13 +766,13 @@ pub fn parse_duration_ms(s: &str) -> Option<u64> {
         "d" => 86400e3,
         _ => return None,
     };
-    (n.is_finite() && n >= 0.0).then(|| (n * mult) as u64)
+    (n.is_finite() && n >= 0.0).then_some((n * mult) as u64)
 }
 
 fn show_ms(ms: u64) -> String {
-    if ms >= 3_600_000 && ms % 3_600_000 == 0 {
+    if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms >= 1000 && ms % 1000 == 0 {
+    } else if ms >= 1000 && ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

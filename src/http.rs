@@ -103,7 +103,12 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     let hosts = allowed_hosts(st.port);
     let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
-        return HttpError(StatusCode::FORBIDDEN, "bad_host", format!("Host {host:?} is not this service's loopback address")).into_response();
+        return HttpError(
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            format!("Host {host:?} is not this service's loopback address"),
+        )
+        .into_response();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         if let Some(origin) = h.get(header::ORIGIN) {
@@ -114,7 +119,12 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         }
     }
     if req.uri().path() != "/health" && !authorized(h, &st.token) {
-        return HttpError(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong API token (see `tandem token`)".into()).into_response();
+        return HttpError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API token (see `tandem token`)".into(),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -162,8 +172,13 @@ async fn pause_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>) 
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn resume_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>, body: Option<Json<ResumeBody>>) -> Result<StatusCode, HttpError> {
-    st.svc.resume(Some(&name), body.map(|b| b.0).unwrap_or_default().allow_mass_delete)?;
+async fn resume_pair(
+    State(st): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    body: Option<Json<ResumeBody>>,
+) -> Result<StatusCode, HttpError> {
+    st.svc
+        .resume(Some(&name), body.map(|b| b.0).unwrap_or_default().allow_mass_delete)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,7 +219,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    axum::serve(listener, router(svc, token, port)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(svc, token, port))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 // ------------------------------------------------------------------ client
@@ -255,7 +272,9 @@ pub fn call(state: &Path, method: &str, path: &str, body: Option<&str>) -> Resul
     let text = String::from_utf8_lossy(&out);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
     Ok(Some((code, body)))
 }
@@ -273,28 +292,13 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn dechunk_joins_chunks() {
-        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
-    }
-}
-
 /// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
 /// stop gracefully. `ready` gets the API's URL once it listens.
 pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::SocketAddr, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
     if !listen.ip().is_loopback() {
-        return Err(ApiError::Usage(format!("--listen {listen}: the API listens on loopback addresses only")));
+        return Err(ApiError::Usage(format!(
+            "--listen {listen}: the API listens on loopback addresses only"
+        )));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -309,7 +313,14 @@ pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::Sock
     let addr = listener.local_addr().map_err(|e| ApiError::Internal(e.to_string()))?;
     let svc = Arc::new(Service::start(cfg)?);
     let url = format!("http://{addr}");
-    write_discovery(&state, &Discovery { pid: std::process::id(), url: url.clone() }).map_err(|source| ApiError::Io {
+    write_discovery(
+        &state,
+        &Discovery {
+            pid: std::process::id(),
+            url: url.clone(),
+        },
+    )
+    .map_err(|source| ApiError::Io {
         path: discovery_path(&state),
         source,
     })?;
@@ -335,4 +346,21 @@ pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::Sock
     let _ = std::fs::remove_file(discovery_path(&state));
     svc.shutdown();
     served.map_err(|e| ApiError::Internal(format!("API server: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn dechunk_joins_chunks() {
+        assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+    }
 }

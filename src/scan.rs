@@ -70,6 +70,8 @@ pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], 
     let mut entries = Vec::new();
     let mut out = ScanResult::default();
     let mut starts = Vec::new();
+    let ci = fs.case_insensitive(root);
+    let mut listings: std::collections::HashMap<Option<RelPath>, std::collections::HashSet<String>> = Default::default();
     'paths: for p in paths {
         let mut chain: Vec<RelPath> = p.ancestors().collect();
         chain.reverse();
@@ -83,6 +85,20 @@ pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], 
                 continue;
             }
             let last = i + 1 == chain.len();
+            // Where names ignore case, a stat under another case finds a sibling: only the
+            // exact name, as the folder lists it, counts.
+            if ci {
+                let parent = a.parent();
+                let names = listings.entry(parent.clone()).or_insert_with(|| {
+                    let dir = parent.as_ref().map_or_else(|| root.to_path_buf(), |d| root.join(d.as_str()));
+                    fs.read_dir(&dir)
+                        .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
+                        .unwrap_or_default()
+                });
+                if !names.contains(name) {
+                    continue 'paths;
+                }
+            }
             match fs.stat(&root.join(a.as_str())) {
                 Ok(Some(Node::Entry(e))) => {
                     entries.push((a.clone(), e));

@@ -325,6 +325,11 @@ impl Service {
                             continue;
                         }
                     };
+                    // The trash folder exists before the watch starts, so the canary written
+                    // into it is seen (a folder created later is watched a moment late).
+                    if let Err(e) = crate::fs::Fs::create_dir_all(&RealFs, &root.join(crate::config::TRASH_DIR)) {
+                        tracing::warn!(pair = %rt.cfg.name, side = %side, "cannot create the trash folder: {e}");
+                    }
                     let weak = Arc::downgrade(rt);
                     let drop_events = self.inner.drop_events;
                     let started = RootWatcher::start(root, side, ignore, move |m| {
@@ -667,6 +672,7 @@ struct Worker {
     next_reconcile: Instant,
     next_poll: Option<Instant>,
     canary_deadline: Option<Instant>,
+    canary_retried: bool,
     error_until: Option<Instant>,
     allow_mass_delete: bool,
 }
@@ -693,6 +699,7 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         next_reconcile: now + Duration::from_secs(o.reconcile_every_s),
         next_poll: None,
         canary_deadline: None,
+        canary_retried: false,
         error_until: None,
         allow_mass_delete: false,
         inner: inner.clone(),
@@ -873,6 +880,25 @@ impl Worker {
         }
         self.canary_deadline = None;
         let o = &self.rt.cfg.options;
+        // One more try before giving up on events (a busy machine can be slow to report).
+        if !self.canary_retried {
+            self.canary_retried = true;
+            let mut again = false;
+            for side in Side::BOTH {
+                if self.rt.live.lock().unwrap().watch[side as usize].mode == "starting" {
+                    let root = if side == Side::Left {
+                        &self.rt.cfg.left
+                    } else {
+                        &self.rt.cfg.right
+                    };
+                    again |= watch::touch_canary(&RealFs, root).is_ok();
+                }
+            }
+            if again {
+                self.canary_deadline = Some(Instant::now() + CANARY_WAIT);
+                return;
+            }
+        }
         let mut fell_back = false;
         for side in Side::BOTH {
             let mut l = self.rt.live.lock().unwrap();
@@ -897,7 +923,11 @@ impl Worker {
             fell_back = true;
         }
         for side in Side::BOTH {
-            let root = if side == Side::Left { &self.rt.cfg.left } else { &self.rt.cfg.right };
+            let root = if side == Side::Left {
+                &self.rt.cfg.left
+            } else {
+                &self.rt.cfg.right
+            };
             let _ = crate::fs::Fs::remove_file(&RealFs, &root.join(crate::config::TRASH_DIR).join(watch::CANARY));
         }
         if fell_back {
@@ -1206,7 +1236,11 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
             if let Some(i) = q.busy.iter().position(|b| *b == path) {
                 q.busy.swap_remove(i);
             }
-            rt.live.lock().unwrap().transfers.retain(|(lane, _), t| *lane != 1 || t.path != path);
+            rt.live
+                .lock()
+                .unwrap()
+                .transfers
+                .retain(|(lane, _), t| *lane != 1 || t.path != path);
         }
         rt.send(Ctl::LargeDone { path, outcome });
     }

@@ -537,7 +537,9 @@ impl Store {
     /// Runs of a pair left "running" by a process that died: marked interrupted. Called by
     /// whoever takes the pair's lock.
     pub fn abandon_runs(&self, pair: i64) -> Result<(), StateError> {
-        self.conn.execute(q("run_abandon"), params![pair, now_ns()]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("run_abandon"), params![pair, now_ns()])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 

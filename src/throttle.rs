@@ -20,7 +20,10 @@ pub struct Bucket {
 
 impl Bucket {
     pub fn new() -> Bucket {
-        Bucket { tokens: 0.0, last: f64::NAN }
+        Bucket {
+            tokens: 0.0,
+            last: f64::NAN,
+        }
     }
 
     /// Reserve `bytes` at time `now` (seconds) under `rate` bytes/s; returns how long the

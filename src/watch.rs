@@ -27,11 +27,19 @@ pub enum Readiness {
 
 #[derive(Debug)]
 pub enum WatchMsg {
-    Changes { side: Side, paths: Vec<(RelPath, Readiness)> },
+    Changes {
+        side: Side,
+        paths: Vec<(RelPath, Readiness)>,
+    },
     /// The canary written to test this side's events came back.
-    Canary { side: Side },
+    Canary {
+        side: Side,
+    },
     /// Events were lost (queue overflow) or the root itself moved: scan everything.
-    Rescan { side: Side, reason: String },
+    Rescan {
+        side: Side,
+        reason: String,
+    },
 }
 
 /// A running watcher of one root; dropping it stops watching.
@@ -204,7 +212,12 @@ impl Debouncer {
 
     /// Paths due at `now`, removed from the pending set.
     pub fn take_due(&mut self, now: Instant) -> Vec<RelPath> {
-        let due: Vec<RelPath> = self.pending.iter().filter(|(_, p)| self.due(p) <= now).map(|(k, _)| k.clone()).collect();
+        let due: Vec<RelPath> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| self.due(p) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in &due {
             self.pending.remove(k);
         }

@@ -3,7 +3,9 @@
 //! and no-file-id knobs), synced through the real `api::sync_with` and a real (in-memory)
 //! SQLite state. Asserts: converged within 2 runs, the run after that plans nothing, and
 //! every version present on either side before a sync is afterwards still on a side (under
-//! its name or a clash name) or in a trash. Seeded; `TANDEM_PROPTEST_CASES` sets the count
+//! its name or a clash name) or in a trash. With the `targeted` knob both runs are targeted
+//! runs of exactly the paths the steps touched (what the watcher reports), and the full
+//! plan afterwards must still have nothing to do. Seeded; `TANDEM_PROPTEST_CASES` sets the count
 //! (default 10,000).
 
 use proptest::prelude::*;
@@ -36,6 +38,7 @@ struct Knobs {
     coarse_mtime: bool,
     no_ids: bool,
     newer_wins: bool,
+    targeted: bool,
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -53,11 +56,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c, d)| Knobs {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c, d, e)| Knobs {
         right_case_insensitive: a,
         coarse_mtime: b,
         no_ids: c,
         newer_wins: d,
+        targeted: e,
     })
 }
 
@@ -145,20 +149,25 @@ impl World {
         true
     }
 
-    fn apply(&mut self, op: &Op) {
+    /// Apply a step; returns the paths it touched (what a watcher would report).
+    fn apply(&mut self, op: &Op) -> Vec<&'static str> {
         // 1.5 s per step: with 2 s mtime granularity some edits share a timestamp.
         self.clock += 1_500_000_000;
         match *op {
             Op::Write(s, p) => {
                 let rel = PATHS[p];
                 if self.kind(s, rel) == Some(true) || !self.parent_ok(s, rel) {
-                    return;
+                    return vec![];
                 }
                 self.version += 1;
                 let content = format!("v{}-{}", self.version, "x".repeat((self.version % 7) as usize));
                 self.fs(s).write(Path::new(Self::root(s)).join(rel), content.as_bytes(), self.clock);
+                vec![rel]
             }
-            Op::Delete(s, p) => self.fs(s).remove_all(Path::new(Self::root(s)).join(PATHS[p])),
+            Op::Delete(s, p) => {
+                self.fs(s).remove_all(Path::new(Self::root(s)).join(PATHS[p]));
+                vec![PATHS[p]]
+            }
             Op::Rename(s, a, b) => {
                 use tandem::fs::Fs;
                 let (from, to) = (PATHS[a], PATHS[b]);
@@ -168,7 +177,7 @@ impl World {
                     || from == to
                     || !self.parent_ok(s, to)
                 {
-                    return;
+                    return vec![];
                 }
                 let root = Path::new(Self::root(s));
                 if let Some(parent) = Path::new(to).parent() {
@@ -177,15 +186,21 @@ impl World {
                     }
                 }
                 let _ = self.fs(s).rename(&root.join(from), &root.join(to));
+                vec![from, to]
             }
-            Op::Sync => {}
+            Op::Sync => vec![],
         }
     }
 
     fn sync(&mut self, dry_run: bool) -> api::SyncReport {
+        self.sync_in(dry_run, None)
+    }
+
+    fn sync_in(&mut self, dry_run: bool, scope: Option<Vec<tandem::model::RelPath>>) -> api::SyncReport {
         let req = SyncRequest {
             dry_run,
             allow_mass_delete: true,
+            scope,
             ..Default::default()
         };
         api::sync_with(&mut self.store, &self.pair, &self.left, &self.right, &req).expect("sync runs")
@@ -241,14 +256,22 @@ fn check_case(k: &Knobs, ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
     for chunk in &chunks {
+        let mut touched = BTreeSet::new();
         for o in chunk {
-            w.apply(o);
+            touched.extend(w.apply(o));
         }
+        let scope: Option<Vec<tandem::model::RelPath>> = k
+            .targeted
+            .then(|| touched.iter().map(|p| tandem::model::RelPath::new(p).unwrap()).collect());
         let before = w.all_contents();
         let mut converged = false;
         let mut last = None;
         for _run in 0..2 {
-            let rep = w.sync(false);
+            let rep = if scope.as_ref().is_some_and(|s| s.is_empty()) {
+                w.sync(true)
+            } else {
+                w.sync_in(false, scope.clone())
+            };
             prop_assert_eq!(rep.counts.failed, 0, "failures: {:?}", rep.outcomes);
             // Converged: a fresh plan has nothing left to do but report unsyncable names,
             // and the sides agree on everything else.

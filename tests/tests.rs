@@ -7,3 +7,4 @@ mod cli;
 mod crash;
 mod planner;
 mod property;
+mod service;

@@ -173,8 +173,8 @@ fn main() {
     } else {
         tracing_subscriber::fmt()
             .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+                tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            )
             .with_writer(std::io::stderr)
             .with_target(false)
             .init();
@@ -368,10 +368,18 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let listen = listen
                 .or_else(|| config.as_ref().and_then(|c| c.listen))
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-            let cfg = tandem::service::ServiceConfig { pairs, state: state.clone() };
+            let cfg = tandem::service::ServiceConfig {
+                pairs,
+                state: state.clone(),
+            };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
             tandem::http::run_foreground(cfg, listen, |url| {
-                println!("tandem: watching {} pair{} ({})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+                println!(
+                    "tandem: watching {} pair{} ({})",
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", ")
+                );
                 println!("tandem: API {url}  (token: `tandem token`; status: `tandem status`)");
                 println!("tandem: logs in {}", logs.display());
                 let _ = std::io::stdout().flush();
@@ -447,7 +455,10 @@ fn service_call(cli: &Cli, method: &str, route: &str, body: Option<&str>) -> any
     let state = state_path(&cli.state, None);
     match tandem::http::call(&state, method, route, body)? {
         None => {
-            eprintln!("tandem: no service is running for {} (start one with `tandem run`)", state.display());
+            eprintln!(
+                "tandem: no service is running for {} (start one with `tandem run`)",
+                state.display()
+            );
             Ok(2)
         }
         Some((code, _)) if (200..300).contains(&code) => Ok(0),
@@ -477,8 +488,19 @@ fn init_service_logs(dir: &std::path::Path, verbose: u8) -> anyhow::Result<traci
     };
     let filter = || tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter()))
-        .with(tracing_subscriber::fmt::layer().with_writer(file).with_ansi(false).with_target(false).with_filter(filter()))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(file)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter()),
+        )
         .init();
     Ok(guard)
 }
@@ -497,7 +519,11 @@ fn print_live_status(st: &serde_json::Value) {
         println!("  state: {}{reason}", s("state"));
         for w in p["watch"].as_array().into_iter().flatten() {
             let why = w["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
-            println!("  {} side: {}{why}", w["side"].as_str().unwrap_or(""), w["mode"].as_str().unwrap_or(""));
+            println!(
+                "  {} side: {}{why}",
+                w["side"].as_str().unwrap_or(""),
+                w["mode"].as_str().unwrap_or("")
+            );
         }
         match p["last_event"].as_object() {
             Some(e) => println!(

@@ -143,7 +143,8 @@ fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str, &std::fs::Metadata, &Pa
     };
     for e in rd.flatten() {
         let p = e.path();
-        let md = std::fs::symlink_metadata(&p).unwrap();
+        // Tolerates entries that vanish while it walks (a running service renames temp files).
+        let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
         f(&rel, &md, &p);
         if md.is_dir() {
@@ -156,7 +157,9 @@ pub fn files_below(root: &Path, skip_trash: bool) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut |rel, md, p| {
         if md.is_file() && !(skip_trash && rel.starts_with(TRASH)) {
-            out.insert(rel.to_string(), std::fs::read(p).unwrap());
+            if let Ok(data) = std::fs::read(p) {
+                out.insert(rel.to_string(), data);
+            }
         }
     });
     out

@@ -1,0 +1,438 @@
+//! The continuous service, end to end: the real `tandem run` on real temp folders, driven
+//! through the files and the CLI (`status`, `pause`, `resume`), checked on disk and in the
+//! history. Waits poll the disk with a generous deadline; nothing here asserts a duration.
+
+use crate::common::{stderr, stdout, Pair};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tandem::model::Side::{Left, Right};
+
+/// A running `tandem run`; killed (SIGKILL) when dropped unless stopped before.
+struct Svc {
+    child: Option<Child>,
+}
+
+impl Svc {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// SIGTERM, then wait for the exit; returns the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(Instant::now() < deadline, "the service did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Svc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tandem")
+}
+
+fn discovery(state: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.service.json", state.display()))
+}
+
+/// Start `tandem run` with `args` (after `run`) and wait until its API answers.
+fn start(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
+    let _ = std::fs::remove_file(discovery(&p.state));
+    let mut cmd = Command::new(bin());
+    cmd.args(["--state", p.state.to_str().unwrap(), "run"])
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-dir"])
+        .arg(p.dir.path().join("logs"))
+        .env("TANDEM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let svc = Svc {
+        child: Some(cmd.spawn().unwrap()),
+    };
+    wait_for("the service's API", Duration::from_secs(30), || {
+        discovery(&p.state).exists()
+            && p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"])
+                .status
+                .success()
+    });
+    svc
+}
+
+fn start_pair(p: &Pair) -> Svc {
+    start(p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[])
+}
+
+/// A config file for the pair with extra TOML lines.
+fn config(p: &Pair, extra: &str) -> PathBuf {
+    let f = p.dir.path().join("tandem.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[pair]]\nname = \"t\"\nleft = {:?}\nright = {:?}\n{extra}\n",
+            p.left.to_str().unwrap(),
+            p.right.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    f
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+const T: Duration = Duration::from_secs(30);
+
+fn status(p: &Pair) -> serde_json::Value {
+    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+fn cli(p: &Pair, args: &[&str]) {
+    let mut a = vec!["--state", p.state.to_str().unwrap()];
+    a.extend_from_slice(args);
+    let o = p.tandem(&a);
+    assert!(o.status.success(), "tandem {args:?}: {}{}", stdout(&o), stderr(&o));
+}
+
+/// Every run recorded, oldest first.
+fn runs(p: &Pair) -> Vec<serde_json::Value> {
+    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "history", "--json", "--limit", "100000"]);
+    let mut v: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    v.reverse();
+    v
+}
+
+fn total(p: &Pair, key: &str) -> u64 {
+    runs(p).iter().map(|r| r["counts"][key].as_u64().unwrap()).sum()
+}
+
+/// A side's files without Tandem's temporary files (a copy may be in flight).
+fn user_tree(p: &Pair, side: tandem::model::Side) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut t = p.tree(side);
+    t.retain(|k, _| !(k.rsplit('/').next().unwrap().starts_with(".tandem-") && k.ends_with(".tmp")));
+    t
+}
+
+/// Both sides equal and the service has nothing left to do.
+fn wait_settled(p: &Pair, what: &str) {
+    wait_for(what, T, || {
+        if user_tree(p, Left) != user_tree(p, Right) {
+            return false;
+        }
+        let st = status(p);
+        let x = &st["pairs"][0];
+        x["backlog"]["items"] == 0 && x["backlog"]["waiting_paths"] == 0 && (x["state"] == "idle" || x["state"] == "polling")
+    });
+}
+
+/// Both watchers confirmed (the canary came back).
+fn wait_watching(p: &Pair) {
+    wait_for("events on both sides", T, || {
+        status(p)["pairs"][0]["watch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["mode"] == "events")
+    });
+}
+
+fn temp_files(root: &Path) -> Vec<String> {
+    crate::common::files_below(root, false)
+        .into_keys()
+        .filter(|k| k.rsplit('/').next().unwrap().starts_with(".tandem-") && k.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn service_edits_on_either_side_arrive_on_the_other() {
+    let p = Pair::new();
+    p.write(Left, "before/start.txt", b"there before the service");
+    let mut svc = start_pair(&p);
+    // The startup reconciliation copied what was there.
+    wait_for("startup copy", T, || p.read(Right, "before/start.txt").is_some());
+    wait_watching(&p);
+    p.write(Left, "a.txt", b"from the left");
+    p.write(Right, "docs/b.txt", b"from the right");
+    wait_for("both new files", T, || p.exists(Right, "a.txt") && p.exists(Left, "docs/b.txt"));
+    // An edit, and a delete (to the trash on the other side).
+    std::fs::write(p.path(Right, "a.txt"), b"edited on the right, longer").unwrap();
+    wait_for("the edit", T, || {
+        p.read(Left, "a.txt").as_deref() == Some(&b"edited on the right, longer"[..])
+    });
+    std::fs::remove_file(p.path(Left, "docs/b.txt")).unwrap();
+    wait_for("the delete", T, || !p.exists(Right, "docs/b.txt"));
+    assert_eq!(p.trash(Right).get("docs/b.txt").map(Vec::as_slice), Some(&b"from the right"[..]));
+    p.assert_converged();
+    let st = status(&p);
+    let pair = &st["pairs"][0];
+    assert_eq!(pair["watch"][0]["mode"], "events", "{st}");
+    assert!(pair["last_event"]["path"].is_string(), "{st}");
+    assert!(pair["ops_last_24h"].as_u64().unwrap() >= 4, "{st}");
+    assert_eq!(svc.stop(), Some(0));
+    assert!(!discovery(&p.state).exists(), "the discovery file is removed on a clean stop");
+    // The history names what started each run.
+    let triggers: Vec<String> = runs(&p).iter().map(|r| r["trigger"].as_str().unwrap().to_string()).collect();
+    assert_eq!(triggers[0], "startup", "{triggers:?}");
+    assert!(triggers[1..].iter().all(|t| t == "watch"), "{triggers:?}");
+}
+
+#[test]
+fn service_folder_rename_of_1000_files_is_a_rename_on_the_other_side() {
+    let p = Pair::new();
+    for i in 0..1000 {
+        p.write(Left, &format!("project/sub{}/f{i:04}.txt", i % 10), format!("file {i}").as_bytes());
+    }
+    let _svc = start_pair(&p);
+    wait_settled(&p, "initial copy");
+    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let before: Vec<u64> = (0..1000).map(|i| inode(&format!("project/sub{}/f{i:04}.txt", i % 10))).collect();
+    let copied_before = total(&p, "copied");
+    assert_eq!(copied_before, 1000);
+    std::fs::rename(p.path(Left, "project"), p.path(Left, "renamed project")).unwrap();
+    wait_for("the rename", T, || {
+        !p.exists(Right, "project") && p.exists(Right, "renamed project")
+    });
+    wait_settled(&p, "all files under the new name");
+    let after: Vec<u64> = (0..1000)
+        .map(|i| inode(&format!("renamed project/sub{}/f{i:04}.txt", i % 10)))
+        .collect();
+    assert_eq!(before, after, "the files on the right were renamed, not copied");
+    assert_eq!(total(&p, "copied"), copied_before, "nothing was copied again");
+    assert!(total(&p, "renamed") >= 1);
+    p.assert_converged();
+}
+
+#[test]
+fn service_edits_made_while_paused_arrive_after_resume() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    cli(&p, &["pause"]);
+    assert_eq!(status(&p)["pairs"][0]["state"], "paused");
+    p.write(Left, "while paused.txt", b"written while paused");
+    std::fs::create_dir_all(p.path(Right, "r")).unwrap();
+    std::fs::write(p.path(Right, "r/also.txt"), b"right, paused").unwrap();
+    // Give the watcher time to report them: they must wait.
+    wait_for("the events to be noted", T, || {
+        status(&p)["pairs"][0]["backlog"]["waiting_paths"].as_u64().unwrap() >= 2
+    });
+    assert!(!p.exists(Right, "while paused.txt"));
+    assert!(!p.exists(Left, "r/also.txt"));
+    let runs_while_paused = runs(&p).len();
+    cli(&p, &["resume"]);
+    wait_for("the paused edits", T, || {
+        p.exists(Right, "while paused.txt") && p.exists(Left, "r/also.txt")
+    });
+    p.assert_converged();
+    // Done from the recorded events, not by a full rescan.
+    let after = runs(&p);
+    assert!(after[runs_while_paused..].iter().all(|r| r["trigger"] == "watch"), "{after:?}");
+    // A pair paused by name, and resumed by name.
+    cli(&p, &["pause", "--pair", status(&p)["pairs"][0]["pair"].as_str().unwrap()]);
+    assert_eq!(status(&p)["pairs"][0]["paused"], true);
+    cli(&p, &["resume", "--pair", status(&p)["pairs"][0]["pair"].as_str().unwrap()]);
+    assert_eq!(status(&p)["pairs"][0]["paused"], false);
+}
+
+#[test]
+fn service_pause_survives_a_restart() {
+    let p = Pair::new();
+    let mut svc = start_pair(&p);
+    cli(&p, &["pause"]);
+    assert_eq!(svc.stop(), Some(0));
+    p.write(Left, "later.txt", b"written while stopped");
+    let mut svc = start_pair(&p);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!p.exists(Right, "later.txt"), "a paused service does not sync after a restart");
+    assert_eq!(status(&p)["paused_all"], true);
+    cli(&p, &["resume"]);
+    // The startup reconciliation it skipped while paused runs now.
+    wait_for("the reconciliation", T, || p.exists(Right, "later.txt"));
+    assert_eq!(svc.stop(), Some(0));
+}
+
+#[test]
+fn service_restart_with_a_half_done_backlog_resumes_and_redoes_nothing() {
+    let p = Pair::new();
+    let n = 200;
+    for i in 0..n {
+        p.write(Left, &format!("batch/f{i:03}.bin"), &vec![i as u8; 50 * 1024]);
+    }
+    // 10 MB at 2 MB/s: about 4 s after the first second's burst.
+    let slow = config(&p, "[bandwidth]\nleft_to_right = \"2 MB\"\n");
+    let mut svc = start(&p, &["--config", slow.to_str().unwrap()], &[]);
+    wait_for("some copies", T, || crate::common::files_below(&p.right, true).len() >= 20);
+    unsafe {
+        libc::kill(svc.pid(), libc::SIGKILL);
+    }
+    svc.kill();
+    let done_at_kill = user_tree(&p, Right).len();
+    assert!(done_at_kill < n, "the backlog was half done when killed ({done_at_kill} of {n})");
+    let fast = config(&p, "");
+    let mut svc = start(&p, &["--config", fast.to_str().unwrap()], &[]);
+    wait_settled(&p, "the rest of the backlog");
+    assert_eq!(p.tree(Right).len(), n);
+    assert_eq!(svc.stop(), Some(0));
+    // Each file was copied at most once over both lifetimes (a copy that was in place but
+    // not yet recorded at the kill is found equal, not copied again).
+    let copied = total(&p, "copied");
+    assert!(copied <= n as u64, "copied {copied} for {n} files");
+    assert!(copied >= done_at_kill.saturating_sub(2000) as u64);
+    assert!(
+        temp_files(&p.right).is_empty(),
+        "leftover temporary files: {:?}",
+        temp_files(&p.right)
+    );
+}
+
+#[test]
+fn service_sync_loop_1000_edits_make_exactly_1000_copies() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    for i in 0..500 {
+        std::fs::write(p.path(Left, &format!("n{i:03}.txt")), format!("left {i}")).unwrap();
+    }
+    wait_for("500 new files", T, || user_tree(&p, Right).len() == 500);
+    for i in 0..500 {
+        std::fs::write(p.path(Right, &format!("n{i:03}.txt")), format!("right edit {i}")).unwrap();
+    }
+    wait_for("500 edits", T, || {
+        p.tree(Left).values().filter(|v| v.starts_with(b"right edit")).count() == 500
+    });
+    // Tandem's own writes come back as events: they must not cause any further work.
+    std::thread::sleep(Duration::from_secs(2));
+    let rs = runs(&p);
+    let copied: u64 = rs.iter().map(|r| r["counts"]["copied"].as_u64().unwrap()).sum();
+    assert_eq!(copied, 1000, "{rs:?}");
+    let idle: Vec<_> = rs
+        .iter()
+        .filter(|r| r["trigger"] == "watch" && r["counts"]["copied"] == 0)
+        .collect();
+    assert!(idle.is_empty(), "runs that did nothing were recorded: {idle:?}");
+    p.assert_converged();
+    assert!(p.trash(Left).len() == 500, "the overwritten versions are in the left trash");
+}
+
+#[test]
+fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
+    let p = Pair::new();
+    // 2 GB (sparse on the left) at 300 MB/s: several seconds in flight.
+    let big = std::fs::File::create(p.path(Left, "huge.bin")).unwrap();
+    big.set_len(2 << 30).unwrap();
+    drop(big);
+    let cfg = config(&p, "[bandwidth]\nleft_to_right = \"300 MB\"\n");
+    let mut svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    wait_for("the large copy to start", T, || {
+        status(&p)["pairs"][0]["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["lane"] == "large" && t["done"].as_u64().unwrap() > 0)
+    });
+    p.write(Left, "small.txt", b"a small edit");
+    wait_for("the small edit", T, || p.exists(Right, "small.txt"));
+    assert!(!p.exists(Right, "huge.bin"), "the small edit arrived before the large copy ended");
+    let st = status(&p);
+    let pair = &st["pairs"][0];
+    assert_eq!(
+        pair["backlog"]["large_items"].as_u64(),
+        Some(0),
+        "the job is running, not queued: {st}"
+    );
+    let t = &pair["transfers"][0];
+    assert_eq!(t["size"].as_u64(), Some(2 << 30), "{st}");
+    assert!(t["bytes_per_s"].as_u64().unwrap() > 0 && t["eta_s"].as_u64().is_some(), "{st}");
+    // A graceful stop rolls the copy in flight back: no temporary file, no partial target.
+    assert_eq!(svc.stop(), Some(0));
+    assert!(!p.exists(Right, "huge.bin"));
+    assert!(temp_files(&p.right).is_empty(), "{:?}", temp_files(&p.right));
+}
+
+#[test]
+fn service_polling_fallback_converges_when_a_side_sends_no_events() {
+    let p = Pair::new();
+    let cfg = config(&p, "poll_interval = \"1s\"\n");
+    let _svc = start(&p, &["--config", cfg.to_str().unwrap()], &[("TANDEM_TEST_DROP_EVENTS", "1")]);
+    wait_for("the fallback", T, || {
+        let st = status(&p);
+        st["pairs"][0]["watch"].as_array().unwrap().iter().all(|w| w["mode"] == "polling")
+    });
+    let st = status(&p);
+    assert_eq!(st["pairs"][0]["state"], "polling", "{st}");
+    assert!(
+        st["pairs"][0]["watch"][0]["reason"].as_str().unwrap().contains("no file event"),
+        "{st}"
+    );
+    p.write(Left, "polled.txt", b"seen by a scan");
+    p.write(Right, "deep/polled too.txt", b"also by a scan");
+    wait_for("polled changes", T, || {
+        p.exists(Right, "polled.txt") && p.exists(Left, "deep/polled too.txt")
+    });
+    p.assert_converged();
+    // Polls that find nothing are not history.
+    std::thread::sleep(Duration::from_millis(2500));
+    let rs = runs(&p);
+    assert!(
+        rs.iter()
+            .all(|r| r["trigger"] != "poll" || r["counts"]["copied"].as_u64().unwrap() > 0),
+        "{rs:?}"
+    );
+}
+
+#[test]
+fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
+    let p = Pair::new();
+    for i in 0..10 {
+        p.write(Left, &format!("keep/f{i}.txt"), b"data");
+    }
+    p.write(Left, "other.txt", b"stays");
+    let _svc = start_pair(&p);
+    wait_settled(&p, "initial copy");
+    std::fs::remove_dir_all(p.path(Left, "keep")).unwrap();
+    wait_for("the guard", T, || status(&p)["pairs"][0]["paused"] == true);
+    let st = status(&p);
+    assert!(st["pairs"][0]["reason"].as_str().unwrap().contains("max_delete_percent"), "{st}");
+    assert_eq!(p.tree(Right).len(), 11, "nothing was deleted");
+    cli(&p, &["resume", "--allow-mass-delete"]);
+    wait_for("the consented deletion", T, || p.tree(Right).len() == 1);
+    assert_eq!(p.trash(Right).len(), 10);
+}
+
+#[test]
+fn service_refuses_a_pair_another_process_is_syncing() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    let o = p.sync(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pair_locked"), "{}", stderr(&o));
+}
