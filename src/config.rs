@@ -874,6 +874,54 @@ password_env = "X"
     }
 
     #[test]
+    fn service_keys_parse_globally_and_per_pair() {
+        let c = parse(
+            r#"
+listen = "127.0.0.1:7701"
+debounce = "200ms"
+max_wait = "5s"
+poll_interval = "1m"
+reconcile_every = "2h"
+large_file = "100 MB"
+large_workers = 2
+watch = "poll"
+[bandwidth]
+left_to_right = "10 MB/s"
+[[bandwidth.window]]
+from = "08:00"
+to = "18:00"
+left_to_right = "1 MB"
+right_to_left = 500000
+
+[[pair]]
+name = "nightly"
+left = "/a"
+right = "/b"
+watch = "off"
+[pair.bandwidth]
+right_to_left = "unlimited"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:7701".parse().unwrap()));
+        let d = &c.defaults;
+        assert_eq!(
+            (d.debounce_ms, d.max_wait_ms, d.poll_interval_s, d.reconcile_every_s),
+            (200, 5000, 60, 7200)
+        );
+        assert_eq!((d.large_file_bytes, d.large_workers, d.watch), (100 << 20, 2, WatchMode::Poll));
+        assert_eq!(d.bandwidth.left_to_right, Some(10 << 20));
+        assert_eq!(d.bandwidth.windows[0].from_min, 480);
+        assert_eq!(d.bandwidth.windows[0].right_to_left, Some(500_000));
+        let p = &c.pairs[0].options;
+        assert_eq!(p.watch, WatchMode::Off);
+        assert_eq!(p.debounce_ms, 200, "inherited");
+        // A pair's [pair.bandwidth] table replaces the global one.
+        assert_eq!(p.bandwidth.left_to_right, None);
+        assert!(p.bandwidth.is_unlimited());
+    }
+
+    #[test]
     fn errors_name_file_key_and_expectation() {
         let cases = [
             ("max_delete_percent = \"x\"", "max_delete_percent", "an integer from 0 to 100"),
@@ -891,6 +939,21 @@ password_env = "X"
             ),
             ("[[pair]]\nname='a'\nleft='/a'\nright='/a/b'", "pair[0].right", "neither contains"),
             ("ignore = ['a[']", "ignore[0]", "glob"),
+            ("debounce = '5 weeks'", "debounce", "a duration from 0ms to 60s"),
+            ("poll_interval = 10", "poll_interval", "a duration from 1s"),
+            ("watch = 'sometimes'", "watch", "\"auto\", \"poll\", \"off\""),
+            ("listen = '0.0.0.0:7700'", "listen", "loopback"),
+            ("[bandwidth]\nleft_to_right = 'fast'", "bandwidth.left_to_right", "bytes per second"),
+            (
+                "[[bandwidth.window]]\nfrom = '8h'\nto = '18:00'",
+                "bandwidth.window[0].from",
+                "a time of day",
+            ),
+            (
+                "[[pair]]\nname='a'\nleft='/a'\nright='/b'\n[pair.bandwidth]\nup = 1",
+                "pair[0].bandwidth.up",
+                "known keys",
+            ),
         ];
         for (text, key, expected) in cases {
             let e = parse(text).unwrap_err().to_string();

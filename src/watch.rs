@@ -163,6 +163,8 @@ struct Pending {
     last: Instant,
     settled: bool,
     not_before: Option<Instant>,
+    /// Only a retry, no event since: due exactly at `not_before`.
+    retry_only: bool,
 }
 
 impl Debouncer {
@@ -181,9 +183,11 @@ impl Debouncer {
             last: now,
             settled: false,
             not_before: None,
+            retry_only: false,
         });
         e.last = now;
         e.settled = r == Readiness::Settled;
+        e.retry_only = false;
     }
 
     /// Plan `p` again, not before `at` (a deferred or failed action).
@@ -193,11 +197,15 @@ impl Debouncer {
             last: at,
             settled: true,
             not_before: None,
+            retry_only: true,
         });
         e.not_before = Some(e.not_before.map_or(at, |nb| nb.max(at)));
     }
 
     fn due(&self, p: &Pending) -> Instant {
+        if let (true, Some(nb)) = (p.retry_only, p.not_before) {
+            return nb;
+        }
         let ready = if p.settled { p.last + self.settle } else { p.last + self.quiet };
         let t = ready.min(p.first + self.max_wait);
         match p.not_before {
