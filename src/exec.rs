@@ -126,7 +126,6 @@ struct Exec<'a> {
     /// Entries as they are after our own renames (their change time moved).
     fixes: Mutex<HashMap<(Side, RelPath), Entry>>,
     seq: AtomicUsize,
-    tmp_counter: AtomicU64,
     /// This run's trash folder name (unique on both sides).
     trash_stamp: String,
     /// Folders known to exist (saves a failing mkdir and a stat per copied file).
@@ -216,7 +215,10 @@ impl<'a> Exec<'a> {
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
-        let n = self.tmp_counter.fetch_add(1, Ordering::SeqCst);
+        // One counter per process: executors running side by side (the service's lanes)
+        // never pick the same name.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
         dir.join(format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", self.pid))
     }
 
@@ -613,7 +615,6 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         opts,
         fixes: Mutex::new(HashMap::new()),
         seq: AtomicUsize::new(0),
-        tmp_counter: AtomicU64::new(0),
         trash_stamp,
         known_dirs: Mutex::new(std::collections::HashSet::new()),
         pid: std::process::id(),
@@ -892,5 +893,94 @@ fn count(acts: &[Action], rep: &mut ExecReport) {
             Some(Outcome::Deferred { .. }) => rep.deferred += 1,
             None => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{MemFs, MemOptions};
+    use crate::plan::Rule;
+    use std::sync::Arc;
+
+    struct NullSink;
+    impl Sink for NullSink {
+        fn commit(&mut self, _: &[BaseUpdate], _: &[JournalRow]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Holds the first copy's first chunk until told to go on.
+    struct Gate {
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        go: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+    impl Observer for Gate {
+        fn throttle(&self, _: Side, _: u64) {
+            if let Some(tx) = self.entered.lock().unwrap().take() {
+                tx.send(()).unwrap();
+                self.go.lock().unwrap().recv().unwrap();
+            }
+        }
+    }
+
+    fn copy_plan(fs: &Arc<MemFs>, name: &str) -> Plan {
+        let p = RelPath::new(name).unwrap();
+        let src = match fs.stat(Path::new(&format!("/l/{name}"))).unwrap() {
+            Some(Node::Entry(e)) => e,
+            _ => panic!("no source"),
+        };
+        Plan {
+            actions: vec![Action::Copy {
+                side: Side::Right,
+                path: p,
+                src,
+                dst: None,
+                rule: Rule::R9,
+            }],
+            hash_requests: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn regression_two_executors_at_once_never_share_a_temporary_name() {
+        let fs = Arc::new(MemFs::new(MemOptions::default()));
+        fs.write("/l/big.bin", &[1u8; 1000], 1_000_000_000);
+        fs.write("/l/small.txt", b"small", 2_000_000_000);
+        fs.create_dir_all(Path::new("/r")).unwrap();
+        let (l, r) = (
+            Replica {
+                root: "/l".into(),
+                fs: &fs,
+            },
+            Replica {
+                root: "/r".into(),
+                fs: &fs,
+            },
+        );
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        let gate = Gate {
+            entered: Mutex::new(Some(entered_tx)),
+            go: Mutex::new(go_rx),
+        };
+        let slow = ExecOptions {
+            hooks: Some(Hooks(Arc::new(gate))),
+            ..Default::default()
+        };
+        let (big, small) = (copy_plan(&fs, "big.bin"), copy_plan(&fs, "small.txt"));
+        std::thread::scope(|s| {
+            let a = s.spawn(|| execute(&big, &l, &r, &slow, &mut NullSink));
+            // The large copy holds its temporary file open; a second executor copies into
+            // the same folder meanwhile (the service's two lanes).
+            entered_rx.recv().unwrap();
+            let b = execute(&small, &l, &r, &ExecOptions::default(), &mut NullSink);
+            go_tx.send(()).unwrap();
+            assert_eq!(b.outcomes, vec![Some(Outcome::Done { bytes: 5 })]);
+            let a = a.join().unwrap();
+            assert_eq!(a.outcomes, vec![Some(Outcome::Done { bytes: 1000 })]);
+        });
+        assert_eq!(fs.read("/r/small.txt").unwrap(), b"small");
+        assert_eq!(fs.read("/r/big.bin").unwrap().len(), 1000);
     }
 }

@@ -261,6 +261,19 @@ impl Fs for RealFs {
         if files.is_empty() && dirs.is_empty() {
             return Ok(());
         }
+        // A few files (a watcher-triggered run, one large copy): fsync just them. syncfs
+        // would also wait for every other dirty page of the file system, e.g. a large
+        // copy in flight in the other lane.
+        #[cfg(target_os = "linux")]
+        if files.len() + dirs.len() <= 32 {
+            for f in files {
+                std::fs::File::open(f)?.sync_data()?;
+            }
+            for d in dirs {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            return Ok(());
+        }
         #[cfg(target_os = "linux")]
         {
             // One syncfs per file system flushes a whole batch with one journal commit

@@ -9,7 +9,8 @@ use crate::model::Side;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One direction's bucket. Tokens are bytes; it holds at most one second of the rate, and
+/// One direction's bucket. Tokens are bytes; it holds at most a quarter second of the rate
+/// (at least 256 KiB: one copy chunk), so the limit is smooth rather than bursty, and it
 /// may go into debt by one caller's chunk (the caller then sleeps the debt off).
 #[derive(Debug, Clone, Copy)]
 pub struct Bucket {
@@ -30,11 +31,12 @@ impl Bucket {
     /// caller must wait before writing them.
     pub fn reserve(&mut self, now: f64, rate: u64, bytes: u64) -> Duration {
         let rate = rate.max(1) as f64;
+        let cap = (rate * BURST_SECS).max(256.0 * 1024.0);
         if self.last.is_nan() {
             // A new bucket starts full: a small file is never made to wait.
-            self.tokens = rate;
+            self.tokens = cap;
         } else {
-            self.tokens = (self.tokens + (now - self.last).max(0.0) * rate).min(rate);
+            self.tokens = (self.tokens + (now - self.last).max(0.0) * rate).min(cap);
         }
         self.last = now;
         self.tokens -= bytes as f64;
@@ -45,6 +47,9 @@ impl Bucket {
         }
     }
 }
+
+/// How much of its rate a bucket lets through at once after a quiet time.
+const BURST_SECS: f64 = 0.25;
 
 impl Default for Bucket {
     fn default() -> Self {
@@ -101,17 +106,21 @@ mod tests {
     use crate::config::BandwidthWindow;
 
     #[test]
-    fn bucket_lets_a_second_through_then_paces() {
+    fn bucket_lets_a_quarter_second_through_then_paces() {
+        let mb = 1u64 << 20;
         let mut b = Bucket::new();
-        // Full at start: 1000 bytes at 1000 B/s pass at once.
-        assert_eq!(b.reserve(0.0, 1000, 1000), Duration::ZERO);
-        // Empty now: the next 500 wait half a second.
-        assert_eq!(b.reserve(0.0, 1000, 500), Duration::from_millis(500));
-        // After the debt is slept off and another 0.25 s passes, 250 bytes pass at once.
-        assert_eq!(b.reserve(0.75, 1000, 250), Duration::ZERO);
-        // A long idle time refills at most one second's worth.
-        assert_eq!(b.reserve(100.0, 1000, 1000), Duration::ZERO);
-        assert!(b.reserve(100.0, 1000, 1) > Duration::ZERO);
+        // Full at start: a quarter second (1 MiB at 4 MiB/s) passes at once.
+        assert_eq!(b.reserve(0.0, 4 * mb, mb), Duration::ZERO);
+        // Empty now: the next 2 MiB wait half a second.
+        assert_eq!(b.reserve(0.0, 4 * mb, 2 * mb), Duration::from_millis(500));
+        // After the debt is slept off and another 0.125 s passes, 512 KiB pass at once.
+        assert_eq!(b.reserve(0.625, 4 * mb, mb / 2), Duration::ZERO);
+        // A long idle time refills at most a quarter second's worth.
+        assert_eq!(b.reserve(100.0, 4 * mb, mb), Duration::ZERO);
+        assert!(b.reserve(100.0, 4 * mb, 1) > Duration::ZERO);
+        // A slow link still lets one copy chunk through at once.
+        let mut slow = Bucket::new();
+        assert_eq!(slow.reserve(0.0, 1000, 256 * 1024), Duration::ZERO);
     }
 
     #[test]
@@ -124,8 +133,8 @@ mod tests {
             t += b.reserve(t, rate, chunk).as_secs_f64();
             sent += chunk;
         }
-        // 64 MiB at 4 MiB/s, the first second free: 15 s.
-        assert!((t - 15.0).abs() < 0.1, "{t}");
+        // 64 MiB at 4 MiB/s, the first quarter second free: 15.75 s.
+        assert!((t - 15.75).abs() < 0.1, "{t}");
     }
 
     #[test]
