@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds Tandem if needed and runs it. With no arguments: a one-shot two-way sync demo of
-# two folders under ~/Tandem (created on first use). Otherwise the arguments go to the
-# `tandem` command, e.g.  bash scripts/run.sh sync ~/Documents /mnt/share/Documents
+# Builds Tandem if needed and runs it. With no arguments: the continuous service keeping two
+# folders under ~/Tandem (created on first use) in sync until Ctrl-C, with its local API.
+# Otherwise the arguments go to the `tandem` command, e.g.
+#   bash scripts/run.sh run --config ~/.config/tandem/tandem.toml
+#   bash scripts/run.sh sync ~/Documents /mnt/share/Documents
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cc >/dev/null || ! command -v pkg-config >/dev/null; then
@@ -13,7 +15,7 @@ cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/tandem"
 if [ $# -eq 0 ]; then
     mkdir -p "$HOME/Tandem/left" "$HOME/Tandem/right"
-    echo "Syncing $HOME/Tandem/left <-> $HOME/Tandem/right (put files in either; run again to sync)"
-    exec "$bin" sync "$HOME/Tandem/left" "$HOME/Tandem/right"
+    echo "Keeping $HOME/Tandem/left <-> $HOME/Tandem/right in sync (put files in either; Ctrl-C stops)"
+    exec "$bin" run "$HOME/Tandem/left" "$HOME/Tandem/right"
 fi
 exec "$bin" "$@"

@@ -266,11 +266,21 @@ impl Fs for RealFs {
         // copy in flight in the other lane.
         #[cfg(target_os = "linux")]
         if files.len() + dirs.len() <= 32 {
+            // A folder removed since (its removal is in its parent's entry, also listed) or
+            // a temporary file gone (its install fails and says so) needs no flush.
+            let sync = |p: &PathBuf, data_only: bool| -> io::Result<()> {
+                match std::fs::File::open(p) {
+                    Ok(f) if data_only => f.sync_data(),
+                    Ok(f) => f.sync_all(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
             for f in files {
-                std::fs::File::open(f)?.sync_data()?;
+                sync(f, true)?;
             }
             for d in dirs {
-                std::fs::File::open(d)?.sync_all()?;
+                sync(d, false)?;
             }
             return Ok(());
         }

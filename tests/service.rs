@@ -436,3 +436,48 @@ fn service_refuses_a_pair_another_process_is_syncing() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("pair_locked"), "{}", stderr(&o));
 }
+
+#[test]
+fn service_events_tell_a_subscriber_what_happens() {
+    use tandem::events::Event;
+    let p = Pair::new();
+    p.write(Left, "x.txt", b"to be copied");
+    let pair = tandem::api::adhoc_pair(&p.left, &p.right).unwrap();
+    let svc = tandem::service::Service::start(tandem::service::ServiceConfig {
+        pairs: vec![pair],
+        state: p.state.clone(),
+    })
+    .unwrap();
+    let mut rx = svc.subscribe();
+    wait_for("the startup copy", T, || p.exists(Right, "x.txt"));
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(p.path(Right, "x.txt"), b"edited on the right").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + T;
+    while Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(e) => {
+                seen.push(serde_json::to_value(&e).unwrap()["type"].as_str().unwrap().to_string());
+                if matches!(&e, Event::RunFinished { trigger, copied: 1, .. } if trigger == "watch") {
+                    break;
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    svc.shutdown();
+    let has = |t: &str| seen.iter().any(|s| s == t);
+    for t in [
+        "scan_started",
+        "plan_ready",
+        "action_started",
+        "action_finished",
+        "run_finished",
+        "changes",
+        "state_changed",
+    ] {
+        assert!(has(t), "no {t} event in {seen:?}");
+    }
+    assert_eq!(p.read(Left, "x.txt").as_deref(), Some(&b"edited on the right"[..]));
+}
