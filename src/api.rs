@@ -184,6 +184,8 @@ pub struct SyncReport {
     /// Unsyncable paths reported for the first time in this run.
     pub new_skips: Vec<(Side, RelPath, String)>,
     pub fatal: Option<String>,
+    /// Wall time of the execution (0 for a dry run).
+    pub duration_ms: u64,
 }
 
 impl SyncReport {
@@ -458,8 +460,11 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
         for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
             purge_trash(fs, root, pair.options.trash_retention_days, Local::now().naive_local());
         }
+        // This process's own temporary files belong to copies in flight (the service's
+        // large-file lane); every other one was left by a process that died.
+        let own = format!("{}{}-", crate::config::TEMP_PREFIX, std::process::id());
         for (fs, root, s) in [(lfs, &pair.left, &ls), (rfs, &pair.right, &rs)] {
-            for t in &s.temp_files {
+            for t in s.temp_files.iter().filter(|t| !t.name().starts_with(&own)) {
                 let p = root.join(t.as_str());
                 match fs.remove_file(&p) {
                     Ok(()) => {
@@ -753,6 +758,7 @@ pub fn apply(
             deferred: 0,
             new_skips: Vec::new(),
             fatal: None,
+            duration_ms: 0,
         });
     }
     let started = now_ns();
@@ -823,6 +829,7 @@ pub fn apply(
         deferred: rep.deferred,
         new_skips,
         fatal: rep.fatal,
+        duration_ms: t.elapsed().as_millis() as u64,
     })
 }
 
@@ -1096,4 +1103,73 @@ mod tests {
         let left: Vec<String> = fs.files_under("/r").into_keys().collect();
         assert_eq!(left, [".sync_trash/2026-11-20_080000/d.txt", ".sync_trash/keep me/e.txt"]);
     }
+}
+
+/// A configured schedule with what the state store knows of it.
+#[derive(Debug, Serialize)]
+pub struct ScheduleInfo {
+    pub pair: String,
+    pub name: String,
+    pub when: String,
+    pub tz: String,
+    pub job: crate::schedule::Job,
+    pub paused: bool,
+    pub next_run: Option<i64>,
+    pub last_run: Option<i64>,
+    pub last_outcome: Option<String>,
+}
+
+/// Every configured schedule of these pairs (next/last run as the service recorded them;
+/// a schedule the service has not planned yet gets its next time computed now).
+pub fn schedules(store: &Store, pairs: &[PairConfig]) -> Result<Vec<ScheduleInfo>, ApiError> {
+    let mut out = Vec::new();
+    for p in pairs {
+        let id = store.find_pair(&p.left, &p.right)?;
+        for spec in &p.options.schedules {
+            let row = match id {
+                Some(id) => store.schedule_get(id, &spec.name)?,
+                None => None,
+            };
+            let key = crate::service::schedule_key(spec);
+            let (mut next, last, outcome, paused) = match row {
+                Some((k, n, l, o, pa)) => (if k == key { n } else { None }, l, o, pa),
+                None => (None, None, None, false),
+            };
+            if next.is_none() {
+                next = spec
+                    .compile()
+                    .ok()
+                    .and_then(|s| s.next_after(chrono::Utc::now()))
+                    .and_then(|t| t.timestamp_nanos_opt());
+            }
+            out.push(ScheduleInfo {
+                pair: p.name.clone(),
+                name: spec.name.clone(),
+                when: spec.when.clone(),
+                tz: spec.tz.clone().unwrap_or_else(|| "local".into()),
+                job: spec.job,
+                paused,
+                next_run: next,
+                last_run: last,
+                last_outcome: outcome,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Pause or resume one schedule (the running service sees it at its next check, within 30 s).
+pub fn set_schedule_paused(store: &mut Store, pair: &PairConfig, name: &str, paused: bool) -> Result<(), ApiError> {
+    let spec = pair
+        .options
+        .schedules
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("pair {} has no schedule named {name:?}", pair.name)))?;
+    let id = store.pair_id(&pair.name, &pair.left, &pair.right)?;
+    if !store.schedule_set_paused(id, name, paused)? {
+        let key = crate::service::schedule_key(spec);
+        store.schedule_put(id, name, &key, None, None, None, paused)?;
+    }
+    Ok(())
 }

@@ -118,6 +118,10 @@ pub struct SyncOptions {
     /// Workers of the large-file lane.
     pub large_workers: usize,
     pub bandwidth: Bandwidth,
+    /// Scheduled runs (`[[schedule]]`, or `[[pair.schedule]]` replacing them for a pair).
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
+    /// Runs and their journal older than this are pruned by the daily housekeeping.
+    pub history_retention_days: u32,
 }
 
 /// How the continuous service notices changes on a pair's roots.
@@ -197,6 +201,8 @@ impl Default for SyncOptions {
             large_file_bytes: 64 << 20,
             large_workers: 1,
             bandwidth: Bandwidth::default(),
+            schedules: Vec::new(),
+            history_retention_days: 365,
         }
     }
 }
@@ -284,6 +290,8 @@ impl Config {
             "large_file",
             "large_workers",
             "bandwidth",
+            "schedule",
+            "history_retention_days",
             "ignore",
             "use_default_ignores",
             "soft_delete_max_bytes",
@@ -541,6 +549,12 @@ impl Walker<'_> {
         if let Some(v) = t.get("bandwidth") {
             o.bandwidth = self.bandwidth(v, &join_key(prefix, "bandwidth"))?;
         }
+        if let Some(v) = t.get("schedule") {
+            o.schedules = self.schedules(v, &join_key(prefix, "schedule"))?;
+        }
+        if let Some(n) = self.opt_int(t, prefix, "history_retention_days", 1, 36500)? {
+            o.history_retention_days = n as u32;
+        }
         if let Some(v) = t.get("conflicts") {
             let key = join_key(prefix, "conflicts");
             let ct = v.as_table().ok_or_else(|| self.invalid(&key, "a table", v))?;
@@ -591,6 +605,59 @@ impl Walker<'_> {
             Some(ms) if (min_ms..=max_ms).contains(&ms) => Ok(Some(ms)),
             _ => Err(self.invalid(&join_key(prefix, key), &expected, &t[key])),
         }
+    }
+
+    fn schedules(&self, v: &toml::Value, key: &str) -> Result<Vec<crate::schedule::ScheduleSpec>, ConfigError> {
+        use crate::schedule::{Job, ScheduleSpec};
+        let arr = v
+            .as_array()
+            .ok_or_else(|| self.invalid(key, "an array of tables ([[schedule]])", v))?;
+        let kinds = ["every", "cron", "daily", "weekly", "monthly"];
+        let mut out: Vec<ScheduleSpec> = Vec::new();
+        for (i, item) in arr.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            let t = item.as_table().ok_or_else(|| self.invalid(&k, "a table", item))?;
+            self.known(t, &k, &["name", "every", "cron", "daily", "weekly", "monthly", "tz", "run"])?;
+            let given: Vec<&str> = kinds.iter().copied().filter(|n| t.contains_key(*n)).collect();
+            if given.len() != 1 {
+                return Err(ConfigError::Invalid {
+                    file: self.file.to_path_buf(),
+                    key: k,
+                    expected: "exactly one of every, cron, daily, weekly, monthly".into(),
+                    found: if given.is_empty() { "none".into() } else { given.join(", ") },
+                });
+            }
+            let kind = given[0];
+            let value = self.req_str(t, &k, kind)?;
+            let job = match t.get("run") {
+                None => Job::Sync,
+                Some(v) => match v.as_str() {
+                    Some("sync") => Job::Sync,
+                    Some("reconcile") => Job::Reconcile,
+                    _ => return Err(self.invalid(&format!("{k}.run"), "\"sync\" or \"reconcile\"", v)),
+                },
+            };
+            let spec = ScheduleSpec {
+                name: self.opt_str(t, &k, "name")?.unwrap_or_else(|| format!("{kind} {value}")),
+                when: format!("{kind} {value}"),
+                tz: self.opt_str(t, &k, "tz")?,
+                job,
+            };
+            if let Err(e) = spec.compile() {
+                let bad_key = if e.contains("time zone") { "tz" } else { kind };
+                let found = t.get(bad_key).cloned().unwrap_or(toml::Value::String(value.clone()));
+                return Err(self.invalid(&format!("{k}.{bad_key}"), &e, &found));
+            }
+            if out.iter().any(|o| o.name == spec.name) {
+                return Err(self.invalid(
+                    &format!("{k}.name"),
+                    "a name no other schedule of the pair has",
+                    &toml::Value::String(spec.name),
+                ));
+            }
+            out.push(spec);
+        }
+        Ok(out)
     }
 
     fn bandwidth(&self, v: &toml::Value, key: &str) -> Result<Bandwidth, ConfigError> {
@@ -954,6 +1021,15 @@ right_to_left = "unlimited"
                 "pair[0].bandwidth.up",
                 "known keys",
             ),
+            ("[[schedule]]\ndaily = '25:00'", "schedule[0].daily", "time of day"),
+            ("[[schedule]]\ndaily = '02:00'\ncron = '0 2 * * *'", "schedule[0]", "exactly one of"),
+            ("[[schedule]]\ncron = '0 2 * *'", "schedule[0].cron", "5 fields"),
+            (
+                "[[schedule]]\nweekly = 'MON 02:00'\ntz = 'Nowhere/City'",
+                "schedule[0].tz",
+                "time zone",
+            ),
+            ("[[schedule]]\nevery = '1h'\nrun = 'backup'", "schedule[0].run", "\"reconcile\""),
         ];
         for (text, key, expected) in cases {
             let e = parse(text).unwrap_err().to_string();

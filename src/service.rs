@@ -42,6 +42,8 @@ const ERROR_RETRY: Duration = Duration::from_secs(30);
 pub struct ServiceConfig {
     pub pairs: Vec<PairConfig>,
     pub state: PathBuf,
+    /// Mail notifications (None: none).
+    pub email: Option<crate::config::EmailConfig>,
 }
 
 /// The whole service's status, as `tandem status`, the API and the tray show it.
@@ -116,6 +118,11 @@ enum Ctl {
     Wake,
     SyncNow,
     AllowMassDeleteOnce,
+    /// A schedule is due: a full run with this trigger, outcome recorded on the schedule.
+    Scheduled {
+        name: String,
+        trigger: Trigger,
+    },
     /// The large lane finished (or gave back) a copy.
     LargeDone {
         path: RelPath,
@@ -199,6 +206,7 @@ struct Inner {
     status_store: Mutex<Store>,
     /// Test knob: drop every file event (as a network mount would), to exercise polling.
     drop_events: bool,
+    email: Option<crate::config::EmailConfig>,
 }
 
 impl Inner {
@@ -274,6 +282,7 @@ impl Service {
             started_at: now_ns(),
             status_store: Mutex::new(store),
             drop_events: std::env::var_os("TANDEM_TEST_DROP_EVENTS").is_some_and(|v| v == "1"),
+            email: cfg.email.clone(),
         });
         let svc = Service {
             inner: inner.clone(),
@@ -296,6 +305,14 @@ impl Service {
                     .map_err(|e| ApiError::Internal(format!("cannot start a thread: {e}")))?;
                 svc.threads.lock().unwrap().push(t);
             }
+        }
+        for (name, f) in [("scheduler", scheduler as fn(Arc<Inner>)), ("mailer", mailer as fn(Arc<Inner>))] {
+            let i = inner.clone();
+            let t = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || f(i))
+                .map_err(|e| ApiError::Internal(format!("cannot start a thread: {e}")))?;
+            svc.threads.lock().unwrap().push(t);
         }
         inner.emit(Event::ServiceStarted {
             pairs: inner.pairs.iter().map(|p| p.cfg.name.clone()).collect(),
@@ -675,6 +692,8 @@ struct Worker {
     canary_retried: bool,
     error_until: Option<Instant>,
     allow_mass_delete: bool,
+    /// The schedule whose run is pending or running (its outcome is recorded on it).
+    schedule: Option<String>,
 }
 
 fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
@@ -695,13 +714,19 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         store,
         unsaved: Vec::new(),
         failures: HashMap::new(),
-        full_due: Some((now, Trigger::Startup)),
-        next_reconcile: now + Duration::from_secs(o.reconcile_every_s),
+        // A schedule-only pair (watch = "off") runs when its schedules say, not at start.
+        full_due: (o.watch != WatchMode::Off).then_some((now, Trigger::Startup)),
+        next_reconcile: if o.watch == WatchMode::Off {
+            now + Duration::from_secs(100 * 365 * 86400)
+        } else {
+            now + Duration::from_secs(o.reconcile_every_s)
+        },
         next_poll: None,
         canary_deadline: None,
         canary_retried: false,
         error_until: None,
         allow_mass_delete: false,
+        schedule: None,
         inner: inner.clone(),
         rt: rt.clone(),
     };
@@ -786,8 +811,16 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         if let Some((t, trigger)) = w.full_due {
             if now >= t {
                 w.full_due = None;
-                w.run(None, trigger);
+                let outcome = w.run(None, trigger);
+                if let Some(name) = w.schedule.take() {
+                    if let Err(e) = w.store.schedule_set_outcome(rt.id, &name, &outcome) {
+                        tracing::warn!("cannot record the schedule's outcome: {e}");
+                    }
+                }
                 let now = Instant::now();
+                if rt.cfg.options.watch == WatchMode::Off {
+                    continue;
+                }
                 if w.next_poll.is_some() {
                     w.next_poll = Some(now + Duration::from_secs(rt.cfg.options.poll_interval_s));
                 }
@@ -844,6 +877,15 @@ impl Worker {
             }
             Ctl::Wake => {}
             Ctl::SyncNow => self.full_due = Some((now, Trigger::Manual)),
+            Ctl::Scheduled { name, trigger } => {
+                // Never two runs of a pair at once: a run already due absorbs this one.
+                if let Some(prev) = self.schedule.replace(name) {
+                    let _ = self
+                        .store
+                        .schedule_set_outcome(self.rt.id, &prev, "merged with a later scheduled run");
+                }
+                self.full_due.get_or_insert((now, trigger));
+            }
             Ctl::AllowMassDeleteOnce => {
                 self.allow_mass_delete = true;
                 self.error_until = None;
@@ -946,7 +988,8 @@ impl Worker {
 
     /// One run: full (scope None) or targeted. Large copies go to the large lane; actions
     /// touching a path the large lane holds wait for it.
-    fn run(&mut self, scope: Option<Vec<RelPath>>, trigger: Trigger) {
+    /// Returns the outcome in a word or two ("ok", "partial", "error: ...", "paused: ...").
+    fn run(&mut self, scope: Option<Vec<RelPath>>, trigger: Trigger) -> String {
         let (inner, rt) = (self.inner.clone(), self.rt.clone());
         let started = Instant::now();
         let started_ns = now_ns();
@@ -960,7 +1003,7 @@ impl Worker {
             free
         });
         if scope.as_ref().is_some_and(|s| s.is_empty()) {
-            return;
+            return "nothing to do".into();
         }
         inner.emit(Event::ScanStarted {
             pair: rt.cfg.name.clone(),
@@ -1057,6 +1100,9 @@ impl Worker {
             l.small_bytes = 0;
             l.transfers.retain(|(lane, _), _| *lane != 0);
         }
+        if report.run_id.is_some() {
+            crate::notify::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
+        }
         // What was not done is planned again: deferred soon, failed with a growing wait.
         let mut again = Vec::new();
         for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
@@ -1113,6 +1159,11 @@ impl Worker {
                 "run done"
             );
         }
+        let outcome = match &report.fatal {
+            Some(f) => format!("error: {f}"),
+            None if report.counts.failed > 0 => format!("partial: {} failed", report.counts.failed),
+            None => format!("ok: {} copied", report.counts.copied),
+        };
         if let Some(f) = report.fatal {
             inner.set_state(&rt, PairState::Error, Some(f.clone()));
             inner.emit(Event::Error {
@@ -1131,11 +1182,12 @@ impl Worker {
                 libc::malloc_trim(0);
             }
         }
+        outcome
     }
 
     /// A run stopped by a guard or an error: the pair waits (paused by a guard, retried
     /// after an error); the reported paths are kept.
-    fn run_failed(&mut self, e: ApiError, scope: Option<Vec<RelPath>>) {
+    fn run_failed(&mut self, e: ApiError, scope: Option<Vec<RelPath>>) -> String {
         let (inner, rt) = (&self.inner, &self.rt);
         for p in scope.into_iter().flatten() {
             self.unsaved.push(p.clone());
@@ -1143,6 +1195,13 @@ impl Worker {
         }
         let msg = e.to_string();
         tracing::error!(code = e.code(), "{msg}");
+        if e.exit_code() == 3 {
+            if let Some(cfg) = &inner.email {
+                crate::notify::enqueue(&self.store, &[crate::notify::guard_mail(&rt.cfg.name, &e)]);
+                let _ = cfg;
+            }
+        }
+        let outcome = format!("{}: {msg}", e.code());
         inner.emit(Event::Error {
             pair: Some(rt.cfg.name.clone()),
             code: e.code().into(),
@@ -1164,6 +1223,7 @@ impl Worker {
                 self.error_until = Some(Instant::now() + ERROR_RETRY.min(Duration::from_secs(rt.cfg.options.poll_interval_s.max(1))));
             }
         }
+        outcome
     }
 }
 
@@ -1214,6 +1274,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
         };
         let outcome = match api::apply(&mut store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, plan) {
             Ok(rep) => {
+                crate::notify::after_run(&store, inner.email.as_ref(), rt.id, &rep, job.trigger.name());
                 inner.emit(Event::RunFinished {
                     pair: rt.cfg.name.clone(),
                     run: rep.run_id,
@@ -1243,5 +1304,164 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
                 .retain(|(lane, _), t| *lane != 1 || t.path != path);
         }
         rt.send(Ctl::LargeDone { path, outcome });
+    }
+}
+
+// ------------------------------------------------------------------ schedules, housekeeping, mail
+
+/// What the state store records of a schedule's definition: a change replans it.
+pub fn schedule_key(s: &crate::schedule::ScheduleSpec) -> String {
+    format!("{} | tz {} | {:?}", s.when, s.tz.as_deref().unwrap_or("local"), s.job)
+}
+
+fn ns_to_utc(ns: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_nanos(ns)
+}
+
+/// Sleep up to `d`, waking early when the service stops. Returns false when stopping.
+fn nap(inner: &Inner, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if inner.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200).min(end.saturating_duration_since(Instant::now())));
+    }
+    !inner.stopping.load(Ordering::SeqCst)
+}
+
+/// Fires due schedules (once after downtime, never two runs of a pair at once: the pair's
+/// worker serializes them), the daily housekeeping and the daily mail digest. Wall-clock
+/// based, checked at least every 30 s, so a machine waking from sleep catches up.
+fn scheduler(inner: Arc<Inner>) {
+    use crate::schedule::{self, Job};
+    let store = match Store::open(&inner.state_path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("scheduler: {e}");
+            return;
+        }
+    };
+    let mut compiled = Vec::new();
+    for rt in &inner.pairs {
+        for spec in &rt.cfg.options.schedules {
+            match spec.compile() {
+                Ok(s) => compiled.push((rt.clone(), spec.clone(), s)),
+                Err(e) => tracing::error!(pair = %rt.cfg.name, schedule = %spec.name, "{e}"),
+            }
+        }
+    }
+    let mut next_housekeeping = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = chrono::Utc::now();
+        let mut soonest = now + chrono::Duration::seconds(30);
+        for (rt, spec, s) in &compiled {
+            let key = schedule_key(spec);
+            let row = match store.schedule_get(rt.id, &spec.name) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("scheduler: {e}");
+                    continue;
+                }
+            };
+            let (next, mut last, mut outcome, paused) = match row {
+                Some((k, n, l, o, p)) if k == key => (n.map(ns_to_utc), l, o, p),
+                Some((_, _, l, o, p)) => (None, l, o, p),
+                None => (None, None, None, false),
+            };
+            let (run, next) = if paused { (false, next) } else { schedule::tick(s, next, now) };
+            if run {
+                last = Some(crate::state::now_ns());
+                if inner.pair_paused(rt) {
+                    outcome = Some("skipped: the pair is paused".into());
+                } else {
+                    let trigger = if s.job == Job::Sync {
+                        Trigger::Schedule
+                    } else {
+                        Trigger::Reconciliation
+                    };
+                    tracing::info!(pair = %rt.cfg.name, schedule = %spec.name, "scheduled run");
+                    outcome = Some("running".into());
+                    rt.send(Ctl::Scheduled {
+                        name: spec.name.clone(),
+                        trigger,
+                    });
+                }
+            }
+            if let Some(n) = next {
+                soonest = soonest.min(n);
+            }
+            let next_ns = next.and_then(|n| n.timestamp_nanos_opt());
+            if let Err(e) = store.schedule_put(rt.id, &spec.name, &key, next_ns, last, outcome.as_deref(), paused) {
+                tracing::warn!("scheduler: {e}");
+            }
+        }
+        if Instant::now() >= next_housekeeping {
+            next_housekeeping = Instant::now() + Duration::from_secs(86_400);
+            housekeeping(&inner, &store);
+        }
+        if let Some(cfg) = &inner.email {
+            if cfg.granularity == crate::config::MailGranularity::Digest {
+                digest(&store, now);
+            }
+        }
+        let wait = (soonest - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        if !nap(&inner, wait.clamp(Duration::from_millis(200), Duration::from_secs(30))) {
+            return;
+        }
+    }
+}
+
+/// Daily: trash folders past the retention, history past `history_retention_days`.
+fn housekeeping(inner: &Inner, store: &Store) {
+    for rt in &inner.pairs {
+        let o = &rt.cfg.options;
+        for root in [&rt.cfg.left, &rt.cfg.right] {
+            let purged = api::purge_trash(&RealFs, root, o.trash_retention_days, chrono::Local::now().naive_local());
+            if !purged.is_empty() {
+                tracing::info!(pair = %rt.cfg.name, "housekeeping: purged {} trash folders", purged.len());
+            }
+        }
+        let before = crate::state::now_ns() - o.history_retention_days as i64 * 86_400 * 1_000_000_000;
+        if let Err(e) = store.prune_history(before) {
+            tracing::warn!("housekeeping: cannot prune the history: {e}");
+        }
+    }
+}
+
+/// The daily digest: the runs since the last digest, once a day.
+fn digest(store: &Store, now: chrono::DateTime<chrono::Utc>) {
+    let now_ns = now.timestamp_nanos_opt().unwrap_or(0);
+    let last = store.kv_get("digest:last").ok().flatten().and_then(|v| v.parse::<i64>().ok());
+    let Some(last) = last else {
+        let _ = store.kv_put("digest:last", Some(&now_ns.to_string()));
+        return;
+    };
+    if now_ns - last < 86_400 * 1_000_000_000 {
+        return;
+    }
+    if let Ok(runs) = store.runs_since(last) {
+        if let Some(m) = crate::notify::digest_mail(&runs) {
+            crate::notify::enqueue(store, &[m]);
+        }
+    }
+    let _ = store.kv_put("digest:last", Some(&now_ns.to_string()));
+}
+
+/// Sends queued mail every second; a down server is retried with backoff by the queue.
+fn mailer(inner: Arc<Inner>) {
+    let Some(cfg) = inner.email.clone() else { return };
+    let store = match Store::open(&inner.state_path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("mailer: {e}");
+            return;
+        }
+    };
+    loop {
+        crate::notify::flush(&store, &cfg);
+        if !nap(&inner, Duration::from_secs(1)) {
+            return;
+        }
     }
 }

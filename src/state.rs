@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("state/migrations/0001.sql")),
     (2, include_str!("state/migrations/0002.sql")),
+    (3, include_str!("state/migrations/0003.sql")),
 ];
 const QUERIES: &str = include_str!("state/queries.sql");
 
@@ -113,6 +114,9 @@ pub struct RunRow {
     pub counts: RunCounts,
     pub error: Option<String>,
 }
+
+/// A queued mail: (id, kind, subject, body, attempts so far).
+pub type QueuedMail = (i64, String, String, String, u32);
 
 pub struct Store {
     conn: Connection,
@@ -634,6 +638,121 @@ impl Store {
         Ok(())
     }
 
+    // ------------------------------------------------------------ schedules
+
+    /// (spec, next_run, last_run, last_outcome, paused)
+    #[allow(clippy::type_complexity)]
+    pub fn schedule_get(
+        &self,
+        pair: i64,
+        name: &str,
+    ) -> Result<Option<(String, Option<i64>, Option<i64>, Option<String>, bool)>, StateError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(q("schedule_get"), params![pair, name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn schedule_put(
+        &self,
+        pair: i64,
+        name: &str,
+        spec: &str,
+        next: Option<i64>,
+        last: Option<i64>,
+        outcome: Option<&str>,
+        paused: bool,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(q("schedule_put"), params![pair, name, spec, next, last, outcome, paused])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Returns false when the pair has no such schedule recorded.
+    pub fn schedule_set_paused(&self, pair: i64, name: &str, paused: bool) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(q("schedule_set_paused"), params![pair, name, paused])
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn schedule_set_outcome(&self, pair: i64, name: &str, outcome: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(q("schedule_set_outcome"), params![pair, name, outcome])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ mail queue
+
+    pub fn mail_put(&self, kind: &str, subject: &str, body: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(q("mail_put"), params![now_ns(), kind, subject, body])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Mails due at `now`: (id, kind, subject, body, attempts).
+    pub fn mail_due(&self, now: i64) -> Result<Vec<QueuedMail>, StateError> {
+        let mut st = self.conn.prepare_cached(q("mail_due")).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn mail_sent(&self, id: i64) -> Result<(), StateError> {
+        self.conn.execute(q("mail_sent"), params![id, now_ns()]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn mail_failed(&self, id: i64, next_attempt: i64, error: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(q("mail_failed"), params![id, next_attempt, error])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn mail_pending(&self) -> Result<u64, StateError> {
+        self.conn
+            .query_row(q("mail_pending_count"), [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Housekeeping: runs (with their journal) started before `before`, and sent mails.
+    pub fn prune_history(&self, before: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(q("history_prune_journal"), params![before])
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(q("history_prune_runs"), params![before])
+            .map_err(|e| self.err(e))?;
+        self.conn.execute(q("mail_prune"), params![before]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Runs started at or after `since` (ns), oldest first.
+    pub fn runs_since(&self, since: i64) -> Result<Vec<RunRow>, StateError> {
+        self.query_runs(q("runs_since"), params![since])
+    }
+
+    /// Per-pair totals over the recorded history: (runs, copied, renamed, deleted, conflicts, failed, bytes).
+    pub fn pair_totals(&self, pair: i64) -> Result<[u64; 7], StateError> {
+        self.conn
+            .query_row(q("pair_totals"), params![pair], |r| {
+                let g = |i: usize| r.get::<_, i64>(i).map(|n| n as u64);
+                Ok([g(0)?, g(1)?, g(2)?, g(3)?, g(4)?, g(5)?, g(6)?])
+            })
+            .map_err(|e| self.err(e))
+    }
+
     pub fn finish_run(&self, run: i64, status: &str, c: &RunCounts, error: Option<&str>) -> Result<(), StateError> {
         let by_rule = serde_json::to_string(&c.by_rule).expect("map serializes");
         self.conn
@@ -666,7 +785,12 @@ impl Store {
 
     /// The latest run of one pair.
     pub fn last_run(&self, pair: i64) -> Result<Option<RunRow>, StateError> {
-        Ok(self.query_runs(q("run_last_of_pair"), params![pair])?.pop())
+        Ok(self.runs_of_pair(pair, 1)?.pop())
+    }
+
+    /// The latest runs of one pair, newest first.
+    pub fn runs_of_pair(&self, pair: i64, limit: u32) -> Result<Vec<RunRow>, StateError> {
+        self.query_runs(q("run_last_of_pair"), params![pair, limit])
     }
 
     fn query_runs(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<RunRow>, StateError> {

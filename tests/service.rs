@@ -446,6 +446,7 @@ fn service_events_tell_a_subscriber_what_happens() {
     let svc = tandem::service::Service::start(tandem::service::ServiceConfig {
         pairs: vec![pair],
         state: p.state.clone(),
+        email: None,
     })
     .unwrap();
     let mut rx = svc.subscribe();

@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod crash;
+mod mail;
 mod planner;
 mod property;
 mod service;

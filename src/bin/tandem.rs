@@ -68,8 +68,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConflictCmd,
     },
-    /// Run history.
+    /// Run history (or, with --run N, every action of one run).
     History {
+        /// The actions of this run: path, side, operation, rule, outcome.
+        #[arg(long, value_name = "N")]
+        run: Option<i64>,
         #[arg(long, conflicts_with = "json")]
         csv: bool,
         #[arg(long)]
@@ -114,6 +117,41 @@ enum Cmd {
     },
     /// Print the API token of the local service (for scripts).
     Token,
+    /// Send a test mail with the config's [email] settings, and say what failed.
+    NotifyTest {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Scheduled runs: list, pause, resume.
+    Schedules {
+        #[command(subcommand)]
+        cmd: ScheduleCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleCmd {
+    /// Every schedule with its next and last run and last outcome.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    Pause {
+        name: String,
+        #[arg(long)]
+        pair: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    Resume {
+        name: String,
+        #[arg(long)]
+        pair: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// The default API address.
@@ -258,19 +296,45 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 ..Default::default()
             };
             let mut worst = 0;
+            let email = config.as_ref().and_then(|c| c.email.clone()).filter(|_| !*dry_run);
+            let mut fatal = None;
             for p in &pairs {
                 let code = match api::sync(&mut store, p, &req) {
                     Ok(rep) => {
                         print_report(&rep, *json)?;
+                        if let Some(id) = rep.run_id.and_then(|_| store.find_pair(&p.left, &p.right).ok().flatten()) {
+                            tandem::notify::after_run(&store, email.as_ref(), id, &rep, "manual");
+                        }
                         rep.exit_code()
                     }
-                    Err(e) if pairs.len() > 1 => {
-                        eprintln!("tandem: {e} [{}]", e.code());
-                        e.exit_code()
+                    Err(e) => {
+                        if e.exit_code() == 3 && email.is_some() {
+                            tandem::notify::enqueue(&store, &[tandem::notify::guard_mail(&p.name, &e)]);
+                        }
+                        if pairs.len() > 1 {
+                            eprintln!("tandem: {e} [{}]", e.code());
+                            e.exit_code()
+                        } else {
+                            fatal = Some(e);
+                            break;
+                        }
                     }
-                    Err(e) => return Err(e.into()),
                 };
                 worst = worst.max(code);
+            }
+            // Mail goes out now if the server answers; otherwise it stays queued for the
+            // next run or the service (never lost, never blocking the sync's result).
+            if let Some(cfg) = &email {
+                let (_, failed) = tandem::notify::flush(&store, cfg);
+                if failed > 0 {
+                    eprintln!(
+                        "tandem: mail server unreachable; {} mail(s) queued for later",
+                        store.mail_pending()?
+                    );
+                }
+            }
+            if let Some(e) = fatal {
+                return Err(e.into());
             }
             Ok(worst)
         }
@@ -296,7 +360,58 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Conflicts { cmd } => conflicts(&cli, cmd),
-        Cmd::History { csv, json, limit } => {
+        Cmd::History {
+            run: Some(id), csv, json, ..
+        } => {
+            let store = api::open_state(&state_path(&cli.state, None))?;
+            let rows = store.journal(*id)?;
+            let mut out = std::io::stdout().lock();
+            if *json {
+                for r in &rows {
+                    writeln!(out, "{}", serde_json::to_string(r)?)?;
+                }
+            } else {
+                if *csv {
+                    writeln!(out, "seq,at,op,side,path,rule,status,bytes,detail")?;
+                }
+                for r in &rows {
+                    let v = serde_json::to_value(r)?;
+                    let f = |k: &str| match &v[k] {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    if *csv {
+                        writeln!(
+                            out,
+                            "{},{},{},{},{},{},{},{},{}",
+                            f("seq"),
+                            fmt_time(v["at"].as_i64().unwrap_or(0)),
+                            f("op"),
+                            f("side"),
+                            csv_field(&f("path")),
+                            f("rule"),
+                            f("status"),
+                            f("bytes"),
+                            csv_field(&f("detail"))
+                        )?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{:>5} {:<8} {:<6} {:<9} {} {}",
+                            f("seq"),
+                            f("op"),
+                            f("side"),
+                            f("status"),
+                            f("path"),
+                            f("detail")
+                        )?;
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Cmd::History { csv, json, limit, .. } => {
             let store = api::open_state(&state_path(&cli.state, None))?;
             let runs = api::history(&store, *limit)?;
             let mut out = std::io::stdout().lock();
@@ -371,6 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let cfg = tandem::service::ServiceConfig {
                 pairs,
                 state: state.clone(),
+                email: config.as_ref().and_then(|c| c.email.clone()),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
             tandem::http::run_foreground(cfg, listen, |url| {
@@ -392,6 +508,27 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             service_call(&cli, "POST", &pair_route(pair.as_deref(), "resume"), Some(&body))
         }
         Cmd::SyncNow { pair } => service_call(&cli, "POST", &pair_route(pair.as_deref(), "sync"), None),
+        Cmd::NotifyTest { config } => {
+            let c = Config::load(config)?;
+            let Some(email) = &c.email else {
+                anyhow::bail!("{}: no [email] table configured", config.display());
+            };
+            match tandem::notify::send(
+                email,
+                "test mail",
+                "This is a test mail from Tandem. If you can read it, mail notifications work.\n",
+            ) {
+                Ok(()) => {
+                    println!("sent a test mail to {} through {}:{}", email.to.join(", "), email.host, email.port);
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("tandem: test mail not sent: {e}");
+                    Ok(1)
+                }
+            }
+        }
+        Cmd::Schedules { cmd } => schedules_cmd(&cli, cmd),
         Cmd::Token => {
             let state = state_path(&cli.state, None);
             println!("{}", tandem::http::load_or_create_token(&state)?);
@@ -432,6 +569,53 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+    }
+}
+
+fn schedules_cmd(cli: &Cli, cmd: &ScheduleCmd) -> anyhow::Result<i32> {
+    let (config, paused) = match cmd {
+        ScheduleCmd::List { config, .. } => (config, None),
+        ScheduleCmd::Pause { config, .. } => (config, Some(true)),
+        ScheduleCmd::Resume { config, .. } => (config, Some(false)),
+    };
+    let c = Config::load(config)?;
+    let mut store = api::open_state(&state_path(&cli.state, Some(&c)))?;
+    match (cmd, paused) {
+        (ScheduleCmd::Pause { name, pair, .. } | ScheduleCmd::Resume { name, pair, .. }, Some(p)) => {
+            let pc = c
+                .pair(pair)
+                .ok_or_else(|| ApiError::Usage(format!("{}: no pair named {pair:?}", config.display())))?;
+            api::set_schedule_paused(&mut store, pc, name, p)?;
+            println!("schedule {name:?} of pair {pair} {}", if p { "paused" } else { "resumed" });
+            Ok(0)
+        }
+        (ScheduleCmd::List { json, .. }, _) => {
+            let list = api::schedules(&store, &c.pairs)?;
+            for s in &list {
+                if *json {
+                    println!("{}", serde_json::to_string(s)?);
+                } else {
+                    let t = |x: Option<i64>| x.map(fmt_time).unwrap_or_else(|| "-".into());
+                    println!(
+                        "{} / {}: {} ({}, {:?}){}  next {}  last {}  {}",
+                        s.pair,
+                        s.name,
+                        s.when,
+                        s.tz,
+                        s.job,
+                        if s.paused { " PAUSED" } else { "" },
+                        t(s.next_run),
+                        t(s.last_run),
+                        s.last_outcome.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            if list.is_empty() && !*json {
+                println!("no schedules configured in {}", config.display());
+            }
+            Ok(0)
+        }
+        _ => unreachable!("every subcommand is matched above"),
     }
 }
 

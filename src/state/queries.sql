@@ -155,4 +155,54 @@ DELETE FROM service_kv WHERE key = ?1;
 SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
        r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
 FROM runs r JOIN pairs p ON p.id = r.pair_id
-WHERE r.pair_id = ?1 ORDER BY r.id DESC LIMIT 1;
+WHERE r.pair_id = ?1 ORDER BY r.id DESC LIMIT ?2;
+
+-- name: schedule_get
+SELECT spec, next_run, last_run, last_outcome, paused FROM schedules WHERE pair_id = ?1 AND name = ?2;
+
+-- name: schedule_put
+INSERT INTO schedules (pair_id, name, spec, next_run, last_run, last_outcome, paused)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (pair_id, name) DO UPDATE SET spec = excluded.spec, next_run = excluded.next_run,
+    last_run = excluded.last_run, last_outcome = excluded.last_outcome, paused = excluded.paused;
+
+-- name: schedule_set_paused
+UPDATE schedules SET paused = ?3 WHERE pair_id = ?1 AND name = ?2;
+
+-- name: schedule_set_outcome
+UPDATE schedules SET last_outcome = ?3 WHERE pair_id = ?1 AND name = ?2;
+
+-- name: mail_put
+INSERT INTO mail_queue (created_at, kind, subject, body, next_attempt) VALUES (?1, ?2, ?3, ?4, ?1);
+
+-- name: mail_due
+SELECT id, kind, subject, body, attempts FROM mail_queue WHERE sent_at IS NULL AND next_attempt <= ?1 ORDER BY id LIMIT 50;
+
+-- name: mail_sent
+UPDATE mail_queue SET sent_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1;
+
+-- name: mail_failed
+UPDATE mail_queue SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1;
+
+-- name: mail_pending_count
+SELECT count(*) FROM mail_queue WHERE sent_at IS NULL;
+
+-- name: mail_prune
+DELETE FROM mail_queue WHERE sent_at IS NOT NULL AND sent_at < ?1;
+
+-- name: history_prune_journal
+DELETE FROM journal WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1 AND status != 'running');
+
+-- name: history_prune_runs
+DELETE FROM runs WHERE started_at < ?1 AND status != 'running';
+
+-- name: runs_since
+SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
+       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
+FROM runs r JOIN pairs p ON p.id = r.pair_id
+WHERE r.started_at >= ?1 ORDER BY r.id;
+
+-- name: pair_totals
+SELECT count(*), coalesce(sum(copied), 0), coalesce(sum(renamed), 0), coalesce(sum(deleted + trashed), 0),
+       coalesce(sum(conflicts), 0), coalesce(sum(failed), 0), coalesce(sum(bytes), 0)
+FROM runs WHERE pair_id = ?1 AND dry_run = 0;
