@@ -1053,6 +1053,45 @@ pub fn resolve(store: &mut Store, pair: &PairConfig, path: &str, keep: Keep) -> 
     sync(store, pair, &req)
 }
 
+/// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Runs as CSV, with a header line (the CLI's `history --csv` and the API's export).
+pub fn runs_csv(runs: &[RunRow]) -> String {
+    let mut out = String::from(
+        "run,pair,trigger,started,finished,status,copied,renamed,deleted,trashed,props,conflicts,failed,skipped,bytes,error\n",
+    );
+    for r in runs {
+        let c = &r.counts;
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.id,
+            csv_field(&r.pair),
+            r.trigger,
+            crate::model::fmt_time(r.started_at),
+            r.finished_at.map(crate::model::fmt_time).unwrap_or_default(),
+            r.status,
+            c.copied,
+            c.renamed,
+            c.deleted,
+            c.trashed,
+            c.props,
+            c.conflicts,
+            c.failed,
+            c.skipped,
+            c.bytes,
+            csv_field(r.error.as_deref().unwrap_or(""))
+        ));
+    }
+    out
+}
+
 pub fn history(store: &Store, limit: u32) -> Result<Vec<RunRow>, ApiError> {
     Ok(store.runs(limit)?)
 }

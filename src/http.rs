@@ -187,6 +187,40 @@ async fn sync_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -
     Ok(StatusCode::ACCEPTED)
 }
 
+async fn schedules(State(st): State<AppState>) -> Result<Response, HttpError> {
+    Ok(Json(st.svc.schedules()?).into_response())
+}
+
+async fn schedule_pause(State(st): State<AppState>, UrlPath((pair, name)): UrlPath<(String, String)>) -> Result<StatusCode, HttpError> {
+    st.svc.set_schedule_paused(&pair, &name, true)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn schedule_resume(State(st): State<AppState>, UrlPath((pair, name)): UrlPath<(String, String)>) -> Result<StatusCode, HttpError> {
+    st.svc.set_schedule_paused(&pair, &name, false)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<u32>,
+    format: Option<String>,
+}
+
+/// Runs as JSON (default) or CSV (`?format=csv`), newest first.
+async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<HistoryQuery>) -> Result<Response, HttpError> {
+    let runs = st.svc.history(q.limit.unwrap_or(100).min(100_000))?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(runs).into_response()),
+        Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::api::runs_csv(&runs)).into_response()),
+        Some(other) => Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "usage",
+            format!("format={other}: expected json or csv"),
+        )),
+    }
+}
+
 async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
@@ -206,6 +240,10 @@ pub fn router(svc: Arc<Service>, token: String, port: u16) -> Router {
         .route("/api/pairs/{name}/pause", post(pause_pair))
         .route("/api/pairs/{name}/resume", post(resume_pair))
         .route("/api/pairs/{name}/sync", post(sync_pair))
+        .route("/api/schedules", get(schedules))
+        .route("/api/pairs/{pair}/schedules/{name}/pause", post(schedule_pause))
+        .route("/api/pairs/{pair}/schedules/{name}/resume", post(schedule_resume))
+        .route("/api/history", get(history))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)

@@ -72,6 +72,19 @@ pub struct LiveStatus {
     pub transfers: Vec<Transfer>,
     pub open_conflicts: u64,
     pub ops_last_24h: u64,
+    /// Over the recorded history.
+    pub totals: Totals,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub runs: u64,
+    pub copied: u64,
+    pub renamed: u64,
+    pub deleted: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -477,6 +490,23 @@ impl Service {
         Ok(())
     }
 
+    /// The pairs' schedules with next/last run and last outcome.
+    pub fn schedules(&self) -> Result<Vec<api::ScheduleInfo>, ApiError> {
+        let pairs: Vec<PairConfig> = self.inner.pairs.iter().map(|p| p.cfg.clone()).collect();
+        api::schedules(&self.inner.status_store.lock().unwrap(), &pairs)
+    }
+
+    /// Pause or resume one schedule of a pair.
+    pub fn set_schedule_paused(&self, pair: &str, name: &str, paused: bool) -> Result<(), ApiError> {
+        let rt = self.find(pair)?;
+        api::set_schedule_paused(&mut self.inner.status_store.lock().unwrap(), &rt.cfg, name, paused)
+    }
+
+    /// Recorded runs, newest first.
+    pub fn history(&self, limit: u32) -> Result<Vec<RunRow>, ApiError> {
+        api::history(&self.inner.status_store.lock().unwrap(), limit)
+    }
+
     fn wake_all(&self) {
         for p in &self.inner.pairs {
             p.send(Ctl::Wake);
@@ -546,6 +576,18 @@ impl Service {
                 transfers,
                 open_conflicts: store.open_conflicts(rt.id)?.len() as u64,
                 ops_last_24h: store.ops_since(rt.id, day_ago)?,
+                totals: {
+                    let t = store.pair_totals(rt.id)?;
+                    Totals {
+                        runs: t[0],
+                        copied: t[1],
+                        renamed: t[2],
+                        deleted: t[3],
+                        conflicts: t[4],
+                        failed: t[5],
+                        bytes: t[6],
+                    }
+                },
             });
         }
         Ok(ServiceStatus {

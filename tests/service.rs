@@ -482,3 +482,77 @@ fn service_events_tell_a_subscriber_what_happens() {
     }
     assert_eq!(p.read(Left, "x.txt").as_deref(), Some(&b"edited on the right"[..]));
 }
+
+/// One raw HTTP/1.1 request to the running service: (status, body).
+fn http(p: &Pair, method: &str, path: &str, host: Option<&str>, token: Option<&str>, origin: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
+    let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
+        host.unwrap_or(&hostport)
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(o) = origin {
+        req.push_str(&format!("Origin: {o}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let token = token.trim();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(format!("{}.api-token", p.state.display()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is owner-only");
+    }
+    // /health needs no token and says nothing but ok and the version.
+    let (code, body) = http(&p, "GET", "/health", None, None, None);
+    assert_eq!(code, 200);
+    assert!(body.contains("\"ok\":true"), "{body}");
+    for (method, path) in [
+        ("GET", "/api/status"),
+        ("POST", "/api/pause"),
+        ("POST", "/api/resume"),
+        ("POST", "/api/sync"),
+        ("GET", "/api/schedules"),
+        ("GET", "/api/history"),
+        ("POST", "/api/pairs/x/pause"),
+    ] {
+        let (code, body) = http(&p, method, path, None, None, None);
+        assert_eq!(code, 401, "{method} {path} without a token: {body}");
+        assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
+        assert_eq!(http(&p, method, path, None, Some("0123456789abcdef0123456789abcdef"), None).0, 401);
+        let (code, body) = http(&p, method, path, Some("evil.example:80"), Some(token), None);
+        assert_eq!(code, 403, "{method} {path} with a foreign Host: {body}");
+        assert!(body.contains("bad_host"), "{body}");
+    }
+    let (code, body) = http(&p, "POST", "/api/pause", None, Some(token), Some("http://evil.example"));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("bad_origin"), "{body}");
+    assert_eq!(status(&p)["paused_all"], false, "the refused pause did nothing");
+    // With the token: status, history as CSV, an unknown pair is a JSON 404 with a code.
+    assert_eq!(http(&p, "GET", "/api/status", None, Some(token), None).0, 200);
+    let (code, body) = http(&p, "GET", "/api/history?format=csv", None, Some(token), None);
+    assert_eq!(code, 200);
+    assert!(body.contains("run,pair,trigger,started"), "{body}");
+    let (code, body) = http(&p, "POST", "/api/pairs/nope/pause", None, Some(token), None);
+    assert_eq!(code, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+}

@@ -389,11 +389,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                             fmt_time(v["at"].as_i64().unwrap_or(0)),
                             f("op"),
                             f("side"),
-                            csv_field(&f("path")),
+                            api::csv_field(&f("path")),
                             f("rule"),
                             f("status"),
                             f("bytes"),
-                            csv_field(&f("detail"))
+                            api::csv_field(&f("detail"))
                         )?;
                     } else {
                         writeln!(
@@ -420,33 +420,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     writeln!(out, "{}", serde_json::to_string(r)?)?;
                 }
             } else if *csv {
-                writeln!(
-                    out,
-                    "run,pair,trigger,started,finished,status,copied,renamed,deleted,trashed,props,conflicts,failed,skipped,bytes,error"
-                )?;
-                for r in &runs {
-                    let c = &r.counts;
-                    writeln!(
-                        out,
-                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                        r.id,
-                        csv_field(&r.pair),
-                        r.trigger,
-                        fmt_time(r.started_at),
-                        r.finished_at.map(fmt_time).unwrap_or_default(),
-                        r.status,
-                        c.copied,
-                        c.renamed,
-                        c.deleted,
-                        c.trashed,
-                        c.props,
-                        c.conflicts,
-                        c.failed,
-                        c.skipped,
-                        c.bytes,
-                        csv_field(r.error.as_deref().unwrap_or(""))
-                    )?;
-                }
+                write!(out, "{}", api::runs_csv(&runs))?;
             } else {
                 for r in &runs {
                     let c = &r.counts;
@@ -794,14 +768,6 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
             print_report(&rep, false)?;
             Ok(rep.exit_code())
         }
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
