@@ -333,6 +333,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn digest_sums_the_day_and_lists_each_run() {
+        use crate::state::{RunCounts, RunRow};
+        let run = |id, copied, failed, dry_run| RunRow {
+            id,
+            pair: "docs".into(),
+            trigger: "watch".into(),
+            dry_run,
+            started_at: 1_795_000_000_000_000_000,
+            finished_at: Some(1_795_000_001_000_000_000),
+            status: "ok".into(),
+            counts: RunCounts {
+                copied,
+                failed,
+                bytes: 10 * copied,
+                ..Default::default()
+            },
+            error: None,
+        };
+        assert_eq!(digest_mail(&[]), None);
+        assert_eq!(digest_mail(&[run(1, 5, 0, true)]), None, "dry runs are not activity");
+        let m = digest_mail(&[run(1, 3, 0, false), run(2, 4, 1, false), run(3, 9, 0, true)]).unwrap();
+        assert_eq!(m.kind, "digest");
+        assert_eq!(m.subject, "daily digest: 2 runs, 7 copied, 0 conflicts, 1 failed");
+        assert!(m.body.contains("Bytes: 70"), "{}", m.body);
+        assert!(
+            m.body.contains("#1 ") && m.body.contains("#2 ") && !m.body.contains("#3 "),
+            "{}",
+            m.body
+        );
+    }
+
+    #[test]
     fn header_values_lose_control_characters() {
         assert_eq!(clean_header("a\r\nBcc: x@y.z"), "a  Bcc: x@y.z");
         assert_eq!(clean_header("plain – ünïcode"), "plain – ünïcode");
