@@ -242,7 +242,8 @@ pub struct EmailConfig {
     pub from: String,
     pub to: Vec<String>,
     pub subject_prefix: String,
-    pub granularity: MailGranularity,
+    /// Which mails: one kind, or several (`["per-conflict", "summary"]`).
+    pub granularity: Vec<MailGranularity>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -751,14 +752,20 @@ impl Walker<'_> {
                 _ => return Err(self.invalid("email.security", "one of \"none\", \"starttls\", \"tls\"", v)),
             },
         };
+        let one = |key: &str, v: &toml::Value| match v.as_str() {
+            Some("per-conflict") => Ok(MailGranularity::PerConflict),
+            Some("summary") => Ok(MailGranularity::Summary),
+            Some("digest") => Ok(MailGranularity::Digest),
+            _ => Err(self.invalid(key, "one of \"per-conflict\", \"summary\", \"digest\" (or an array of them)", v)),
+        };
         let granularity = match t.get("granularity") {
-            None => MailGranularity::PerConflict,
-            Some(v) => match v.as_str() {
-                Some("per-conflict") => MailGranularity::PerConflict,
-                Some("summary") => MailGranularity::Summary,
-                Some("digest") => MailGranularity::Digest,
-                _ => return Err(self.invalid("email.granularity", "one of \"per-conflict\", \"summary\", \"digest\"", v)),
-            },
+            None => vec![MailGranularity::PerConflict],
+            Some(toml::Value::Array(a)) if !a.is_empty() => a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| one(&format!("email.granularity[{i}]"), v))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(v) => vec![one("email.granularity", v)?],
         };
         let to = match t.get("to") {
             None => Vec::new(),

@@ -110,7 +110,7 @@ fn newer_text(n: Option<Side>) -> &'static str {
 pub fn mails_for_run(cfg: &EmailConfig, rep: &SyncReport, trigger: &str, previous_failed: bool) -> Vec<Mail> {
     let mut out = Vec::new();
     let pair = &rep.pair;
-    if cfg.granularity == MailGranularity::PerConflict {
+    if cfg.granularity.contains(&MailGranularity::PerConflict) {
         for (i, a) in rep.plan.actions.iter().enumerate() {
             let (path, rule, left, right, newer, action) = match a {
                 Action::Conflict {
@@ -171,7 +171,7 @@ pub fn mails_for_run(cfg: &EmailConfig, rep: &SyncReport, trigger: &str, previou
     }
     let c = &rep.counts;
     let did_something = rep.plan.actions.iter().any(|a| a.is_disk_action()) || c.failed > 0 || c.conflicts > 0;
-    if cfg.granularity == MailGranularity::Summary && did_something {
+    if cfg.granularity.contains(&MailGranularity::Summary) && did_something {
         out.push(Mail {
             kind: "summary",
             subject: format!("{pair}: {} copied, {} failed", c.copied, c.failed),

@@ -1443,7 +1443,7 @@ fn scheduler(inner: Arc<Inner>) {
             housekeeping(&inner, &store);
         }
         if let Some(cfg) = &inner.email {
-            if cfg.granularity == crate::config::MailGranularity::Digest {
+            if cfg.granularity.contains(&crate::config::MailGranularity::Digest) {
                 digest(&store, now);
             }
         }

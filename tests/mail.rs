@@ -297,14 +297,17 @@ fn notify_test_sends_or_says_what_failed() {
 }
 
 #[test]
-fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once() {
+fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summary_and_conflict() {
+    // "Sync every night at 02:00, mail me a summary, mail me each conflict."
     let p = Pair::new();
-    p.write(Left, "nightly.txt", b"synced by the schedule");
     let port = free_port();
+    let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
+    make_clash(&p, "budget.xlsx");
+    p.write(Left, "nightly.txt", b"synced by the schedule");
     let cfg = config(
         &p,
         port,
-        "",
+        "granularity = [\"summary\", \"per-conflict\"]",
         "watch = \"off\"\n[[pair.schedule]]\nname = \"nightly\"\ndaily = \"02:00\"\ntz = \"UTC\"",
     );
     let list = || {
@@ -350,6 +353,10 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once() {
     wait_for("its outcome", || {
         list()["last_outcome"].as_str().is_some_and(|o| o.starts_with("ok"))
     });
+    wait_for("two mails", || smtp.messages().len() == 2);
+    let mails = smtp.messages().join("\n----\n");
+    assert!(mails.contains("conflict in docs: budget.xlsx") && mails.contains("Rule: R1"), "{mails}");
+    assert!(mails.contains("docs: 3 copied, 0 failed") && mails.contains("(schedule)"), "{mails}");
     // A schedule-only pair does not react to edits.
     p.write(Left, "later.txt", b"waits for the next night");
     std::thread::sleep(Duration::from_secs(2));
@@ -359,7 +366,7 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once() {
     }
     svc.wait().unwrap();
     let s = list();
-    assert_eq!(s["last_outcome"], "ok: 1 copied", "{s}");
+    assert_eq!(s["last_outcome"], "ok: 3 copied", "{s}");
     assert!(
         s["next_run"].as_i64().unwrap() > tandem::state::now_ns(),
         "next run planned from now: {s}"
@@ -374,7 +381,7 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once() {
                 .to_string()
         })
         .collect();
-    assert_eq!(triggers, ["schedule"], "caught up once, no startup run");
+    assert_eq!(triggers, ["schedule", "manual"], "(newest first) the base sync, then caught up once, no startup run");
     // Paused schedules do not run, even when due.
     let o = p.tandem(&["schedules", "pause", "nightly", "--pair", "docs", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
