@@ -826,6 +826,92 @@ pub fn parse_size(s: &str) -> Option<u64> {
     Some((n * mult as f64) as u64)
 }
 
+/// Remove a schedule from the config file, keeping everything else (comments included).
+/// A pair's own `[[pair.schedule]]` is looked at first, then the global `[[schedule]]`
+/// list (which every pair without its own inherits). The result is validated before it
+/// replaces the file (written to a temporary file, flushed, renamed). Returns where it was.
+pub fn remove_schedule(file: &Path, pair: &str, name: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_path_buf(),
+        source,
+    })?;
+    let cfg = Config::parse(file, &text)?;
+    if cfg.pair(pair).is_none() {
+        return Err(ConfigError::Invalid {
+            file: file.into(),
+            key: "pair".into(),
+            expected: format!("a pair named {pair:?}"),
+            found: "no such pair".into(),
+        });
+    }
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+        file: file.into(),
+        message: e.to_string(),
+    })?;
+    let entry_name = |t: &toml_edit::Table| -> Option<String> {
+        if let Some(n) = t.get("name").and_then(|v| v.as_str()) {
+            return Some(n.to_string());
+        }
+        ["every", "cron", "daily", "weekly", "monthly"]
+            .iter()
+            .find_map(|k| t.get(k).and_then(|v| v.as_str()).map(|v| format!("{k} {v}")))
+    };
+    let remove_from = |arr: &mut toml_edit::ArrayOfTables| -> bool {
+        match (0..arr.len()).find(|&i| arr.get(i).and_then(entry_name).as_deref() == Some(name)) {
+            Some(i) => {
+                arr.remove(i);
+                true
+            }
+            None => false,
+        }
+    };
+    let mut where_ = None;
+    if let Some(pairs) = doc.get_mut("pair").and_then(|v| v.as_array_of_tables_mut()) {
+        for t in pairs.iter_mut() {
+            if t.get("name").and_then(|v| v.as_str()) == Some(pair) {
+                if let Some(arr) = t.get_mut("schedule").and_then(|v| v.as_array_of_tables_mut()) {
+                    if remove_from(arr) {
+                        where_ = Some(format!("removed from pair {pair}'s schedules"));
+                    } else {
+                        // The pair has its own list: the global one does not apply to it.
+                        where_ = Some(String::new());
+                    }
+                }
+            }
+        }
+    }
+    if where_.is_none() {
+        if let Some(arr) = doc.get_mut("schedule").and_then(|v| v.as_array_of_tables_mut()) {
+            if remove_from(arr) {
+                where_ = Some("removed from the global [[schedule]] list (every pair without schedules of its own had it)".into());
+            }
+        }
+    }
+    let Some(where_) = where_.filter(|w| !w.is_empty()) else {
+        return Err(ConfigError::Invalid {
+            file: file.into(),
+            key: format!("schedule {name:?}"),
+            expected: format!("a schedule of pair {pair}"),
+            found: "no such schedule".into(),
+        });
+    };
+    let new_text = doc.to_string();
+    Config::parse(file, &new_text)?;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(new_text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ConfigError::Read { file: file.into(), source }
+    })?;
+    Ok(where_)
+}
+
 /// "300ms", "30s", "5m", "6h", "1d", or a bare number of milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -945,6 +1031,41 @@ password_env = "X"
         assert_eq!(p.options.rules.r1, ClashOption::NewerWins);
         assert_eq!(p.options.rules.r13, PropsOption::Manual);
         assert_eq!(c.email.unwrap().port, 587);
+    }
+
+    #[test]
+    fn remove_schedule_keeps_comments_and_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        let text = "# my sync\n[[schedule]]\nname = \"hourly\"\nevery = \"1h\" # all pairs\n\n[[pair]]\nname = \"a\"\nleft = \"/a\"\nright = \"/b\"\n\n[[pair.schedule]]\ndaily = \"02:00\" # nightly\n\n[[pair.schedule]]\nname = \"weekly\"\nweekly = \"SUN 03:00\"\n\n[[pair]]\nname = \"b\"\nleft = \"/c\"\nright = \"/d\"\n";
+        std::fs::write(&f, text).unwrap();
+        // A pair's own schedule, by its default name.
+        assert!(remove_schedule(&f, "a", "daily 02:00").unwrap().contains("pair a"));
+        let c = Config::load(&f).unwrap();
+        let names = |p: &str| {
+            c.pair(p)
+                .unwrap()
+                .options
+                .schedules
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("a"), ["weekly"]);
+        assert_eq!(names("b"), ["hourly"]);
+        let now = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            now.contains("# my sync") && now.contains("# all pairs") && !now.contains("# nightly"),
+            "{now}"
+        );
+        // Pair a has its own list: the global one is not its to remove.
+        assert!(remove_schedule(&f, "a", "hourly")
+            .unwrap_err()
+            .to_string()
+            .contains("no such schedule"));
+        assert!(remove_schedule(&f, "b", "hourly").unwrap().contains("global"));
+        assert!(Config::load(&f).unwrap().pair("b").unwrap().options.schedules.is_empty());
+        assert!(remove_schedule(&f, "zz", "x").unwrap_err().to_string().contains("no such pair"));
     }
 
     #[test]

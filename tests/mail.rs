@@ -355,8 +355,14 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
     });
     wait_for("two mails", || smtp.messages().len() == 2);
     let mails = smtp.messages().join("\n----\n");
-    assert!(mails.contains("conflict in docs: budget.xlsx") && mails.contains("Rule: R1"), "{mails}");
-    assert!(mails.contains("docs: 3 copied, 0 failed") && mails.contains("(schedule)"), "{mails}");
+    assert!(
+        mails.contains("conflict in docs: budget.xlsx") && mails.contains("Rule: R1"),
+        "{mails}"
+    );
+    assert!(
+        mails.contains("docs: 3 copied, 0 failed") && mails.contains("(schedule)"),
+        "{mails}"
+    );
     // A schedule-only pair does not react to edits.
     p.write(Left, "later.txt", b"waits for the next night");
     std::thread::sleep(Duration::from_secs(2));
@@ -381,7 +387,11 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
                 .to_string()
         })
         .collect();
-    assert_eq!(triggers, ["schedule", "manual"], "(newest first) the base sync, then caught up once, no startup run");
+    assert_eq!(
+        triggers,
+        ["schedule", "manual"],
+        "(newest first) the base sync, then caught up once, no startup run"
+    );
     // Paused schedules do not run, even when due.
     let o = p.tandem(&["schedules", "pause", "nightly", "--pair", "docs", "--config", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

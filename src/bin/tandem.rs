@@ -152,6 +152,14 @@ enum ScheduleCmd {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Remove a schedule from the config file (comments and the rest are kept).
+    Remove {
+        name: String,
+        #[arg(long)]
+        pair: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 /// The default API address.
@@ -547,7 +555,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn schedules_cmd(cli: &Cli, cmd: &ScheduleCmd) -> anyhow::Result<i32> {
+    if let ScheduleCmd::Remove { name, pair, config } = cmd {
+        let where_ = tandem::config::remove_schedule(config, pair, name)?;
+        println!(
+            "schedule {name:?}: {where_} in {}; a running service applies it at its next start",
+            config.display()
+        );
+        return Ok(0);
+    }
     let (config, paused) = match cmd {
+        ScheduleCmd::Remove { .. } => unreachable!("handled above"),
         ScheduleCmd::List { config, .. } => (config, None),
         ScheduleCmd::Pause { config, .. } => (config, Some(true)),
         ScheduleCmd::Resume { config, .. } => (config, Some(false)),
