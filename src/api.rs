@@ -1043,14 +1043,19 @@ pub fn conflict_pair(store: &Store, path: &str, pair: Option<&str>, configured: 
 
 /// Apply a user's decision on one conflict: a sync of its pair with that path overridden.
 pub fn resolve(store: &mut Store, pair: &PairConfig, path: &str, keep: Keep) -> Result<SyncReport, ApiError> {
+    sync(store, pair, &resolve_request(path, keep)?)
+}
+
+/// The request that applies a decision on the conflict at `path` (relative to the pair's
+/// roots; `..` and absolute paths are refused).
+pub fn resolve_request(path: &str, keep: Keep) -> Result<SyncRequest, ApiError> {
     let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
-    let req = SyncRequest {
+    Ok(SyncRequest {
         trigger: Trigger::Resolve,
         overrides: [(rel.clone(), keep)].into_iter().collect(),
         only: Some(rel),
         ..Default::default()
-    };
-    sync(store, pair, &req)
+    })
 }
 
 /// A CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break.

@@ -221,6 +221,206 @@ async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extr
     }
 }
 
+#[derive(Deserialize)]
+struct ConflictsQuery {
+    pair: Option<String>,
+}
+
+async fn conflicts(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ConflictsQuery>,
+) -> Result<Response, HttpError> {
+    let list: Vec<serde_json::Value> = st
+        .svc
+        .conflicts(q.pair.as_deref())?
+        .into_iter()
+        .map(|(pair, c)| serde_json::json!({"pair": pair, "conflict": c}))
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// A path from a request: relative to the pair's roots, never leaving them.
+fn rel_path(path: &str) -> Result<crate::model::RelPath, HttpError> {
+    crate::model::RelPath::new(path).map_err(|e| HttpError(StatusCode::BAD_REQUEST, "bad_path", e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    path: String,
+    keep: crate::plan::Keep,
+}
+
+#[derive(Deserialize)]
+struct Decisions {
+    items: Vec<Decision>,
+}
+
+fn report_json(path: &str, r: Result<crate::api::SyncReport, ApiError>) -> serde_json::Value {
+    match r {
+        Ok(rep) => serde_json::json!({
+            "path": path,
+            "ok": rep.counts.failed == 0 && rep.fatal.is_none(),
+            "run": rep.run_id,
+            "counts": rep.counts,
+        }),
+        Err(e) => serde_json::json!({"path": path, "ok": false, "error": {"code": e.code(), "message": e.to_string()}}),
+    }
+}
+
+async fn resolve(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Json(d): Json<Decision>) -> Result<Response, HttpError> {
+    rel_path(&d.path)?;
+    let svc = st.svc.clone();
+    let r = tokio::task::spawn_blocking(move || svc.resolve(&pair, &d.path, d.keep).map(|rep| (d.path, rep)))
+        .await
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(report_json(&r.0, Ok(r.1))).into_response())
+}
+
+/// One choice for many conflicts; each is applied on its own and reported.
+async fn resolve_batch(
+    State(st): State<AppState>,
+    UrlPath(pair): UrlPath<String>,
+    Json(d): Json<Decisions>,
+) -> Result<Response, HttpError> {
+    for i in &d.items {
+        rel_path(&i.path)?;
+    }
+    st.svc.pair_config(&pair)?;
+    let svc = st.svc.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        d.items
+            .into_iter()
+            .map(|i| report_json(&i.path, svc.resolve(&pair, &i.path, i.keep)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct PathQuery {
+    path: String,
+    side: Option<crate::model::Side>,
+}
+
+/// The absolute path of `rel` on a side, refusing anything that resolves outside the root
+/// (a symbolic link on the way).
+fn inside_root(root: &Path, rel: &crate::model::RelPath) -> Result<PathBuf, HttpError> {
+    let p = root.join(rel.as_str());
+    let real_root =
+        std::fs::canonicalize(root).map_err(|e| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{}: {e}", root.display())))?;
+    let real = std::fs::canonicalize(&p).map_err(|_| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file")))?;
+    if !real.starts_with(&real_root) {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!("{rel}: leads outside the pair's folder"),
+        ));
+    }
+    Ok(real)
+}
+
+/// Both sides of a conflict as they are now: size, time, hash, which is newer, text or not.
+async fn conflict_detail(
+    State(st): State<AppState>,
+    UrlPath(pair): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<PathQuery>,
+) -> Result<Response, HttpError> {
+    let rel = rel_path(&q.path)?;
+    let cfg = st.svc.pair_config(&pair)?;
+    let record = st
+        .svc
+        .conflicts(Some(&pair))?
+        .into_iter()
+        .map(|x| x.1)
+        .find(|c| c.path == rel.as_str());
+    let side = |root: &Path| -> serde_json::Value {
+        let Ok(abs) = inside_root(root, &rel) else {
+            return serde_json::json!({"exists": false});
+        };
+        let Ok(md) = std::fs::metadata(&abs) else {
+            return serde_json::json!({"exists": false});
+        };
+        if md.is_dir() {
+            return serde_json::json!({"exists": true, "kind": "dir"});
+        }
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64);
+        let (hash, text) = match std::fs::read(&abs) {
+            Ok(data) if data.len() <= 64 << 20 => (
+                Some(blake3::hash(&data).to_hex().to_string()),
+                std::str::from_utf8(&data).is_ok() && !data.contains(&0),
+            ),
+            _ => (None, false),
+        };
+        serde_json::json!({"exists": true, "kind": "file", "size": md.len(), "mtime": mtime, "hash": hash, "text": text})
+    };
+    let (l, r) = (side(&cfg.left), side(&cfg.right));
+    let newer = match (l["mtime"].as_i64(), r["mtime"].as_i64()) {
+        (Some(a), Some(b)) if a > b => Some("left"),
+        (Some(a), Some(b)) if b > a => Some("right"),
+        _ => None,
+    };
+    Ok(
+        Json(serde_json::json!({"pair": pair, "path": rel.as_str(), "record": record, "left": l, "right": r, "newer": newer}))
+            .into_response(),
+    )
+}
+
+/// A file's content (at most 16 MiB), for previews and text diffs. Served so a browser never
+/// runs it: `nosniff`, a sandboxing CSP, images by their type, everything else as text.
+async fn file_content(
+    State(st): State<AppState>,
+    UrlPath(pair): UrlPath<String>,
+    axum::extract::Query(q): axum::extract::Query<PathQuery>,
+) -> Result<Response, HttpError> {
+    let rel = rel_path(&q.path)?;
+    let cfg = st.svc.pair_config(&pair)?;
+    let root = match q.side {
+        Some(crate::model::Side::Left) => &cfg.left,
+        Some(crate::model::Side::Right) => &cfg.right,
+        None => {
+            return Err(HttpError(
+                StatusCode::BAD_REQUEST,
+                "usage",
+                "side=left or side=right is required".into(),
+            ))
+        }
+    };
+    let abs = inside_root(root, &rel)?;
+    let md = std::fs::metadata(&abs).map_err(|e| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{rel}: {e}")))?;
+    if !md.is_file() || md.len() > 16 << 20 {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "usage",
+            format!("{rel}: not a file of at most 16 MiB"),
+        ));
+    }
+    let data = std::fs::read(&abs).map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{rel}: {e}")))?;
+    let ext = rel.name().rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    let ctype = match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "bmp" => "image/bmp",
+        _ => "text/plain; charset=utf-8",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'"),
+        ],
+        data,
+    )
+        .into_response())
+}
+
 async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
@@ -244,6 +444,11 @@ pub fn router(svc: Arc<Service>, token: String, port: u16) -> Router {
         .route("/api/pairs/{pair}/schedules/{name}/pause", post(schedule_pause))
         .route("/api/pairs/{pair}/schedules/{name}/resume", post(schedule_resume))
         .route("/api/history", get(history))
+        .route("/api/conflicts", get(conflicts))
+        .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))
+        .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
+        .route("/api/pairs/{pair}/conflicts/resolve-batch", post(resolve_batch))
+        .route("/api/pairs/{pair}/file", get(file_content))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)

@@ -136,6 +136,12 @@ enum Ctl {
         name: String,
         trigger: Trigger,
     },
+    /// Apply a user's decision on a conflict (between runs, even while paused).
+    Resolve {
+        path: String,
+        keep: crate::plan::Keep,
+        reply: mpsc::Sender<Result<api::SyncReport, ApiError>>,
+    },
     /// The large lane finished (or gave back) a copy.
     LargeDone {
         path: RelPath,
@@ -488,6 +494,32 @@ impl Service {
             None => self.inner.pairs.iter().for_each(|p| p.send(Ctl::SyncNow)),
         }
         Ok(())
+    }
+
+    /// Open conflicts of one pair (or all): (pair name, conflict).
+    pub fn conflicts(&self, pair: Option<&str>) -> Result<Vec<(String, crate::state::ConflictRow)>, ApiError> {
+        if let Some(p) = pair {
+            self.find(p)?;
+        }
+        api::conflicts(&self.inner.status_store.lock().unwrap(), pair)
+    }
+
+    /// Apply a decision on a conflict of a pair; waits for the pair's worker to do it (it
+    /// finishes the run in progress first).
+    pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+        let rt = self.find(pair)?;
+        let (tx, rx) = mpsc::channel();
+        rt.send(Ctl::Resolve {
+            path: path.to_string(),
+            keep,
+            reply: tx,
+        });
+        rx.recv().map_err(|_| ApiError::Internal("the service is stopping".into()))?
+    }
+
+    /// A pair's configuration (for the API: roots, options).
+    pub fn pair_config(&self, pair: &str) -> Result<PairConfig, ApiError> {
+        Ok(self.find(pair)?.cfg.clone())
     }
 
     /// The pairs' schedules with next/last run and last outcome.
@@ -919,6 +951,10 @@ impl Worker {
             }
             Ctl::Wake => {}
             Ctl::SyncNow => self.full_due = Some((now, Trigger::Manual)),
+            Ctl::Resolve { path, keep, reply } => {
+                let r = self.resolve(&path, keep);
+                let _ = reply.send(r);
+            }
             Ctl::Scheduled { name, trigger } => {
                 // Never two runs of a pair at once: a run already due absorbs this one.
                 if let Some(prev) = self.schedule.replace(name) {
@@ -945,6 +981,31 @@ impl Worker {
             },
             Ctl::Stop => {}
         }
+    }
+
+    fn resolve(&mut self, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+        let rt = self.rt.clone();
+        let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
+        if rt.busy_overlaps(&[&rel]) {
+            return Err(ApiError::Usage(format!(
+                "{path}: a large copy of it is in progress; decide again when it ends"
+            )));
+        }
+        let mut req = api::resolve_request(path, keep)?;
+        req.caller_holds_lock = true;
+        let rep = api::sync_with(&mut self.store, &rt.cfg, &RealFs, &RealFs, &req)?;
+        crate::notify::after_run(&self.store, self.inner.email.as_ref(), rt.id, &rep, "resolve");
+        self.inner.emit(Event::RunFinished {
+            pair: rt.cfg.name.clone(),
+            run: rep.run_id,
+            trigger: "resolve".into(),
+            status: format!("{:?}", rep.status).to_lowercase(),
+            copied: rep.counts.copied,
+            failed: rep.counts.failed,
+            bytes: rep.counts.bytes,
+            ms: rep.duration_ms,
+        });
+        Ok(rep)
     }
 
     fn save_backlog(&mut self) {

@@ -485,13 +485,26 @@ fn service_events_tell_a_subscriber_what_happens() {
 
 /// One raw HTTP/1.1 request to the running service: (status, body).
 fn http(p: &Pair, method: &str, path: &str, host: Option<&str>, token: Option<&str>, origin: Option<&str>) -> (u16, String) {
+    http_body(p, method, path, host, token, origin, "")
+}
+
+fn http_body(
+    p: &Pair,
+    method: &str,
+    path: &str,
+    host: Option<&str>,
+    token: Option<&str>,
+    origin: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
     let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&hostport).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
-        host.unwrap_or(&hostport)
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        host.unwrap_or(&hostport),
+        body.len()
     );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -500,6 +513,7 @@ fn http(p: &Pair, method: &str, path: &str, host: Option<&str>, token: Option<&s
         req.push_str(&format!("Origin: {o}\r\n"));
     }
     req.push_str("\r\n");
+    req.push_str(body);
     s.write_all(req.as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -555,4 +569,104 @@ fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
     let (code, body) = http(&p, "POST", "/api/pairs/nope/pause", None, Some(token), None);
     assert_eq!(code, 404);
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
+}
+
+#[test]
+fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cli() {
+    let p = Pair::new();
+    let cfg = config(&p, "[conflicts]\nr1 = \"manual\"\n");
+    let _svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let t = Some(token.trim());
+    for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        std::fs::write(p.path(Left, f), b"base").unwrap();
+    }
+    wait_settled(&p, "the base");
+    for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        p.write_at(Left, f, format!("left version of {f}").as_bytes(), 1_700_000_000);
+        p.write_at(Right, f, format!("right version of {f}, newer").as_bytes(), 1_700_000_100);
+    }
+    let list = || -> Vec<serde_json::Value> { serde_json::from_str(&http(&p, "GET", "/api/conflicts?pair=t", None, t, None).1).unwrap() };
+    wait_for("four conflicts", T, || list().len() == 4);
+    assert_eq!(list()[0]["conflict"]["rule"], "R1");
+    // Detail: both sides as they are now.
+    let (code, body) = http(&p, "GET", "/api/pairs/t/conflicts/detail?path=a.txt", None, t, None);
+    assert_eq!(code, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["newer"], "right");
+    assert_eq!(d["left"]["size"], "left version of a.txt".len());
+    assert_eq!(d["left"]["text"], true);
+    assert_ne!(d["left"]["hash"], d["right"]["hash"]);
+    assert_eq!(d["record"]["rule"], "R1");
+    let (code, body) = http(&p, "GET", "/api/pairs/t/file?side=right&path=a.txt", None, t, None);
+    assert_eq!((code, body.as_str()), (200, "right version of a.txt, newer"));
+    // Paths that would leave the root are refused.
+    std::os::unix::fs::symlink("/etc", p.path(Left, "etc-link")).unwrap();
+    for bad in ["../state.db", "/etc/passwd", "etc-link/hostname", "a.txt/../../x"] {
+        let (code, body) = http(&p, "GET", &format!("/api/pairs/t/file?side=left&path={bad}"), None, t, None);
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("bad_path"), "{body}");
+        let (code, body) = http_body(
+            &p,
+            "POST",
+            "/api/pairs/t/conflicts/resolve",
+            None,
+            t,
+            None,
+            &format!("{{\"path\":\"{bad}\",\"keep\":\"left\"}}"),
+        );
+        if !bad.starts_with("etc-link") {
+            assert_eq!(code, 400, "{bad}: {body}");
+        }
+    }
+    // Keep left through the API: the right side gets the left version, the old one is trashed.
+    let (code, body) = http_body(
+        &p,
+        "POST",
+        "/api/pairs/t/conflicts/resolve",
+        None,
+        t,
+        None,
+        r#"{"path":"a.txt","keep":"left"}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(p.read(Right, "a.txt").unwrap(), b"left version of a.txt");
+    assert_eq!(
+        p.trash(Right).get("a.txt").map(Vec::as_slice),
+        Some(&b"right version of a.txt, newer"[..])
+    );
+    // Keep right from the CLI while the service runs (it goes through the service).
+    let o = p.tandem(&[
+        "--state",
+        p.state.to_str().unwrap(),
+        "conflicts",
+        "resolve",
+        "b.txt",
+        "--keep",
+        "right",
+        "--pair",
+        "t",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("through the running service"), "{}", stdout(&o));
+    assert_eq!(p.read(Left, "b.txt").unwrap(), b"right version of b.txt, newer");
+    // One choice for many: keep both.
+    let (code, body) = http_body(
+        &p,
+        "POST",
+        "/api/pairs/t/conflicts/resolve-batch",
+        None,
+        t,
+        None,
+        r#"{"items":[{"path":"c.txt","keep":"both"},{"path":"d.txt","keep":"both"}]}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let r: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(r.iter().all(|x| x["ok"] == true), "{body}");
+    wait_for("no conflict left", T, || list().is_empty());
+    for f in ["c", "d"] {
+        let names: Vec<String> = p.tree(Left).into_keys().filter(|k| k.starts_with(f)).collect();
+        assert_eq!(names.len(), 2, "both versions of {f}.txt kept: {names:?}");
+    }
+    wait_settled(&p, "both sides equal");
 }

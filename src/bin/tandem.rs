@@ -781,6 +781,22 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
                 KeepArg::Right => Keep::Right,
                 KeepArg::Both => Keep::Both,
             };
+            // A running service holds the pair: it applies the decision itself.
+            let state = state_path(&cli.state, cfg.as_ref());
+            let body = serde_json::json!({"path": path, "keep": keep}).to_string();
+            let route = format!("/api/pairs/{}/conflicts/resolve", url_escape(&p.name));
+            if let Some((code, answer)) = tandem::http::call(&state, "POST", &route, Some(&body))? {
+                let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+                if code != 200 {
+                    eprintln!("tandem: the service answered {code}: {answer}");
+                    return Ok(if v["error"]["code"] == "bad_path" || code == 404 { 2 } else { 1 });
+                }
+                println!(
+                    "resolved {path} through the running service (run #{}): {} copied, {} failed",
+                    v["run"], v["counts"]["copied"], v["counts"]["failed"]
+                );
+                return Ok(if v["ok"] == true { 0 } else { 1 });
+            }
             let rep = api::resolve(&mut store, &p, path, keep)?;
             print_report(&rep, false)?;
             Ok(rep.exit_code())
