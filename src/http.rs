@@ -23,6 +23,8 @@ struct AppState {
     svc: Arc<Service>,
     token: Arc<str>,
     port: u16,
+    /// Turns true when the server stops: event streams end so the shutdown is not held up.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where a running service says how to reach it (next to the state file).
@@ -421,15 +423,48 @@ async fn file_content(
         .into_response())
 }
 
+/// The live event stream (Server-Sent Events): one `message` per engine event, its JSON
+/// in `data` and its type as the SSE event name. A client that falls behind gets a
+/// `lagged` event (with how many it missed) and should fetch the status again.
+async fn events(State(st): State<AppState>) -> Response {
+    use axum::response::sse::{Event as Sse, KeepAlive};
+    let rx = st.svc.subscribe();
+    let stream = futures_util::stream::unfold((rx, st.closing.clone()), |(mut rx, mut closing)| async move {
+        if *closing.borrow() {
+            return None;
+        }
+        let got = tokio::select! {
+            got = rx.recv() => got,
+            _ = closing.changed() => return None,
+        };
+        let ev = match got {
+            Ok(e) => {
+                let kind = serde_json::to_value(&e)
+                    .ok()
+                    .and_then(|v| v["type"].as_str().map(String::from))
+                    .unwrap_or_default();
+                Sse::default().event(kind).json_data(&e).unwrap_or_default()
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Sse::default().event("lagged").data(n.to_string()),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(ev), (rx, closing)))
+    });
+    axum::response::sse::Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
+}
+
 async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
 
-pub fn router(svc: Arc<Service>, token: String, port: u16) -> Router {
+pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync::watch::Receiver<bool>) -> Router {
     let st = AppState {
         svc,
         token: token.into(),
         port,
+        closing,
     };
     Router::new()
         .route("/health", get(health))
@@ -444,6 +479,7 @@ pub fn router(svc: Arc<Service>, token: String, port: u16) -> Router {
         .route("/api/pairs/{pair}/schedules/{name}/pause", post(schedule_pause))
         .route("/api/pairs/{pair}/schedules/{name}/resume", post(schedule_resume))
         .route("/api/history", get(history))
+        .route("/api/events", get(events))
         .route("/api/conflicts", get(conflicts))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
@@ -462,8 +498,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
-    axum::serve(listener, router(svc, token, port))
-        .with_graceful_shutdown(shutdown)
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    };
+    axum::serve(listener, router(svc, token, port, rx))
+        .with_graceful_shutdown(stop)
         .await
 }
 

@@ -670,3 +670,55 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
     }
     wait_settled(&p, "both sides equal");
 }
+
+#[test]
+fn api_event_stream_reports_a_sync_and_does_not_hold_up_a_stop() {
+    use std::io::{BufRead, BufReader, Write};
+    let p = Pair::new();
+    let mut svc = start_pair(&p);
+    wait_watching(&p);
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
+    let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(
+        s,
+        "GET /api/events HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {}\r\n\r\n",
+        token.trim()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    std::fs::write(p.path(Left, "streamed.txt"), b"hello").unwrap();
+    let mut seen = Vec::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap() == 0 {
+            panic!("stream ended; saw {seen:?}");
+        }
+        if let Some(kind) = line.trim().strip_prefix("event: ") {
+            seen.push(kind.to_string());
+        }
+        if let Some(data) = line.trim().strip_prefix("data: ") {
+            let v: serde_json::Value = serde_json::from_str(data).unwrap();
+            if v["type"] == "run_finished" && v["copied"] == 1 {
+                break;
+            }
+        }
+    }
+    for k in [
+        "changes",
+        "scan_started",
+        "plan_ready",
+        "action_started",
+        "action_finished",
+        "run_finished",
+    ] {
+        assert!(seen.iter().any(|s| s == k), "no {k} in {seen:?}");
+    }
+    // An open event stream does not keep the service from stopping.
+    assert_eq!(svc.stop(), Some(0));
+}
