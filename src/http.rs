@@ -25,6 +25,42 @@ struct AppState {
     port: u16,
     /// Turns true when the server stops: event streams end so the shutdown is not held up.
     closing: tokio::sync::watch::Receiver<bool>,
+    logins: Arc<LoginCodes>,
+}
+
+/// One-time login codes: a link `/login?code=...` (from `tandem run` or `tandem login-link`)
+/// opens the web UI in a browser by setting the token as an HttpOnly, SameSite=Strict
+/// cookie. A code works once, for ten minutes.
+#[derive(Default)]
+pub struct LoginCodes {
+    codes: std::sync::Mutex<Vec<(String, std::time::Instant)>>,
+}
+
+const LOGIN_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+const COOKIE: &str = "tandem_token";
+
+impl LoginCodes {
+    pub fn issue(&self) -> Result<String, ApiError> {
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| ApiError::Internal(format!("no random numbers for a login code: {e}")))?;
+        let code: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let mut c = self.codes.lock().unwrap();
+        c.retain(|(_, t)| t.elapsed() < LOGIN_CODE_TTL);
+        c.push((code.clone(), std::time::Instant::now()));
+        Ok(code)
+    }
+
+    fn redeem(&self, code: &str) -> bool {
+        let mut c = self.codes.lock().unwrap();
+        c.retain(|(_, t)| t.elapsed() < LOGIN_CODE_TTL);
+        match c.iter().position(|(k, _)| ct_eq(k.as_bytes(), code.as_bytes())) {
+            Some(i) => {
+                c.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Where a running service says how to reach it (next to the state file).
@@ -120,7 +156,7 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
             }
         }
     }
-    if req.uri().path() != "/health" && !authorized(h, &st.token) {
+    if req.uri().path() != "/health" && req.uri().path() != "/login" && !authorized(h, &st.token) {
         return HttpError(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -137,7 +173,44 @@ fn authorized(h: &HeaderMap, token: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    bearer.is_some_and(|b| ct_eq(b.as_bytes(), token.as_bytes()))
+    let cookie = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
+        .next();
+    bearer.or(cookie).is_some_and(|b| ct_eq(b.as_bytes(), token.as_bytes()))
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    code: String,
+}
+
+/// Redeem a one-time login code: set the cookie, go to the UI.
+async fn login(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<LoginQuery>) -> Response {
+    if !st.logins.redeem(&q.code) {
+        return HttpError(
+            StatusCode::UNAUTHORIZED,
+            "login_expired",
+            "this login link was used already or has expired; get a new one with `tandem login-link`".into(),
+        )
+        .into_response();
+    }
+    let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", st.token);
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, cookie.as_str()), (header::LOCATION, "/")],
+        "",
+    )
+        .into_response()
+}
+
+/// A fresh one-time login link (for `tandem login-link` and the tray's "Open Tandem").
+async fn login_link(State(st): State<AppState>) -> Result<Response, HttpError> {
+    let code = st.logins.issue()?;
+    Ok(Json(serde_json::json!({"url": format!("http://127.0.0.1:{}/login?code={code}", st.port)})).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -459,15 +532,18 @@ async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
 
-pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync::watch::Receiver<bool>) -> Router {
+pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync::watch::Receiver<bool>, logins: Arc<LoginCodes>) -> Router {
     let st = AppState {
         svc,
         token: token.into(),
         port,
         closing,
+        logins,
     };
     Router::new()
         .route("/health", get(health))
+        .route("/login", get(login))
+        .route("/api/login-link", post(login_link))
         .route("/api/status", get(status))
         .route("/api/pause", post(pause_all))
         .route("/api/resume", post(resume_all))
@@ -495,6 +571,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     svc: Arc<Service>,
     token: String,
+    logins: Arc<LoginCodes>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
@@ -503,7 +580,7 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     };
-    axum::serve(listener, router(svc, token, port, rx))
+    axum::serve(listener, router(svc, token, port, rx, logins))
         .with_graceful_shutdown(stop)
         .await
 }
@@ -577,8 +654,12 @@ fn dechunk(mut s: &str) -> String {
 }
 
 /// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
-/// stop gracefully. `ready` gets the API's URL once it listens.
-pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::SocketAddr, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
+/// stop gracefully. `ready` gets the API's URL and a one-time login link once it listens.
+pub fn run_foreground(
+    cfg: crate::service::ServiceConfig,
+    listen: std::net::SocketAddr,
+    ready: impl FnOnce(&str, &str),
+) -> Result<(), ApiError> {
     if !listen.ip().is_loopback() {
         return Err(ApiError::Usage(format!(
             "--listen {listen}: the API listens on loopback addresses only"
@@ -608,7 +689,9 @@ pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::Sock
         path: discovery_path(&state),
         source,
     })?;
-    ready(&url);
+    let logins = Arc::new(LoginCodes::default());
+    let link = format!("{url}/login?code={}", logins.issue()?);
+    ready(&url, &link);
     let served = rt.block_on(async {
         let stop = async {
             #[cfg(unix)]
@@ -625,7 +708,7 @@ pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::Sock
             }
             tracing::info!("stop requested");
         };
-        serve(listener, svc.clone(), token, stop).await
+        serve(listener, svc.clone(), token, logins, stop).await
     });
     let _ = std::fs::remove_file(discovery_path(&state));
     svc.shutdown();

@@ -722,3 +722,54 @@ fn api_event_stream_reports_a_sync_and_does_not_hold_up_a_stop() {
     // An open event stream does not keep the service from stopping.
     assert_eq!(svc.stop(), Some(0));
 }
+
+/// A raw request (without the Host line, added here); returns (status, head, body).
+fn raw(p: &Pair, request_line_and_headers: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
+    let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
+    let (first, rest) = request_line_and_headers
+        .split_once("\r\n")
+        .unwrap_or((request_line_and_headers, ""));
+    write!(s, "{first}\r\nHost: {hostport}\r\nConnection: close\r\n{rest}\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head.to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn api_one_time_login_link_sets_an_http_only_cookie_once() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "login-link"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let link = stdout(&o).trim().to_string();
+    let path = &link[link.find("/login").unwrap()..];
+    let (code, head, _) = raw(&p, &format!("GET {path} HTTP/1.1"));
+    assert_eq!(code, 303, "{head}");
+    let cookie_line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line.split_once(':').unwrap().1.split(';').next().unwrap().trim().to_string();
+    // The cookie opens the API like the token does.
+    let (code, _, body) = raw(&p, &format!("GET /api/status HTTP/1.1\r\nCookie: theme=dark; {cookie}\r\n"));
+    assert_eq!(code, 200, "{body}");
+    let (code, _, _) = raw(&p, "GET /api/status HTTP/1.1\r\nCookie: tandem_token=wrong\r\n");
+    assert_eq!(code, 401);
+    // A link works once.
+    let (code, _, body) = raw(&p, &format!("GET {path} HTTP/1.1"));
+    assert_eq!(code, 401);
+    assert!(body.contains("login_expired"), "{body}");
+}

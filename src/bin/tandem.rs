@@ -117,6 +117,8 @@ enum Cmd {
     },
     /// Print the API token of the local service (for scripts).
     Token,
+    /// Print a fresh one-time link that opens the running service's web UI in a browser.
+    LoginLink,
     /// Send a test mail with the config's [email] settings, and say what failed.
     NotifyTest {
         #[arg(long, value_name = "FILE")]
@@ -471,7 +473,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 email: config.as_ref().and_then(|c| c.email.clone()),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
-            tandem::http::run_foreground(cfg, listen, |url| {
+            tandem::http::run_foreground(cfg, listen, |url, link| {
                 println!(
                     "tandem: watching {} pair{} ({})",
                     names.len(),
@@ -479,6 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     names.join(", ")
                 );
                 println!("tandem: API {url}  (token: `tandem token`; status: `tandem status`)");
+                println!("tandem: open in a browser (one-time link, 10 min): {link}");
                 println!("tandem: logs in {}", logs.display());
                 let _ = std::io::stdout().flush();
             })?;
@@ -511,6 +514,24 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Schedules { cmd } => schedules_cmd(&cli, cmd),
+        Cmd::LoginLink => {
+            let state = state_path(&cli.state, None);
+            match tandem::http::call(&state, "POST", "/api/login-link", None)? {
+                Some((200, body)) => {
+                    let v: serde_json::Value = serde_json::from_str(&body)?;
+                    println!("{}", v["url"].as_str().unwrap_or_default());
+                    Ok(0)
+                }
+                Some((code, body)) => {
+                    eprintln!("tandem: the service answered {code}: {body}");
+                    Ok(1)
+                }
+                None => {
+                    eprintln!("tandem: no service is running for {}", state.display());
+                    Ok(2)
+                }
+            }
+        }
         Cmd::Token => {
             let state = state_path(&cli.state, None);
             println!("{}", tandem::http::load_or_create_token(&state)?);
