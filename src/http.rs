@@ -279,12 +279,23 @@ async fn schedule_resume(State(st): State<AppState>, UrlPath((pair, name)): UrlP
 #[derive(Deserialize)]
 struct HistoryQuery {
     limit: Option<u32>,
+    offset: Option<u32>,
+    pair: Option<String>,
+    status: Option<String>,
+    trigger: Option<String>,
     format: Option<String>,
 }
 
-/// Runs as JSON (default) or CSV (`?format=csv`), newest first.
+/// Runs as JSON (default) or CSV (`?format=csv`), newest first; `limit`, `offset` and the
+/// filters `pair`, `status`, `trigger`.
 async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<HistoryQuery>) -> Result<Response, HttpError> {
-    let runs = st.svc.history(q.limit.unwrap_or(100).min(100_000))?;
+    let runs = st.svc.history(
+        q.limit.unwrap_or(100).min(100_000),
+        q.offset.unwrap_or(0),
+        q.pair.as_deref(),
+        q.status.as_deref(),
+        q.trigger.as_deref(),
+    )?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(runs).into_response()),
         Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::api::runs_csv(&runs)).into_response()),

@@ -534,9 +534,21 @@ impl Service {
         api::set_schedule_paused(&mut self.inner.status_store.lock().unwrap(), &rt.cfg, name, paused)
     }
 
-    /// Recorded runs, newest first.
-    pub fn history(&self, limit: u32) -> Result<Vec<RunRow>, ApiError> {
-        api::history(&self.inner.status_store.lock().unwrap(), limit)
+    /// Recorded runs, newest first: a page, filtered by pair, status and trigger.
+    pub fn history(
+        &self,
+        limit: u32,
+        offset: u32,
+        pair: Option<&str>,
+        status: Option<&str>,
+        trigger: Option<&str>,
+    ) -> Result<Vec<RunRow>, ApiError> {
+        Ok(self
+            .inner
+            .status_store
+            .lock()
+            .unwrap()
+            .runs_page(limit, offset, pair, status, trigger)?)
     }
 
     fn wake_all(&self) {

@@ -783,6 +783,18 @@ impl Store {
         self.query_runs(q("run_list"), params![limit])
     }
 
+    /// A page of the history, newest first, filtered by pair name, status and trigger.
+    pub fn runs_page(
+        &self,
+        limit: u32,
+        offset: u32,
+        pair: Option<&str>,
+        status: Option<&str>,
+        trigger: Option<&str>,
+    ) -> Result<Vec<RunRow>, StateError> {
+        self.query_runs(q("run_page"), params![limit, offset, pair, status, trigger])
+    }
+
     /// The latest run of one pair.
     pub fn last_run(&self, pair: i64) -> Result<Option<RunRow>, StateError> {
         Ok(self.runs_of_pair(pair, 1)?.pop())

@@ -669,6 +669,20 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
         assert_eq!(names.len(), 2, "both versions of {f}.txt kept: {names:?}");
     }
     wait_settled(&p, "both sides equal");
+    // History: paged and filtered.
+    let page = |q: &str| -> Vec<serde_json::Value> {
+        serde_json::from_str(&http(&p, "GET", &format!("/api/history?{q}"), None, t, None).1).unwrap()
+    };
+    let resolves = page("trigger=resolve&limit=100");
+    // Four decisions, and the refused-as-unsyncable path under the symbolic link (a run that
+    // found nothing to do).
+    assert_eq!(resolves.len(), 5, "{resolves:?}");
+    assert!(resolves.iter().all(|r| r["trigger"] == "resolve" && r["pair"] == "t"));
+    let (a, b) = (page("trigger=resolve&limit=2"), page("trigger=resolve&limit=2&offset=2"));
+    assert_eq!((a.len(), b.len()), (2, 2));
+    assert!(a[1]["id"].as_i64() > b[0]["id"].as_i64(), "newest first, pages follow each other");
+    assert!(page("pair=nope").is_empty());
+    assert!(page("status=ok&limit=1000").iter().all(|r| r["status"] == "ok"));
 }
 
 #[test]

@@ -206,3 +206,11 @@ WHERE r.started_at >= ?1 ORDER BY r.id;
 SELECT count(*), coalesce(sum(copied), 0), coalesce(sum(renamed), 0), coalesce(sum(deleted + trashed), 0),
        coalesce(sum(conflicts), 0), coalesce(sum(failed), 0), coalesce(sum(bytes), 0)
 FROM runs WHERE pair_id = ?1 AND dry_run = 0;
+
+-- name: run_page
+-- Paged, filtered history, newest first; a NULL filter matches everything.
+SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
+       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
+FROM runs r JOIN pairs p ON p.id = r.pair_id
+WHERE (?3 IS NULL OR p.name = ?3) AND (?4 IS NULL OR r.status = ?4) AND (?5 IS NULL OR r.trigger = ?5)
+ORDER BY r.id DESC LIMIT ?1 OFFSET ?2;
