@@ -539,6 +539,10 @@ async fn events(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
+async fn backlog(State(st): State<AppState>, UrlPath(pair): UrlPath<String>) -> Result<Response, HttpError> {
+    Ok(Json(st.svc.backlog(&pair)?).into_response())
+}
+
 async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
@@ -568,6 +572,7 @@ pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync:
         .route("/api/history", get(history))
         .route("/api/events", get(events))
         .route("/api/conflicts", get(conflicts))
+        .route("/api/pairs/{pair}/backlog", get(backlog))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
         .route("/api/pairs/{pair}/conflicts/resolve-batch", post(resolve_batch))

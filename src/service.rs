@@ -158,6 +158,9 @@ struct Live {
     last_event: Option<LastEvent>,
     small_items: u64,
     small_bytes: u64,
+    /// The small lane's planned copies not done yet, in execution order: (plan index, path,
+    /// side written, size).
+    small_queue: Vec<(usize, RelPath, Side, u64)>,
     waiting: u64,
     transfers: HashMap<(u8, usize), TransferState>,
 }
@@ -180,6 +183,25 @@ struct TransferState {
 struct LargeJob {
     action: Action,
     trigger: Trigger,
+}
+
+fn job_size(a: &Action) -> u64 {
+    match a {
+        Action::Copy { src, .. } => src.size,
+        _ => 0,
+    }
+}
+
+/// One copy waiting or under way.
+#[derive(Clone, Debug, Serialize)]
+pub struct BacklogItem {
+    pub path: String,
+    /// The side written to.
+    pub side: Side,
+    pub size: u64,
+    pub lane: &'static str,
+    pub copying: bool,
+    pub done: u64,
 }
 
 #[derive(Default)]
@@ -496,6 +518,61 @@ impl Service {
         Ok(())
     }
 
+    /// A pair's backlog, item by item in the order it will be done: the small lane's copies
+    /// (smallest first), then the large lane's (smallest first), each with its progress.
+    pub fn backlog(&self, pair: &str) -> Result<Vec<BacklogItem>, ApiError> {
+        let rt = self.find(pair)?;
+        let l = rt.live.lock().unwrap();
+        let q = rt.large.lock().unwrap();
+        let progress = |lane: u8, path: &RelPath| {
+            l.transfers
+                .iter()
+                .find(|((ln, _), t)| *ln == lane && t.path == *path)
+                .map(|(_, t)| t.done)
+        };
+        let mut out: Vec<BacklogItem> = l
+            .small_queue
+            .iter()
+            .map(|(_, path, side, size)| {
+                let done = progress(0, path);
+                BacklogItem {
+                    path: path.as_str().into(),
+                    side: *side,
+                    size: *size,
+                    lane: "small",
+                    copying: done.is_some(),
+                    done: done.unwrap_or(0),
+                }
+            })
+            .collect();
+        // The large lane: copies in progress (no longer queued), then the queue.
+        for (_, t) in l.transfers.iter().filter(|((lane, _), _)| *lane == 1) {
+            out.push(BacklogItem {
+                path: t.path.as_str().into(),
+                side: t.side,
+                size: t.size,
+                lane: "large",
+                copying: true,
+                done: t.done,
+            });
+        }
+        let mut queued: Vec<(&u64, &LargeJob)> = q.jobs.iter().collect();
+        queued.sort_by_key(|(seq, j)| (job_size(&j.action), **seq));
+        for (_, j) in queued {
+            if let Action::Copy { side, path, src, .. } = &j.action {
+                out.push(BacklogItem {
+                    path: path.as_str().into(),
+                    side: *side,
+                    size: src.size,
+                    lane: "large",
+                    copying: false,
+                    done: 0,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Open conflicts of one pair (or all): (pair name, conflict).
     pub fn conflicts(&self, pair: Option<&str>) -> Result<Vec<(String, crate::state::ConflictRow)>, ApiError> {
         if let Some(p) = pair {
@@ -727,6 +804,9 @@ impl Observer for RunHooks {
             if self.lane == 0 {
                 l.small_items = l.small_items.saturating_sub(1);
                 l.small_bytes = l.small_bytes.saturating_sub(src.size);
+                if let Some(i) = l.small_queue.iter().position(|x| x.0 == k) {
+                    l.small_queue.remove(i);
+                }
             }
         }
         self.inner.emit(Event::ActionFinished {
@@ -1197,6 +1277,17 @@ impl Worker {
             let mut l = rt.live.lock().unwrap();
             l.small_items = copies.len() as u64;
             l.small_bytes = copies.iter().sum();
+            // The executor runs copies smallest first: show them in that order.
+            let mut q: Vec<(usize, RelPath, Side, u64)> = small
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match a {
+                    Action::Copy { side, path, src, .. } => Some((i, path.clone(), *side, src.size)),
+                    _ => None,
+                })
+                .collect();
+            q.sort_by_key(|x| x.0);
+            l.small_queue = q;
         }
         if disk {
             inner.set_state(&rt, PairState::Syncing, None);
@@ -1213,6 +1304,7 @@ impl Worker {
             let mut l = rt.live.lock().unwrap();
             l.small_items = 0;
             l.small_bytes = 0;
+            l.small_queue.clear();
             l.transfers.retain(|(lane, _), _| *lane != 0);
         }
         if report.run_id.is_some() {

@@ -372,6 +372,16 @@ fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
     let t = &pair["transfers"][0];
     assert_eq!(t["size"].as_u64(), Some(2 << 30), "{st}");
     assert!(t["bytes_per_s"].as_u64().unwrap() > 0 && t["eta_s"].as_u64().is_some(), "{st}");
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let (code, body) = http(&p, "GET", "/api/pairs/t/backlog", None, Some(token.trim()), None);
+    assert_eq!(code, 200, "{body}");
+    let items: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        items
+            .iter()
+            .any(|i| i["path"] == "huge.bin" && i["lane"] == "large" && i["copying"] == true && i["done"].as_u64() > Some(0)),
+        "{body}"
+    );
     // A graceful stop rolls the copy in flight back: no temporary file, no partial target.
     assert_eq!(svc.stop(), Some(0));
     assert!(!p.exists(Right, "huge.bin"));
