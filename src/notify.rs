@@ -171,7 +171,11 @@ pub fn mails_for_run(cfg: &EmailConfig, rep: &SyncReport, trigger: &str, previou
     }
     let c = &rep.counts;
     let did_something = rep.plan.actions.iter().any(|a| a.is_disk_action()) || c.failed > 0 || c.conflicts > 0;
-    if cfg.granularity.contains(&MailGranularity::Summary) && did_something {
+    // Runs started by file events and polls come every few seconds: a mail each would bury
+    // the reader. They are in the daily digest; the summary is for scheduled, manual,
+    // startup, reconciliation and resolve runs.
+    let continuous = matches!(trigger, "watch" | "poll");
+    if cfg.granularity.contains(&MailGranularity::Summary) && did_something && !continuous {
         out.push(Mail {
             kind: "summary",
             subject: format!("{pair}: {} copied, {} failed", c.copied, c.failed),
