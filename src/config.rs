@@ -896,12 +896,19 @@ pub fn remove_schedule(file: &Path, pair: &str, name: &str) -> Result<String, Co
         });
     };
     let new_text = doc.to_string();
-    Config::parse(file, &new_text)?;
+    write_atomic(file, &new_text)?;
+    Ok(where_)
+}
+
+/// Replace the config file with `text` (validated first): a temporary file next to it,
+/// flushed, renamed over it.
+pub fn write_atomic(file: &Path, text: &str) -> Result<Config, ConfigError> {
+    let cfg = Config::parse(file, text)?;
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(new_text.as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, file)
     };
@@ -909,7 +916,94 @@ pub fn remove_schedule(file: &Path, pair: &str, name: &str) -> Result<String, Co
         let _ = std::fs::remove_file(&tmp);
         ConfigError::Read { file: file.into(), source }
     })?;
-    Ok(where_)
+    Ok(cfg)
+}
+
+/// Apply edits to a config text, keeping its comments and layout: each edit names a key as
+/// a dotted path (`max_delete_percent`, `conflicts.r1`, `email.host`, `pair.NAME.concurrency`,
+/// `pair.NAME.bandwidth.left_to_right`) and gives a JSON value (string, number, boolean,
+/// array of those; null removes the key). The result is validated.
+pub fn edit_text(file: &Path, text: &str, edits: &[(String, serde_json::Value)]) -> Result<String, ConfigError> {
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+        file: file.into(),
+        message: e.to_string(),
+    })?;
+    let bad = |key: &str, expected: &str| ConfigError::Invalid {
+        file: file.into(),
+        key: key.into(),
+        expected: expected.into(),
+        found: "something else".into(),
+    };
+    for (key, value) in edits {
+        let parts: Vec<&str> = key.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(bad(key, "a dotted key like \"pair.NAME.concurrency\""));
+        }
+        let (mut table, rest): (&mut toml_edit::Table, &[&str]) = if parts[0] == "pair" {
+            if parts.len() < 3 {
+                return Err(bad(key, "pair.NAME.KEY"));
+            }
+            let pairs = doc
+                .get_mut("pair")
+                .and_then(|v| v.as_array_of_tables_mut())
+                .ok_or_else(|| bad(key, "a configured pair"))?;
+            let t = pairs
+                .iter_mut()
+                .find(|t| t.get("name").and_then(|v| v.as_str()) == Some(parts[1]))
+                .ok_or_else(|| bad(key, &format!("a pair named {:?}", parts[1])))?;
+            (t, &parts[2..])
+        } else {
+            (doc.as_table_mut(), &parts[..])
+        };
+        for (i, part) in rest.iter().enumerate() {
+            if i + 1 == rest.len() {
+                if value.is_null() {
+                    table.remove(part);
+                } else {
+                    let mut v = json_to_toml(value).ok_or_else(|| bad(key, "a string, number, boolean or array"))?;
+                    // Keep the key and its value's comments where the key was there already.
+                    match table.get_mut(part).and_then(|i| i.as_value_mut()) {
+                        Some(old) => {
+                            *v.decor_mut() = old.decor().clone();
+                            *old = v;
+                        }
+                        None => {
+                            table.insert(part, toml_edit::Item::Value(v));
+                        }
+                    }
+                }
+                break;
+            }
+            let item = table.entry(part).or_insert_with(|| {
+                let mut t = toml_edit::Table::new();
+                t.set_implicit(true);
+                toml_edit::Item::Table(t)
+            });
+            table = item.as_table_mut().ok_or_else(|| bad(key, &format!("{part} to be a table")))?;
+        }
+    }
+    let out = doc.to_string();
+    Config::parse(file, &out)?;
+    Ok(out)
+}
+
+fn json_to_toml(v: &serde_json::Value) -> Option<toml_edit::Value> {
+    Some(match v {
+        serde_json::Value::String(s) => s.as_str().into(),
+        serde_json::Value::Bool(b) => (*b).into(),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64()?.into(),
+        },
+        serde_json::Value::Array(a) => {
+            let mut arr = toml_edit::Array::new();
+            for x in a {
+                arr.push(json_to_toml(x)?);
+            }
+            toml_edit::Value::Array(arr)
+        }
+        _ => return None,
+    })
 }
 
 /// "300ms", "30s", "5m", "6h", "1d", or a bare number of milliseconds.
@@ -1031,6 +1125,38 @@ password_env = "X"
         assert_eq!(p.options.rules.r1, ClashOption::NewerWins);
         assert_eq!(p.options.rules.r13, PropsOption::Manual);
         assert_eq!(c.email.unwrap().port, 587);
+    }
+
+    #[test]
+    fn edits_keep_comments_and_are_validated() {
+        let f = Path::new("/etc/tandem.toml");
+        let text =
+            "# top comment\nmax_delete_percent = 50 # guard\n\n[[pair]]\nname = \"docs\" # the share\nleft = \"/a\"\nright = \"/b\"\n";
+        let edits = vec![
+            ("max_delete_percent".to_string(), serde_json::json!(30)),
+            ("conflicts.r1".to_string(), serde_json::json!("manual")),
+            ("pair.docs.concurrency".to_string(), serde_json::json!(8)),
+            ("pair.docs.bandwidth.left_to_right".to_string(), serde_json::json!("5 MB")),
+            ("ignore".to_string(), serde_json::json!(["*.bak", "tmp/*"])),
+        ];
+        let out = edit_text(f, text, &edits).unwrap();
+        assert!(
+            out.contains("# top comment") && out.contains("# guard") && out.contains("# the share"),
+            "{out}"
+        );
+        let c = Config::parse(f, &out).unwrap();
+        assert_eq!(c.defaults.max_delete_percent, 30);
+        assert_eq!(c.defaults.rules.r1, ClashOption::Manual);
+        let p = &c.pairs[0].options;
+        assert_eq!((p.concurrency, p.bandwidth.left_to_right), (8, Some(5 << 20)));
+        assert!(p.ignore.contains(&"tmp/*".to_string()));
+        // null removes; a bad value is refused naming the key, and nothing is half applied.
+        let out2 = edit_text(f, &out, &[("pair.docs.concurrency".into(), serde_json::Value::Null)]).unwrap();
+        assert_eq!(Config::parse(f, &out2).unwrap().pairs[0].options.concurrency, 4);
+        let e = edit_text(f, &out, &[("max_delete_percent".into(), serde_json::json!(500))]).unwrap_err();
+        assert_eq!(e.key(), Some("max_delete_percent"));
+        let e = edit_text(f, &out, &[("pair.nope.concurrency".into(), serde_json::json!(2))]).unwrap_err();
+        assert!(e.to_string().contains("a pair named \"nope\""), "{e}");
     }
 
     #[test]

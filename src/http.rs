@@ -543,6 +543,110 @@ async fn backlog(State(st): State<AppState>, UrlPath(pair): UrlPath<String>) -> 
     Ok(Json(st.svc.backlog(&pair)?).into_response())
 }
 
+fn config_error(e: crate::config::ConfigError) -> HttpError {
+    let key = e.key().map(String::from);
+    HttpError(
+        StatusCode::BAD_REQUEST,
+        "config_invalid",
+        match key {
+            Some(k) => format!("{k}: {e}"),
+            None => e.to_string(),
+        },
+    )
+}
+
+fn config_file(st: &AppState) -> Result<PathBuf, HttpError> {
+    st.svc.config().config_file.ok_or_else(|| {
+        HttpError(
+            StatusCode::NOT_FOUND,
+            "no_config_file",
+            "this service runs an ad-hoc pair (tandem run LEFT RIGHT): there is no config file to edit".into(),
+        )
+    })
+}
+
+/// The config file's text and what it means.
+async fn settings(State(st): State<AppState>) -> Result<Response, HttpError> {
+    let file = config_file(&st)?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
+    let cfg = crate::config::Config::parse(&file, &text).map_err(config_error)?;
+    Ok(Json(serde_json::json!({"file": file, "text": text, "config": cfg})).into_response())
+}
+
+#[derive(Deserialize)]
+struct SettingsChange {
+    /// The whole new text, or
+    text: Option<String>,
+    /// edits to the current text (dotted key -> value; null removes), comments kept.
+    edits: Option<Vec<SettingsEdit>>,
+}
+
+#[derive(Deserialize)]
+struct SettingsEdit {
+    key: String,
+    value: serde_json::Value,
+}
+
+fn new_text(file: &Path, change: &SettingsChange) -> Result<String, HttpError> {
+    match (&change.text, &change.edits) {
+        (Some(t), None) => {
+            crate::config::Config::parse(file, t).map_err(config_error)?;
+            Ok(t.clone())
+        }
+        (None, Some(edits)) => {
+            let current = std::fs::read_to_string(file)
+                .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
+            let edits: Vec<(String, serde_json::Value)> = edits.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+            crate::config::edit_text(file, &current, &edits).map_err(config_error)
+        }
+        _ => Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "usage",
+            "send either \"text\" or \"edits\"".into(),
+        )),
+    }
+}
+
+/// Check settings without saving: `{"ok": true}` or the error with its key.
+async fn settings_validate(State(st): State<AppState>, Json(change): Json<SettingsChange>) -> Result<Response, HttpError> {
+    let file = config_file(&st)?;
+    match new_text(&file, &change) {
+        Ok(_) => Ok(Json(serde_json::json!({"ok": true})).into_response()),
+        Err(HttpError(_, code, message)) => {
+            Ok(Json(serde_json::json!({"ok": false, "error": {"code": code, "message": message}})).into_response())
+        }
+    }
+}
+
+/// Save settings (validated, written atomically, comments kept with `edits`) and apply
+/// them at once: the pairs restart with the new configuration.
+async fn settings_save(State(st): State<AppState>, Json(change): Json<SettingsChange>) -> Result<Response, HttpError> {
+    let file = config_file(&st)?;
+    let text = new_text(&file, &change)?;
+    let current = st.svc.config();
+    let parsed = crate::config::Config::parse(&file, &text).map_err(config_error)?;
+    if parsed.state.as_ref().is_some_and(|s| *s != current.state) {
+        return Err(HttpError(
+            StatusCode::BAD_REQUEST,
+            "config_invalid",
+            "state: the state file can only change with a restart of the service".into(),
+        ));
+    }
+    crate::config::write_atomic(&file, &text).map_err(config_error)?;
+    let new = crate::service::ServiceConfig {
+        pairs: parsed.pairs,
+        state: current.state.clone(),
+        email: parsed.email,
+        config_file: Some(file),
+    };
+    let svc = st.svc.clone();
+    tokio::task::spawn_blocking(move || svc.reconfigure(new))
+        .await
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(serde_json::json!({"ok": true, "text": text})).into_response())
+}
+
 async fn not_found() -> HttpError {
     HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
 }
@@ -571,6 +675,8 @@ pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync:
         .route("/api/pairs/{pair}/schedules/{name}/resume", post(schedule_resume))
         .route("/api/history", get(history))
         .route("/api/events", get(events))
+        .route("/api/settings", get(settings).put(settings_save).patch(settings_save))
+        .route("/api/settings/validate", post(settings_validate))
         .route("/api/conflicts", get(conflicts))
         .route("/api/pairs/{pair}/backlog", get(backlog))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))

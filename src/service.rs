@@ -44,6 +44,9 @@ pub struct ServiceConfig {
     pub state: PathBuf,
     /// Mail notifications (None: none).
     pub email: Option<crate::config::EmailConfig>,
+    /// The config file the pairs came from (None: an ad-hoc pair); settings are read from
+    /// and written to it.
+    pub config_file: Option<PathBuf>,
 }
 
 /// The whole service's status, as `tandem status`, the API and the tray show it.
@@ -275,8 +278,115 @@ impl Inner {
     }
 }
 
-/// The running service. Dropping it does not stop it: call [`Service::shutdown`].
+/// The running service. Dropping it does not stop it: call [`Service::shutdown`]. New
+/// settings are applied live by [`Service::reconfigure`]: the pairs' workers stop between
+/// operations and start again with the new configuration; subscribers keep their stream.
 pub struct Service {
+    engine: std::sync::RwLock<Arc<Engine>>,
+    events: events::Sender,
+    cfg: Mutex<ServiceConfig>,
+}
+
+impl Service {
+    pub fn start(cfg: ServiceConfig) -> Result<Service, ApiError> {
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        let engine = Engine::start(cfg.clone(), events.clone())?;
+        Ok(Service {
+            engine: std::sync::RwLock::new(Arc::new(engine)),
+            events,
+            cfg: Mutex::new(cfg),
+        })
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        self.engine.read().unwrap().clone()
+    }
+
+    pub fn subscribe(&self) -> events::Receiver {
+        self.events.subscribe()
+    }
+
+    pub fn config(&self) -> ServiceConfig {
+        self.cfg.lock().unwrap().clone()
+    }
+
+    /// Apply new pairs and settings without a restart of the process. If they cannot start
+    /// (a pair locked by another process, say), the previous configuration runs again and
+    /// the error is returned.
+    pub fn reconfigure(&self, new: ServiceConfig) -> Result<(), ApiError> {
+        let mut slot = self.engine.write().unwrap();
+        tracing::info!(pairs = new.pairs.len(), "applying new settings");
+        slot.stop(false);
+        // The old engine's pair locks go with it.
+        *slot = Arc::new(Engine::placeholder(self.events.clone()));
+        match Engine::start(new.clone(), self.events.clone()) {
+            Ok(e) => {
+                *slot = Arc::new(e);
+                *self.cfg.lock().unwrap() = new;
+                Ok(())
+            }
+            Err(err) => {
+                let old = self.cfg.lock().unwrap().clone();
+                tracing::error!("new settings not applied: {err}; going on with the previous ones");
+                *slot = Arc::new(Engine::start(old, self.events.clone())?);
+                Err(err)
+            }
+        }
+    }
+
+    pub fn pair_names(&self) -> Vec<String> {
+        self.engine().pair_names()
+    }
+    pub fn pause(&self, pair: Option<&str>) -> Result<(), ApiError> {
+        self.engine().pause(pair)
+    }
+    pub fn resume(&self, pair: Option<&str>, allow_mass_delete: bool) -> Result<(), ApiError> {
+        self.engine().resume(pair, allow_mass_delete)
+    }
+    pub fn sync_now(&self, pair: Option<&str>) -> Result<(), ApiError> {
+        self.engine().sync_now(pair)
+    }
+    pub fn backlog(&self, pair: &str) -> Result<Vec<BacklogItem>, ApiError> {
+        self.engine().backlog(pair)
+    }
+    pub fn conflicts(&self, pair: Option<&str>) -> Result<Vec<(String, crate::state::ConflictRow)>, ApiError> {
+        self.engine().conflicts(pair)
+    }
+    pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+        self.engine().resolve(pair, path, keep)
+    }
+    pub fn pair_config(&self, pair: &str) -> Result<PairConfig, ApiError> {
+        self.engine().pair_config(pair)
+    }
+    pub fn schedules(&self) -> Result<Vec<api::ScheduleInfo>, ApiError> {
+        self.engine().schedules()
+    }
+    pub fn set_schedule_paused(&self, pair: &str, name: &str, paused: bool) -> Result<(), ApiError> {
+        self.engine().set_schedule_paused(pair, name, paused)
+    }
+    pub fn history(
+        &self,
+        limit: u32,
+        offset: u32,
+        pair: Option<&str>,
+        status: Option<&str>,
+        trigger: Option<&str>,
+    ) -> Result<Vec<RunRow>, ApiError> {
+        self.engine().history(limit, offset, pair, status, trigger)
+    }
+    pub fn status(&self) -> Result<ServiceStatus, ApiError> {
+        self.engine().status()
+    }
+
+    /// Stop: no new work; copies in progress are rolled back (their targets untouched),
+    /// what was done is committed; the watchers stop; the locks are released.
+    pub fn shutdown(&self) {
+        self.engine().stop(true);
+    }
+}
+
+/// The service with one configuration.
+struct Engine {
     inner: Arc<Inner>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     watchers: Mutex<Vec<RootWatcher>>,
@@ -286,11 +396,30 @@ fn kv_pause_key(pair: &str) -> String {
     format!("paused:{pair}")
 }
 
-impl Service {
+impl Engine {
+    /// Holds the place while one engine replaces another (no pairs, no threads).
+    fn placeholder(events: events::Sender) -> Engine {
+        let store = Store::in_memory().expect("an in-memory store opens");
+        Engine {
+            inner: Arc::new(Inner {
+                events,
+                pairs: Vec::new(),
+                paused_all: AtomicBool::new(false),
+                stopping: AtomicBool::new(true),
+                state_path: PathBuf::from(":memory:"),
+                started_at: now_ns(),
+                status_store: Mutex::new(store),
+                drop_events: false,
+                email: None,
+            }),
+            threads: Mutex::new(Vec::new()),
+            watchers: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Take every pair's lock, start the watchers and the lanes. Fails (changing nothing)
     /// when the state store cannot be opened or a pair is locked by another process.
-    pub fn start(cfg: ServiceConfig) -> Result<Service, ApiError> {
-        let (events, _) = tokio::sync::broadcast::channel(4096);
+    fn start(cfg: ServiceConfig, events: events::Sender) -> Result<Engine, ApiError> {
         let store = api::open_state(&cfg.state)?;
         let paused_all = store.kv_get(&kv_pause_key("*"))?.is_some();
         let mut pairs = Vec::new();
@@ -325,7 +454,7 @@ impl Service {
             drop_events: std::env::var_os("TANDEM_TEST_DROP_EVENTS").is_some_and(|v| v == "1"),
             email: cfg.email.clone(),
         });
-        let svc = Service {
+        let svc = Engine {
             inner: inner.clone(),
             threads: Mutex::new(Vec::new()),
             watchers: Mutex::new(Vec::new()),
@@ -430,10 +559,6 @@ impl Service {
             }
             rt.live.lock().unwrap().watch[side as usize] = info;
         }
-    }
-
-    pub fn subscribe(&self) -> events::Receiver {
-        self.inner.events.subscribe()
     }
 
     pub fn pair_names(&self) -> Vec<String> {
@@ -720,11 +845,12 @@ impl Service {
         })
     }
 
-    /// Stop: no new work; copies in progress are rolled back (their targets untouched),
-    /// what was done is committed; the watchers stop; the locks are released.
-    pub fn shutdown(&self) {
+    /// Stop every pair (`last`: the whole service stops, not a reconfiguration).
+    fn stop(&self, last: bool) {
         tracing::info!("service stopping");
-        self.inner.emit(Event::ServiceStopping);
+        if last {
+            self.inner.emit(Event::ServiceStopping);
+        }
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.watchers.lock().unwrap().clear();
         for p in &self.inner.pairs {

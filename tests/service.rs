@@ -457,6 +457,7 @@ fn service_events_tell_a_subscriber_what_happens() {
         pairs: vec![pair],
         state: p.state.clone(),
         email: None,
+        config_file: None,
     })
     .unwrap();
     let mut rx = svc.subscribe();
@@ -796,4 +797,79 @@ fn api_one_time_login_link_sets_an_http_only_cookie_once() {
     let (code, _, body) = raw(&p, &format!("GET {path} HTTP/1.1"));
     assert_eq!(code, 401);
     assert!(body.contains("login_expired"), "{body}");
+}
+
+#[test]
+fn api_settings_round_trip_keeps_comments_and_applies_live() {
+    let p = Pair::new();
+    let cfg = config(&p, "# keep this comment\nmax_delete_percent = 50 # and this one\n");
+    let _svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    let pid = status(&p)["pid"].clone();
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let t = Some(token.trim());
+    let (code, body) = http(&p, "GET", "/api/settings", None, t, None);
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["text"].as_str().unwrap().contains("# keep this comment"));
+    assert_eq!(v["config"]["pairs"][0]["name"], "t");
+    // Validation names the key; nothing is written.
+    let (code, body) = http_body(
+        &p,
+        "POST",
+        "/api/settings/validate",
+        None,
+        t,
+        None,
+        r#"{"edits":[{"key":"max_delete_percent","value":500}]}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(body.contains("\"ok\":false") && body.contains("max_delete_percent"), "{body}");
+    let (code, body) = http_body(
+        &p,
+        "PATCH",
+        "/api/settings",
+        None,
+        t,
+        None,
+        r#"{"edits":[{"key":"max_delete_percent","value":500}]}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("config_invalid"), "{body}");
+    // Edits are written with the comments kept and applied without a restart.
+    let (code, body) = http_body(
+        &p,
+        "PATCH",
+        "/api/settings",
+        None,
+        t,
+        None,
+        r#"{"edits":[{"key":"pair.t.watch","value":"poll"},{"key":"pair.t.poll_interval","value":"1s"},{"key":"max_delete_percent","value":40}]}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("# keep this comment") && text.contains("# and this one"), "{text}");
+    assert!(
+        text.contains("max_delete_percent = 40") && text.contains("watch = \"poll\""),
+        "{text}"
+    );
+    let st = status(&p);
+    assert_eq!(st["pid"], pid, "same process");
+    assert_eq!(st["pairs"][0]["watch"][0]["mode"], "polling", "{st}");
+    p.write(Left, "after the change.txt", b"still syncing");
+    wait_for("a sync with the new settings", T, || p.exists(Right, "after the change.txt"));
+    // A whole new text: a second pair appears.
+    let other = p.dir.path().join("other");
+    std::fs::create_dir_all(other.join("l")).unwrap();
+    std::fs::create_dir_all(other.join("r")).unwrap();
+    let text2 = format!(
+        "{text}\n[[pair]]\nname = \"second\"\nleft = {:?}\nright = {:?}\n",
+        other.join("l").to_str().unwrap(),
+        other.join("r").to_str().unwrap()
+    );
+    let body = serde_json::json!({ "text": text2 }).to_string();
+    let (code, answer) = http_body(&p, "PUT", "/api/settings", None, t, None, &body);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(status(&p)["pairs"].as_array().unwrap().len(), 2);
+    std::fs::write(other.join("l/x.txt"), b"second pair").unwrap();
+    wait_for("the second pair to sync", T, || other.join("r/x.txt").exists());
 }

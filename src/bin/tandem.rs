@@ -471,6 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 pairs,
                 state: state.clone(),
                 email: config.as_ref().and_then(|c| c.email.clone()),
+                config_file: target.config.clone().filter(|_| target.pair.is_none()),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
             tandem::http::run_foreground(cfg, listen, |url, link| {
