@@ -1046,16 +1046,22 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         let now = Instant::now();
         let paused = inner.pair_paused(&rt);
         let mut wake = now + Duration::from_secs(1);
-        if !paused {
-            let mut consider = |t: Option<Instant>| {
-                if let Some(t) = t {
-                    wake = wake.min(t);
-                }
-            };
-            consider(w.deb.next_due());
-            consider(w.full_due.map(|f| f.0));
-            consider(Some(w.next_reconcile));
-            consider(w.next_poll);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                wake = wake.min(t);
+            }
+        };
+        match w.error_until {
+            // After an error only the retry time counts (other timers may be overdue: they
+            // wait for it, they must not wake this loop again and again).
+            Some(until) if !paused => consider(Some(until)),
+            None if !paused => {
+                consider(w.deb.next_due());
+                consider(w.full_due.map(|f| f.0));
+                consider(Some(w.next_reconcile));
+                consider(w.next_poll);
+            }
+            _ => {}
         }
         if let Some(c) = w.canary_deadline {
             wake = wake.min(c);

@@ -195,13 +195,15 @@ fn mail_service_retries_a_down_server_and_delivers_once_it_is_back() {
     let cfg = config(&p, port, "granularity = \"summary\"", "");
     // The startup run copies it and asks for a summary mail; the server is down.
     std::fs::write(p.path(Left, "while the mail server is down.txt"), b"x").unwrap();
-    let mut svc = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
-        .arg(p.dir.path().join("logs"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut svc = crate::common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
+            .arg(p.dir.path().join("logs"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the sync", || p.exists(Right, "while the mail server is down.txt"));
     std::thread::sleep(Duration::from_secs(2));
     let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
@@ -213,10 +215,7 @@ fn mail_service_retries_a_down_server_and_delivers_once_it_is_back() {
     wait_for("the watch run", || p.exists(Right, "edit.txt"));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(smtp.messages().len(), 1);
-    unsafe {
-        libc::kill(svc.id() as i32, libc::SIGTERM);
-    }
-    svc.wait().unwrap();
+    assert_eq!(svc.term(), Some(0));
 }
 
 #[test]
@@ -346,13 +345,15 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
             )
             .unwrap();
     }
-    let mut svc = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
-        .arg(p.dir.path().join("logs"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut svc = crate::common::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
+            .arg(p.dir.path().join("logs"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the caught-up run", || p.exists(Right, "nightly.txt"));
     wait_for("its outcome", || {
         list()["last_outcome"].as_str().is_some_and(|o| o.starts_with("ok"))
@@ -371,10 +372,7 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
     p.write(Left, "later.txt", b"waits for the next night");
     std::thread::sleep(Duration::from_secs(2));
     assert!(!p.exists(Right, "later.txt"));
-    unsafe {
-        libc::kill(svc.id() as i32, libc::SIGTERM);
-    }
-    svc.wait().unwrap();
+    assert_eq!(svc.term(), Some(0));
     let s = list();
     assert_eq!(s["last_outcome"], "ok: 3 copied", "{s}");
     assert!(

@@ -873,3 +873,34 @@ fn api_settings_round_trip_keeps_comments_and_applies_live() {
     std::fs::write(other.join("l/x.txt"), b"second pair").unwrap();
     wait_for("the second pair to sync", T, || other.join("r/x.txt").exists());
 }
+
+#[test]
+fn service_regression_a_vanished_root_puts_the_pair_in_error_without_spinning_and_it_recovers() {
+    let p = Pair::new();
+    let cfg = config(&p, "poll_interval = \"8s\"\n"); // the retry interval after an error
+    let svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    wait_watching(&p);
+    // Both drives go away (each root's watcher reports it: two requests for a full scan).
+    std::fs::remove_dir_all(&p.right).unwrap();
+    std::fs::remove_dir_all(&p.left).unwrap();
+    wait_for("the error state", T, || status(&p)["pairs"][0]["state"] == "error");
+    let st = status(&p);
+    assert!(st["pairs"][0]["reason"].as_str().unwrap().contains("does not exist"), "{st}");
+    // The bug: overdue timers woke the worker again and again while it waited to retry,
+    // burning a core. Waiting costs (almost) no CPU.
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", svc.pid())).unwrap();
+        let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    };
+    let before = cpu();
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu() - before;
+    assert!(used < 1.0, "{used} s of CPU in 3 s while waiting to retry");
+    // The roots come back: the pair recovers by itself.
+    std::fs::create_dir_all(&p.right).unwrap();
+    std::fs::create_dir_all(&p.left).unwrap();
+    p.write(Left, "back.txt", b"after the drive came back");
+    wait_for("the recovery", T, || p.exists(Right, "back.txt"));
+    wait_for("the idle state", T, || status(&p)["pairs"][0]["state"] != "error");
+}
