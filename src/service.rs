@@ -316,9 +316,15 @@ impl Service {
     pub fn reconfigure(&self, new: ServiceConfig) -> Result<(), ApiError> {
         let mut slot = self.engine.write().unwrap();
         tracing::info!(pairs = new.pairs.len(), "applying new settings");
-        slot.stop(false);
-        // The old engine's pair locks go with it.
-        *slot = Arc::new(Engine::placeholder(self.events.clone()));
+        let old = std::mem::replace(&mut *slot, Arc::new(Engine::placeholder(self.events.clone())));
+        old.stop(false);
+        // The old engine's pair locks go with it: wait for callers still holding it (a
+        // request in flight) to let go, so the new engine can take the locks.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(old);
         match Engine::start(new.clone(), self.events.clone()) {
             Ok(e) => {
                 *slot = Arc::new(e);
