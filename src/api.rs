@@ -1097,8 +1097,9 @@ pub fn runs_csv(runs: &[RunRow]) -> String {
     out
 }
 
-pub fn history(store: &Store, limit: u32) -> Result<Vec<RunRow>, ApiError> {
-    Ok(store.runs(limit)?)
+/// Recorded runs, newest first, as the filter says.
+pub fn history(store: &Store, filter: &crate::state::RunFilter) -> Result<Vec<RunRow>, ApiError> {
+    Ok(store.runs(filter)?)
 }
 
 /// Per-pair status from the state store.
@@ -1113,11 +1114,10 @@ pub struct PairStatus {
 }
 
 pub fn status(store: &Store) -> Result<Vec<PairStatus>, ApiError> {
-    let runs = store.runs(10_000)?;
     let mut out = Vec::new();
     for (id, name, l, r) in store.pairs()? {
         out.push(PairStatus {
-            last_run: runs.iter().find(|x| x.pair == name).cloned(),
+            last_run: store.last_run(id)?,
             open_conflicts: store.open_conflicts(id)?.len() as u64,
             ops_last_24h: store.ops_since(id, now_ns() - 24 * 3600 * 1_000_000_000)?,
             pair: name,

@@ -289,13 +289,14 @@ struct HistoryQuery {
 /// Runs as JSON (default) or CSV (`?format=csv`), newest first; `limit`, `offset` and the
 /// filters `pair`, `status`, `trigger`.
 async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<HistoryQuery>) -> Result<Response, HttpError> {
-    let runs = st.svc.history(
-        q.limit.unwrap_or(100).min(100_000),
-        q.offset.unwrap_or(0),
-        q.pair.as_deref(),
-        q.status.as_deref(),
-        q.trigger.as_deref(),
-    )?;
+    let runs = st.svc.history(&crate::state::RunFilter {
+        limit: Some(q.limit.unwrap_or(100).min(100_000)),
+        offset: q.offset.unwrap_or(0),
+        pair: q.pair.as_deref(),
+        status: q.status.as_deref(),
+        trigger: q.trigger.as_deref(),
+        ..Default::default()
+    })?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(runs).into_response()),
         Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::api::runs_csv(&runs)).into_response()),

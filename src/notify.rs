@@ -325,7 +325,11 @@ pub fn after_run(store: &Store, cfg: Option<&EmailConfig>, pair_id: i64, rep: &S
     let Some(cfg) = cfg else { return };
     let previous_failed = rep.counts.failed > 0
         && store
-            .runs_of_pair(pair_id, 2)
+            .runs(&crate::state::RunFilter {
+                limit: Some(2),
+                pair_id: Some(pair_id),
+                ..Default::default()
+            })
             .ok()
             .and_then(|r| r.into_iter().find(|x| Some(x.id) != rep.run_id))
             .is_some_and(|r| r.counts.failed > 0);

@@ -370,15 +370,8 @@ impl Service {
     pub fn set_schedule_paused(&self, pair: &str, name: &str, paused: bool) -> Result<(), ApiError> {
         self.engine().set_schedule_paused(pair, name, paused)
     }
-    pub fn history(
-        &self,
-        limit: u32,
-        offset: u32,
-        pair: Option<&str>,
-        status: Option<&str>,
-        trigger: Option<&str>,
-    ) -> Result<Vec<RunRow>, ApiError> {
-        self.engine().history(limit, offset, pair, status, trigger)
+    pub fn history(&self, filter: &crate::state::RunFilter) -> Result<Vec<RunRow>, ApiError> {
+        self.engine().history(filter)
     }
     pub fn status(&self) -> Result<ServiceStatus, ApiError> {
         self.engine().status()
@@ -742,21 +735,9 @@ impl Engine {
         api::set_schedule_paused(&mut self.inner.status_store.lock().unwrap(), &rt.cfg, name, paused)
     }
 
-    /// Recorded runs, newest first: a page, filtered by pair, status and trigger.
-    pub fn history(
-        &self,
-        limit: u32,
-        offset: u32,
-        pair: Option<&str>,
-        status: Option<&str>,
-        trigger: Option<&str>,
-    ) -> Result<Vec<RunRow>, ApiError> {
-        Ok(self
-            .inner
-            .status_store
-            .lock()
-            .unwrap()
-            .runs_page(limit, offset, pair, status, trigger)?)
+    /// Recorded runs, newest first, as the filter says.
+    pub fn history(&self, filter: &crate::state::RunFilter) -> Result<Vec<RunRow>, ApiError> {
+        api::history(&self.inner.status_store.lock().unwrap(), filter)
     }
 
     fn wake_all(&self) {
@@ -1785,7 +1766,12 @@ fn digest(store: &Store, now: chrono::DateTime<chrono::Utc>) {
     if now_ns - last < 86_400 * 1_000_000_000 {
         return;
     }
-    if let Ok(runs) = store.runs_since(last) {
+    let since = crate::state::RunFilter {
+        since: Some(last),
+        ..Default::default()
+    };
+    if let Ok(mut runs) = store.runs(&since) {
+        runs.reverse(); // oldest first
         if let Some(m) = crate::notify::digest_mail(&runs) {
             crate::notify::enqueue(store, &[m]);
         }

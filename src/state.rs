@@ -118,6 +118,21 @@ pub struct RunRow {
 /// A queued mail: (id, kind, subject, body, attempts so far).
 pub type QueuedMail = (i64, String, String, String, u32);
 
+/// Which runs to read: a page (`limit`, None: all; `offset`) of those matching every filter
+/// given (None matches everything).
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter<'a> {
+    pub limit: Option<u32>,
+    pub offset: u32,
+    /// By pair name.
+    pub pair: Option<&'a str>,
+    pub pair_id: Option<i64>,
+    pub status: Option<&'a str>,
+    pub trigger: Option<&'a str>,
+    /// Started at or after (ns).
+    pub since: Option<i64>,
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -738,11 +753,6 @@ impl Store {
         Ok(())
     }
 
-    /// Runs started at or after `since` (ns), oldest first.
-    pub fn runs_since(&self, since: i64) -> Result<Vec<RunRow>, StateError> {
-        self.query_runs(q("runs_since"), params![since])
-    }
-
     /// Per-pair totals over the recorded history: (runs, copied, renamed, deleted, conflicts, failed, bytes).
     pub fn pair_totals(&self, pair: i64) -> Result<[u64; 7], StateError> {
         self.conn
@@ -779,30 +789,24 @@ impl Store {
         Ok(())
     }
 
-    pub fn runs(&self, limit: u32) -> Result<Vec<RunRow>, StateError> {
-        self.query_runs(q("run_list"), params![limit])
-    }
-
-    /// A page of the history, newest first, filtered by pair name, status and trigger.
-    pub fn runs_page(
-        &self,
-        limit: u32,
-        offset: u32,
-        pair: Option<&str>,
-        status: Option<&str>,
-        trigger: Option<&str>,
-    ) -> Result<Vec<RunRow>, StateError> {
-        self.query_runs(q("run_page"), params![limit, offset, pair, status, trigger])
+    /// Runs, newest first, as the filter says.
+    pub fn runs(&self, f: &RunFilter) -> Result<Vec<RunRow>, StateError> {
+        let limit = f.limit.map_or(-1, i64::from);
+        self.query_runs(
+            q("run_page"),
+            params![limit, f.offset, f.pair, f.pair_id, f.status, f.trigger, f.since],
+        )
     }
 
     /// The latest run of one pair.
     pub fn last_run(&self, pair: i64) -> Result<Option<RunRow>, StateError> {
-        Ok(self.runs_of_pair(pair, 1)?.pop())
-    }
-
-    /// The latest runs of one pair, newest first.
-    pub fn runs_of_pair(&self, pair: i64, limit: u32) -> Result<Vec<RunRow>, StateError> {
-        self.query_runs(q("run_last_of_pair"), params![pair, limit])
+        Ok(self
+            .runs(&RunFilter {
+                limit: Some(1),
+                pair_id: Some(pair),
+                ..Default::default()
+            })?
+            .pop())
     }
 
     fn query_runs(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<RunRow>, StateError> {

@@ -423,7 +423,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::History { csv, json, limit, .. } => {
             let store = api::open_state(&state_path(&cli.state, None))?;
-            let runs = api::history(&store, *limit)?;
+            let runs = api::history(
+                &store,
+                &tandem::state::RunFilter {
+                    limit: Some(*limit),
+                    ..Default::default()
+                },
+            )?;
             let mut out = std::io::stdout().lock();
             if *json {
                 for r in &runs {

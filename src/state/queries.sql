@@ -77,12 +77,6 @@ UPDATE runs SET finished_at = ?2, status = ?3, copied = ?4, renamed = ?5, delete
     props = ?8, conflicts = ?9, failed = ?10, skipped = ?11, bytes = ?12, by_rule = ?13, error = ?14
 WHERE id = ?1;
 
--- name: run_list
-SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
-       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
-FROM runs r JOIN pairs p ON p.id = r.pair_id
-ORDER BY r.id DESC LIMIT ?1;
-
 -- name: run_abandon
 UPDATE runs SET status = 'interrupted', finished_at = ?2 WHERE pair_id = ?1 AND status = 'running';
 
@@ -151,12 +145,6 @@ INSERT OR REPLACE INTO service_kv (key, value) VALUES (?1, ?2);
 -- name: kv_delete
 DELETE FROM service_kv WHERE key = ?1;
 
--- name: run_last_of_pair
-SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
-       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
-FROM runs r JOIN pairs p ON p.id = r.pair_id
-WHERE r.pair_id = ?1 ORDER BY r.id DESC LIMIT ?2;
-
 -- name: schedule_get
 SELECT spec, next_run, last_run, last_outcome, paused FROM schedules WHERE pair_id = ?1 AND name = ?2;
 
@@ -196,21 +184,17 @@ DELETE FROM journal WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1 A
 -- name: history_prune_runs
 DELETE FROM runs WHERE started_at < ?1 AND status != 'running';
 
--- name: runs_since
-SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
-       r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
-FROM runs r JOIN pairs p ON p.id = r.pair_id
-WHERE r.started_at >= ?1 ORDER BY r.id;
-
 -- name: pair_totals
 SELECT count(*), coalesce(sum(copied), 0), coalesce(sum(renamed), 0), coalesce(sum(deleted + trashed), 0),
        coalesce(sum(conflicts), 0), coalesce(sum(failed), 0), coalesce(sum(bytes), 0)
 FROM runs WHERE pair_id = ?1 AND dry_run = 0;
 
 -- name: run_page
--- Paged, filtered history, newest first; a NULL filter matches everything.
+-- The history, newest first, a page of it, filtered; a NULL filter matches everything
+-- (a limit of -1: no limit). Every way of reading runs goes through here.
 SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
        r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
 FROM runs r JOIN pairs p ON p.id = r.pair_id
-WHERE (?3 IS NULL OR p.name = ?3) AND (?4 IS NULL OR r.status = ?4) AND (?5 IS NULL OR r.trigger = ?5)
+WHERE (?3 IS NULL OR p.name = ?3) AND (?4 IS NULL OR r.pair_id = ?4) AND (?5 IS NULL OR r.status = ?5)
+  AND (?6 IS NULL OR r.trigger = ?6) AND (?7 IS NULL OR r.started_at >= ?7)
 ORDER BY r.id DESC LIMIT ?1 OFFSET ?2;
