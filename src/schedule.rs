@@ -199,15 +199,17 @@ pub fn tick(s: &Schedule, next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> (b
 mod tests {
     use super::*;
 
-    fn sched(when: &str, tz: Option<&str>) -> Schedule {
+    fn spec(when: &str, tz: Option<&str>) -> ScheduleSpec {
         ScheduleSpec {
             name: "t".into(),
             when: when.into(),
             tz: tz.map(String::from),
             job: Job::Sync,
         }
-        .compile()
-        .unwrap()
+    }
+
+    fn sched(when: &str, tz: Option<&str>) -> Schedule {
+        spec(when, tz).compile().unwrap()
     }
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -277,16 +279,7 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_what_was_expected() {
-        let bad = |when: &str, tz: Option<&str>| {
-            ScheduleSpec {
-                name: "t".into(),
-                when: when.into(),
-                tz: tz.map(String::from),
-                job: Job::Sync,
-            }
-            .compile()
-            .unwrap_err()
-        };
+        let bad = |when: &str, tz: Option<&str>| spec(when, tz).compile().unwrap_err();
         assert!(bad("every 10s", None).contains("at least 1 minute"));
         assert!(bad("cron 0 2 * *", None).contains("5 fields"));
         assert!(bad("cron 0 25 * * *", None).contains("0 25"));

@@ -566,23 +566,24 @@ impl Store {
 
     /// Record paths the watcher reported (kept until a run settles them).
     pub fn dirty_put(&mut self, pair: i64, paths: &[RelPath], now: i64) -> Result<(), StateError> {
-        let tx = self.conn.transaction().map_err(|e| StateError::Sql {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        self.per_path("dirty_put", pair, paths, now)
+    }
+
+    /// Run the named query `(pair, path, ns)` for each path, in one transaction.
+    fn per_path(&mut self, query: &str, pair: i64, paths: &[RelPath], ns: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(e)?;
         {
-            let mut st = tx.prepare_cached(q("dirty_put")).map_err(|e| StateError::Sql {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            let mut st = tx.prepare_cached(q(query)).map_err(e)?;
             for p in paths {
-                st.execute(params![pair, p.as_str(), now]).map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                st.execute(params![pair, p.as_str(), ns]).map_err(e)?;
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(e)
     }
 
     /// (path, first reported ns, attempts, not before ns)
@@ -604,23 +605,7 @@ impl Store {
 
     /// Settled: forget paths reported no later than `upto` (a newer report stays).
     pub fn dirty_done(&mut self, pair: i64, paths: &[RelPath], upto: i64) -> Result<(), StateError> {
-        let tx = self.conn.transaction().map_err(|e| StateError::Sql {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        {
-            let mut st = tx.prepare_cached(q("dirty_done")).map_err(|e| StateError::Sql {
-                path: self.path.clone(),
-                source: e,
-            })?;
-            for p in paths {
-                st.execute(params![pair, p.as_str(), upto]).map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))
+        self.per_path("dirty_done", pair, paths, upto)
     }
 
     pub fn dirty_retry(&self, pair: i64, path: &RelPath, not_before: i64) -> Result<(), StateError> {
