@@ -2,21 +2,13 @@
 //! aiosmtpd, writing a maildir), the real `tandem` binary on temp folders, the real state
 //! file. Waits poll with a generous deadline; nothing asserts a duration.
 
-use crate::common::{stderr, stdout, Pair};
+use crate::common::{start_service, stderr, stdout, wait_for, Pair};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tandem::model::Side::{Left, Right};
 
 const T: Duration = Duration::from_secs(30);
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + T;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -45,7 +37,7 @@ impl Smtp {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-        wait_for("the SMTP server", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        wait_for("the SMTP server", T, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         Smtp { child, dir: dir.into() }
     }
 
@@ -124,7 +116,7 @@ fn mail_per_conflict_and_summary_arrive_with_the_right_content() {
     let cfg = config(&p, port, "granularity = \"per-conflict\"\nsubject_prefix = \"[Tandem test]\"", "");
     let o = sync_config(&p, &cfg);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    wait_for("the conflict mail", || smtp.messages().len() == 1);
+    wait_for("the conflict mail", T, || smtp.messages().len() == 1);
     let m = &smtp.messages()[0];
     let h = headers(m);
     assert!(
@@ -149,7 +141,7 @@ fn mail_per_conflict_and_summary_arrive_with_the_right_content() {
     p.write(Right, "new/b.txt", b"1234567890");
     let o = sync_config(&p, &cfg);
     assert!(o.status.success(), "{}", stderr(&o));
-    wait_for("the summary mail", || smtp.messages().len() == 2);
+    wait_for("the summary mail", T, || smtp.messages().len() == 2);
     let m = &smtp.messages()[1];
     assert!(m.contains("Subject: [Tandem] docs: 2 copied, 0 failed"), "{m}");
     for needle in [
@@ -184,7 +176,7 @@ fn mail_server_down_the_sync_completes_and_the_mail_arrives_when_it_is_back() {
     // Retries back off (1 s after the first failure).
     std::thread::sleep(Duration::from_millis(1200));
     assert!(sync_config(&p, &cfg).status.success());
-    wait_for("the queued mail", || smtp.messages().len() == 1);
+    wait_for("the queued mail", T, || smtp.messages().len() == 1);
     assert!(smtp.messages()[0].contains("Path: plan.docx"));
 }
 
@@ -195,27 +187,19 @@ fn mail_service_retries_a_down_server_and_delivers_once_it_is_back() {
     let cfg = config(&p, port, "granularity = \"summary\"", "");
     // The startup run copies it and asks for a summary mail; the server is down.
     std::fs::write(p.path(Left, "while the mail server is down.txt"), b"x").unwrap();
-    let mut svc = crate::common::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
-            .arg(p.dir.path().join("logs"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the sync", || p.exists(Right, "while the mail server is down.txt"));
+    let mut svc = start_service(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    wait_for("the sync", T, || p.exists(Right, "while the mail server is down.txt"));
     std::thread::sleep(Duration::from_secs(2));
     let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
-    wait_for("the mail after the server is back", || !smtp.messages().is_empty());
+    wait_for("the mail after the server is back", T, || !smtp.messages().is_empty());
     let m = smtp.messages()[0].clone();
     assert!(m.contains("Copied: 1") && m.contains("(startup)"), "{m}");
     // Runs started by file events do not mail a summary each (the digest covers them).
     std::fs::write(p.path(Left, "edit.txt"), b"y").unwrap();
-    wait_for("the watch run", || p.exists(Right, "edit.txt"));
+    wait_for("the watch run", T, || p.exists(Right, "edit.txt"));
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(smtp.messages().len(), 1);
-    assert_eq!(svc.term(), Some(0));
+    assert_eq!(svc.stop(), Some(0));
 }
 
 #[test]
@@ -228,7 +212,7 @@ fn mail_newline_in_a_file_name_cannot_add_headers() {
     let cfg = config(&p, port, "", "");
     let o = sync_config(&p, &cfg);
     assert!(o.status.success(), "{}", stderr(&o));
-    wait_for("the conflict mail", || smtp.messages().len() == 1);
+    wait_for("the conflict mail", T, || smtp.messages().len() == 1);
     let m = &smtp.messages()[0];
     let h = headers(m);
     assert!(!h.iter().any(|l| l.starts_with("Bcc") || l.starts_with("X-Injected")), "{m}");
@@ -256,7 +240,7 @@ fn mail_guard_stop_always_mails() {
     p.write(Left, "keep.txt", b"so the side is not empty");
     let o = sync_config(&p, &cfg);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    wait_for("the guard mail", || smtp.messages().len() == 1);
+    wait_for("the guard mail", T, || smtp.messages().len() == 1);
     assert!(
         smtp.messages()[0].contains("stopped by a safety guard (mass_delete)"),
         "{}",
@@ -279,7 +263,7 @@ fn notify_test_sends_or_says_what_failed() {
     let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
     let o = p.tandem(&["notify-test", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    wait_for("the test mail", || smtp.messages().len() == 1);
+    wait_for("the test mail", T, || smtp.messages().len() == 1);
     assert!(smtp.messages()[0].contains("Subject: [Tandem] test mail"));
     // A password file others can read is refused, naming the key and the fix.
     let pw = p.dir.path().join("pw");
@@ -345,20 +329,12 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
             )
             .unwrap();
     }
-    let mut svc = crate::common::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_tandem"))
-            .args(["run", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-dir"])
-            .arg(p.dir.path().join("logs"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the caught-up run", || p.exists(Right, "nightly.txt"));
-    wait_for("its outcome", || {
+    let mut svc = start_service(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    wait_for("the caught-up run", T, || p.exists(Right, "nightly.txt"));
+    wait_for("its outcome", T, || {
         list()["last_outcome"].as_str().is_some_and(|o| o.starts_with("ok"))
     });
-    wait_for("two mails", || smtp.messages().len() == 2);
+    wait_for("two mails", T, || smtp.messages().len() == 2);
     let mails = smtp.messages().join("\n----\n");
     assert!(
         mails.contains("conflict in docs: budget.xlsx") && mails.contains("Rule: R1"),
@@ -372,7 +348,7 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
     p.write(Left, "later.txt", b"waits for the next night");
     std::thread::sleep(Duration::from_secs(2));
     assert!(!p.exists(Right, "later.txt"));
-    assert_eq!(svc.term(), Some(0));
+    assert_eq!(svc.stop(), Some(0));
     let s = list();
     assert_eq!(s["last_outcome"], "ok: 3 copied", "{s}");
     assert!(

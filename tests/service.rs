@@ -5,83 +5,10 @@
 use crate::common::{stderr, stdout, Pair};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tandem::model::Side::{Left, Right};
 
-/// A running `tandem run`; killed (SIGKILL) when dropped unless stopped before.
-struct Svc {
-    child: Option<Child>,
-}
-
-impl Svc {
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    /// SIGTERM, then wait for the exit; returns the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = c.try_wait().unwrap() {
-                return st.code();
-            }
-            assert!(Instant::now() < deadline, "the service did not stop within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Svc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tandem")
-}
-
-fn discovery(state: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.service.json", state.display()))
-}
-
-/// Start `tandem run` with `args` (after `run`) and wait until its API answers.
-fn start(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
-    let _ = std::fs::remove_file(discovery(&p.state));
-    let mut cmd = Command::new(bin());
-    cmd.args(["--state", p.state.to_str().unwrap(), "run"])
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--log-dir"])
-        .arg(p.dir.path().join("logs"))
-        .env("TANDEM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let svc = Svc {
-        child: Some(cmd.spawn().unwrap()),
-    };
-    wait_for("the service's API", Duration::from_secs(30), || {
-        discovery(&p.state).exists()
-            && p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"])
-                .status
-                .success()
-    });
-    svc
-}
+use crate::common::{discovery, start_service as start, wait_for, Svc};
 
 fn start_pair(p: &Pair) -> Svc {
     start(p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[])
@@ -102,15 +29,15 @@ fn config(p: &Pair, extra: &str) -> PathBuf {
     f
 }
 
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 const T: Duration = Duration::from_secs(30);
+
+/// The running service's API token.
+fn api_token(p: &Pair) -> String {
+    std::fs::read_to_string(format!("{}.api-token", p.state.display()))
+        .unwrap()
+        .trim()
+        .to_string()
+}
 
 fn status(p: &Pair) -> serde_json::Value {
     let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
@@ -372,8 +299,8 @@ fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
     let t = &pair["transfers"][0];
     assert_eq!(t["size"].as_u64(), Some(2 << 30), "{st}");
     assert!(t["bytes_per_s"].as_u64().unwrap() > 0 && t["eta_s"].as_u64().is_some(), "{st}");
-    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
-    let (code, body) = http(&p, "GET", "/api/pairs/t/backlog", None, Some(token.trim()), None);
+    let token = api_token(&p);
+    let (code, body) = http(&p, "GET", "/api/pairs/t/backlog", None, Some(token.as_str()), None);
     assert_eq!(code, 200, "{body}");
     let items: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert!(
@@ -536,8 +463,8 @@ fn http_body(
 fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
     let p = Pair::new();
     let _svc = start_pair(&p);
-    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
-    let token = token.trim();
+    let token = api_token(&p);
+    let token = token.as_str();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -587,8 +514,8 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
     let p = Pair::new();
     let cfg = config(&p, "[conflicts]\nr1 = \"manual\"\n");
     let _svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
-    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
-    let t = Some(token.trim());
+    let token = api_token(&p);
+    let t = Some(token.as_str());
     for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
         std::fs::write(p.path(Left, f), b"base").unwrap();
     }
@@ -702,15 +629,14 @@ fn api_event_stream_reports_a_sync_and_does_not_hold_up_a_stop() {
     let p = Pair::new();
     let mut svc = start_pair(&p);
     wait_watching(&p);
-    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let token = api_token(&p);
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
     let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&hostport).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     write!(
         s,
-        "GET /api/events HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {}\r\n\r\n",
-        token.trim()
+        "GET /api/events HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {token}\r\n\r\n"
     )
     .unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
@@ -805,8 +731,8 @@ fn api_settings_round_trip_keeps_comments_and_applies_live() {
     let cfg = config(&p, "# keep this comment\nmax_delete_percent = 50 # and this one\n");
     let _svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
     let pid = status(&p)["pid"].clone();
-    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
-    let t = Some(token.trim());
+    let token = api_token(&p);
+    let t = Some(token.as_str());
     let (code, body) = http(&p, "GET", "/api/settings", None, t, None);
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -173,23 +173,87 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A child process killed when dropped (a failing test must not leave a service running).
-pub struct KillOnDrop(pub std::process::Child);
-
-impl KillOnDrop {
-    /// SIGTERM and wait for the exit code.
-    pub fn term(&mut self) -> Option<i32> {
-        // SAFETY: plain syscall on a pid we spawned.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        self.0.wait().ok()?.code()
+/// Wait until `cond` holds, polling; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
     }
 }
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// Where a running service says how to reach it.
+pub fn discovery(state: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.service.json", state.display()))
+}
+
+/// A running `tandem run`; killed (SIGKILL) when dropped unless stopped before (a failing
+/// test must not leave a service running).
+pub struct Svc {
+    child: Option<std::process::Child>,
+}
+
+impl Svc {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
     }
+
+    /// SIGTERM, then wait for the exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: plain syscall on a pid we spawned.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service did not stop within 30 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Svc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Start `tandem --state STATE run ARGS` and wait until its API answers.
+pub fn start_service(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
+    let _ = std::fs::remove_file(discovery(&p.state));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    cmd.args(["--state", p.state.to_str().unwrap(), "run"])
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-dir"])
+        .arg(p.dir.path().join("logs"))
+        .env("TANDEM_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let svc = Svc {
+        child: Some(cmd.spawn().unwrap()),
+    };
+    wait_for("the service's API", std::time::Duration::from_secs(30), || {
+        discovery(&p.state).exists()
+            && p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"])
+                .status
+                .success()
+    });
+    svc
 }
