@@ -582,12 +582,8 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
     // says it held files is an unmounted drive, not a mass deletion.
     let mut base_files = None;
     if !req.allow_mass_delete {
-        for (side, fs, root) in [(Side::Left, lfs, &pair.left), (Side::Right, rfs, &pair.right)] {
-            let nonempty = scan::check_root(fs, root).map_err(|source| ApiError::Root {
-                pair: pair.name.clone(),
-                source,
-            })?;
-            if !nonempty {
+        for (side, s, root) in [(Side::Left, &ls, &pair.left), (Side::Right, &rs, &pair.right)] {
+            if !s.root_has_entries {
                 let files = *base_files.get_or_insert(cx.store.count_base_files(cx.pair_id)?);
                 if files > 0 {
                     return Err(ApiError::RootEmpty {

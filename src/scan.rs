@@ -31,6 +31,9 @@ pub struct ScanResult {
     pub unknown: Vec<(RelPath, String)>,
     /// Leftover temporary files of an interrupted copy.
     pub temp_files: Vec<RelPath>,
+    /// The root holds something besides the trash and temporary files (a targeted scan
+    /// reads only part of the tree, so it cannot tell from `tree`).
+    pub root_has_entries: bool,
 }
 
 struct Queue {
@@ -58,17 +61,22 @@ pub fn check_root(fs: &dyn Fs, root: &Path) -> Result<bool, ScanError> {
 
 /// Walk `root` with `threads` workers.
 pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
-    check_root(fs, root)?;
-    Ok(walk(fs, root, ignore, threads, vec![None], Vec::new(), ScanResult::default()))
+    let out = ScanResult {
+        root_has_entries: check_root(fs, root)?,
+        ..Default::default()
+    };
+    Ok(walk(fs, root, ignore, threads, vec![None], Vec::new(), out))
 }
 
 /// Scan only `paths` and what lies below them, plus their ancestor folders (for targeted
 /// plans of the paths the watcher reported). A path that is gone yields nothing.
 pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], threads: usize) -> Result<ScanResult, ScanError> {
-    check_root(fs, root)?;
+    let mut out = ScanResult {
+        root_has_entries: check_root(fs, root)?,
+        ..Default::default()
+    };
     let mut seen = std::collections::HashSet::new();
     let mut entries = Vec::new();
-    let mut out = ScanResult::default();
     let mut starts = Vec::new();
     let ci = fs.case_insensitive(root);
     let mut listings: std::collections::HashMap<Option<RelPath>, std::collections::HashSet<String>> = Default::default();
