@@ -777,12 +777,8 @@ fn dechunk(mut s: &str) -> String {
 }
 
 /// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
-/// stop gracefully. `ready` gets the API's URL and a one-time login link once it listens.
-pub fn run_foreground(
-    cfg: crate::service::ServiceConfig,
-    listen: std::net::SocketAddr,
-    ready: impl FnOnce(&str, &str),
-) -> Result<(), ApiError> {
+/// stop gracefully. `ready` gets the API's URL once it listens.
+pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::SocketAddr, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
     if !listen.ip().is_loopback() {
         return Err(ApiError::Usage(format!(
             "--listen {listen}: the API listens on loopback addresses only"
@@ -813,8 +809,7 @@ pub fn run_foreground(
         source,
     })?;
     let logins = Arc::new(LoginCodes::default());
-    let link = format!("{url}/login?code={}", logins.issue()?);
-    ready(&url, &link);
+    ready(&url);
     let served = rt.block_on(async {
         let stop = async {
             #[cfg(unix)]

@@ -117,7 +117,8 @@ enum Cmd {
     },
     /// Print the API token of the local service (for scripts).
     Token,
-    /// Print a fresh one-time link that opens the running service's web UI in a browser.
+    /// Print a fresh one-time link that signs a browser in to the running service's API
+    /// (it sets the token as an HttpOnly cookie).
     LoginLink,
     /// Send a test mail with the config's [email] settings, and say what failed.
     NotifyTest {
@@ -480,7 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 config_file: target.config.clone().filter(|_| target.pair.is_none()),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
-            tandem::http::run_foreground(cfg, listen, |url, link| {
+            tandem::http::run_foreground(cfg, listen, |url| {
                 println!(
                     "tandem: watching {} pair{} ({})",
                     names.len(),
@@ -488,7 +489,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     names.join(", ")
                 );
                 println!("tandem: API {url}  (token: `tandem token`; status: `tandem status`)");
-                println!("tandem: open in a browser (one-time link, 10 min): {link}");
                 println!("tandem: logs in {}", logs.display());
                 let _ = std::io::stdout().flush();
             })?;
