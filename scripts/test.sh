@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, unit tests, the planner table, the 10,000-case property
 # test, integration tests on real folders, the kill -9 crash test, the continuous service
-# (`tandem run`) and mail through a real SMTP server on loopback (Python's aiosmtpd,
-# installed here when missing).
+# (`tandem run`), mail through a real SMTP server on loopback (Python's aiosmtpd, installed
+# here when missing), the web UI's type check and build, and the browser tests: the real UI
+# in Debian's Chromium driven by playwright-core against a real `tandem run`
+# (screenshots in artifacts/e2e/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+[ -d node_modules ] || npm ci --no-audit --no-fund
+# The UI first: the tandem binary embeds ui/dist.
+npm run build
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 if command -v cargo-nextest >/dev/null; then
@@ -13,3 +18,6 @@ if command -v cargo-nextest >/dev/null; then
 else
     cargo test --no-fail-fast
 fi
+# The browser tests drive the debug binary the Rust tests built.
+cargo build --quiet
+npm run e2e

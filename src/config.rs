@@ -274,7 +274,12 @@ impl Config {
             file: file.to_path_buf(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
-        let base_dir = file.parent().unwrap_or(Path::new("."));
+        // Relative folders are relative to the config file's folder, made absolute here: a
+        // relative root would reach the watcher and the executor as a relative path and
+        // depend on the working directory.
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base_dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        let base_dir = base_dir.as_path();
         let w = Walker { file };
         let known_top = [
             "state",
@@ -939,6 +944,12 @@ pub fn edit_text(file: &Path, text: &str, edits: &[(String, serde_json::Value)])
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad(key, "a dotted key like \"pair.NAME.concurrency\""));
         }
+        // `pair.NAME`: a whole pair. An object adds the pair (or sets its keys; null
+        // removes one), null removes the pair.
+        if parts[0] == "pair" && parts.len() == 2 {
+            upsert_pair(&mut doc, parts[1], value).map_err(|expected| bad(key, expected))?;
+            continue;
+        }
         let (mut table, rest): (&mut toml_edit::Table, &[&str]) = if parts[0] == "pair" {
             if parts.len() < 3 {
                 return Err(bad(key, "pair.NAME.KEY"));
@@ -959,6 +970,9 @@ pub fn edit_text(file: &Path, text: &str, edits: &[(String, serde_json::Value)])
             if i + 1 == rest.len() {
                 if value.is_null() {
                     table.remove(part);
+                } else if let Some(aot) = json_to_tables(value) {
+                    // `schedule`, `bandwidth.window`: an array of tables, replaced whole.
+                    replace_tables(table, part, aot);
                 } else {
                     let mut v = json_to_toml(value).ok_or_else(|| bad(key, "a string, number, boolean or array"))?;
                     // Keep the key and its value's comments where the key was there already.
@@ -985,6 +999,86 @@ pub fn edit_text(file: &Path, text: &str, edits: &[(String, serde_json::Value)])
     let out = doc.to_string();
     Config::parse(file, &out)?;
     Ok(out)
+}
+
+/// An array of JSON objects as an array of TOML tables (`[[schedule]]`); `None` for anything
+/// else. An empty array is not taken for one: it stays a value.
+fn json_to_tables(v: &serde_json::Value) -> Option<toml_edit::ArrayOfTables> {
+    let arr = v.as_array().filter(|a| !a.is_empty() && a.iter().all(|x| x.is_object()))?;
+    let mut aot = toml_edit::ArrayOfTables::new();
+    for obj in arr {
+        let mut t = toml_edit::Table::new();
+        for (k, x) in obj.as_object()? {
+            if !x.is_null() {
+                t.insert(k, toml_edit::Item::Value(json_to_toml(x)?));
+            }
+        }
+        aot.push(t);
+    }
+    Some(aot)
+}
+
+/// Put an array of tables in place of `key`, keeping the comment above the first old one.
+fn replace_tables(table: &mut toml_edit::Table, key: &str, mut aot: toml_edit::ArrayOfTables) {
+    let decor = table
+        .get(key)
+        .and_then(|i| i.as_array_of_tables())
+        .and_then(|old| old.get(0))
+        .map(|t| t.decor().clone());
+    if let (Some(d), Some(first)) = (decor, aot.get_mut(0)) {
+        *first.decor_mut() = d;
+    }
+    table.insert(key, toml_edit::Item::ArrayOfTables(aot));
+}
+
+fn upsert_pair(doc: &mut toml_edit::DocumentMut, name: &str, value: &serde_json::Value) -> Result<(), &'static str> {
+    let expected = "a pair as an object of its keys (name, left, right, options), or null to remove it";
+    if !doc.contains_key("pair") {
+        doc.insert("pair", toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+    }
+    let pairs = doc
+        .get_mut("pair")
+        .and_then(|v| v.as_array_of_tables_mut())
+        .ok_or("pairs as [[pair]] tables")?;
+    let at = pairs.iter().position(|t| t.get("name").and_then(|v| v.as_str()) == Some(name));
+    let obj = match value {
+        serde_json::Value::Null => {
+            match at {
+                Some(i) => pairs.remove(i),
+                None => return Err("a configured pair"),
+            }
+            return Ok(());
+        }
+        serde_json::Value::Object(o) => o,
+        _ => return Err(expected),
+    };
+    let i = match at {
+        Some(i) => i,
+        None => {
+            let mut t = toml_edit::Table::new();
+            t.insert("name", toml_edit::value(name));
+            pairs.push(t);
+            pairs.len() - 1
+        }
+    };
+    let t = pairs.get_mut(i).ok_or(expected)?;
+    for (k, x) in obj {
+        if k == "name" {
+            continue;
+        }
+        if x.is_null() {
+            t.remove(k);
+        } else if let Some(aot) = json_to_tables(x) {
+            replace_tables(t, k, aot);
+        } else {
+            let mut v = json_to_toml(x).ok_or(expected)?;
+            if let Some(old) = t.get(k).and_then(|i| i.as_value()) {
+                *v.decor_mut() = old.decor().clone();
+            }
+            t.insert(k, toml_edit::Item::Value(v));
+        }
+    }
+    Ok(())
 }
 
 fn json_to_toml(v: &serde_json::Value) -> Option<toml_edit::Value> {
@@ -1157,6 +1251,65 @@ password_env = "X"
         assert_eq!(e.key(), Some("max_delete_percent"));
         let e = edit_text(f, &out, &[("pair.nope.concurrency".into(), serde_json::json!(2))]).unwrap_err();
         assert!(e.to_string().contains("a pair named \"nope\""), "{e}");
+    }
+
+    #[test]
+    fn edits_add_and_remove_pairs_and_replace_arrays_of_tables() {
+        let f = Path::new("/etc/tandem.toml");
+        let text = "# mine\n[[schedule]]\nevery = \"1h\"\n\n[[pair]]\nname = \"docs\" # keep\nleft = \"/a\"\nright = \"/b\"\n";
+        let edits = vec![
+            (
+                "pair.photos".to_string(),
+                serde_json::json!({"left": "/p", "right": "/q", "watch": "poll", "schedule": [{"daily": "02:00", "tz": "UTC"}]}),
+            ),
+            (
+                "schedule".to_string(),
+                serde_json::json!([{"name": "n", "cron": "0 3 * * *"}, {"every": "15m"}]),
+            ),
+            (
+                "bandwidth.window".to_string(),
+                serde_json::json!([{"from": "08:00", "to": "18:00", "left_to_right": "1 MB"}]),
+            ),
+            ("pair.docs.left".to_string(), serde_json::json!("/c")),
+        ];
+        let out = edit_text(f, text, &edits).unwrap();
+        assert!(out.contains("# mine") && out.contains("# keep"), "{out}");
+        let c = Config::parse(f, &out).unwrap();
+        assert_eq!(c.pairs.len(), 2);
+        assert_eq!(c.pairs[0].left, Path::new("/c"));
+        assert_eq!(c.pairs[1].name, "photos");
+        assert_eq!(c.pairs[1].options.watch, WatchMode::Poll);
+        assert_eq!(c.pairs[1].options.schedules.len(), 1);
+        assert_eq!(c.defaults.schedules.len(), 2);
+        assert_eq!(c.defaults.bandwidth.windows[0].left_to_right, Some(1 << 20));
+        let out = edit_text(
+            f,
+            &out,
+            &[
+                ("pair.docs".into(), serde_json::Value::Null),
+                ("schedule".into(), serde_json::Value::Null),
+            ],
+        )
+        .unwrap();
+        let c = Config::parse(f, &out).unwrap();
+        assert_eq!(
+            (c.pairs.len(), c.pairs[0].name.as_str(), c.defaults.schedules.len()),
+            (1, "photos", 0)
+        );
+        let e = edit_text(f, &out, &[("pair.ghost".into(), serde_json::Value::Null)]).unwrap_err();
+        assert_eq!(e.key(), Some("pair.ghost"));
+        // A new pair without folders is refused, naming what is missing.
+        let e = edit_text(f, &out, &[("pair.half".into(), serde_json::json!({"left": "/x"}))]).unwrap_err();
+        assert!(e.to_string().contains("right"), "{e}");
+    }
+
+    #[test]
+    fn regression_a_config_file_named_without_a_folder_gave_relative_roots_the_watcher_could_not_match() {
+        let text = "[[pair]]\nname = \"a\"\nleft = \"l\"\nright = \"sub/r\"\n";
+        let c = Config::parse(Path::new("tandem.toml"), text).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(c.pairs[0].left, cwd.join("l"));
+        assert_eq!(c.pairs[0].right, cwd.join("sub/r"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The local HTTP API of the continuous service (axum on tokio), and the small client the
-//! CLI uses to talk to a running service. Loopback only; every route but `/health` needs
+//! CLI uses to talk to a running service; it also serves the web UI's files (built into the
+//! binary, see `build.rs`), which hold no data. Loopback only; every `/api/` route needs
 //! the API token (`Authorization: Bearer`), compared in constant time; a `Host` that is
 //! not the loopback name and port (DNS rebinding) and a state-changing request from a
 //! foreign `Origin` are refused; no CORS. Errors are JSON `{"error": {code, message}}`.
@@ -112,11 +113,38 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-struct HttpError(StatusCode, &'static str, String);
+/// An error answer: `{"error": {"code", "message", "key"?}}`. `key` names the config key a
+/// `config_invalid` error is about (as the file spells it, e.g. `pair[0].concurrency`), so a
+/// form can put the message next to its field.
+struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    key: Option<String>,
+}
+
+fn fail(status: StatusCode, code: &'static str, message: String) -> HttpError {
+    HttpError {
+        status,
+        code,
+        message,
+        key: None,
+    }
+}
+
+impl HttpError {
+    fn body(&self) -> serde_json::Value {
+        let mut e = serde_json::json!({"code": self.code, "message": self.message});
+        if let Some(k) = &self.key {
+            e["key"] = k.as_str().into();
+        }
+        serde_json::json!({ "error": e })
+    }
+}
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({"error": {"code": self.1, "message": self.2}}))).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -128,7 +156,7 @@ impl From<ApiError> for HttpError {
             ApiError::Locked { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        HttpError(status, e.code(), e.to_string())
+        fail(status, e.code(), e.to_string())
     }
 }
 
@@ -141,7 +169,7 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     let hosts = allowed_hosts(st.port);
     let host = h.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !hosts.iter().any(|a| a.eq_ignore_ascii_case(host)) {
-        return HttpError(
+        return fail(
             StatusCode::FORBIDDEN,
             "bad_host",
             format!("Host {host:?} is not this service's loopback address"),
@@ -152,12 +180,12 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         if let Some(origin) = h.get(header::ORIGIN) {
             let o = origin.to_str().unwrap_or("");
             if !hosts.iter().any(|a| o.eq_ignore_ascii_case(&format!("http://{a}"))) {
-                return HttpError(StatusCode::FORBIDDEN, "bad_origin", format!("requests from {o:?} are not accepted")).into_response();
+                return fail(StatusCode::FORBIDDEN, "bad_origin", format!("requests from {o:?} are not accepted")).into_response();
             }
         }
     }
-    if req.uri().path() != "/health" && req.uri().path() != "/login" && !authorized(h, &st.token) {
-        return HttpError(
+    if req.uri().path().starts_with("/api/") && !authorized(h, &st.token) {
+        return fail(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong API token (see `tandem token`)".into(),
@@ -191,7 +219,7 @@ struct LoginQuery {
 /// Redeem a one-time login code: set the cookie, go to the UI.
 async fn login(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<LoginQuery>) -> Response {
     if !st.logins.redeem(&q.code) {
-        return HttpError(
+        return fail(
             StatusCode::UNAUTHORIZED,
             "login_expired",
             "this login link was used already or has expired; get a new one with `tandem login-link`".into(),
@@ -300,12 +328,17 @@ async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extr
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(runs).into_response()),
         Some("csv") => Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::api::runs_csv(&runs)).into_response()),
-        Some(other) => Err(HttpError(
+        Some(other) => Err(fail(
             StatusCode::BAD_REQUEST,
             "usage",
             format!("format={other}: expected json or csv"),
         )),
     }
+}
+
+/// The actions of one run, in order.
+async fn run_journal(State(st): State<AppState>, UrlPath(run): UrlPath<i64>) -> Result<Response, HttpError> {
+    Ok(Json(st.svc.run_journal(run)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -328,7 +361,7 @@ async fn conflicts(
 
 /// A path from a request: relative to the pair's roots, never leaving them.
 fn rel_path(path: &str) -> Result<crate::model::RelPath, HttpError> {
-    crate::model::RelPath::new(path).map_err(|e| HttpError(StatusCode::BAD_REQUEST, "bad_path", e.to_string()))
+    crate::model::RelPath::new(path).map_err(|e| fail(StatusCode::BAD_REQUEST, "bad_path", e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -359,7 +392,7 @@ async fn resolve(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Jso
     let svc = st.svc.clone();
     let r = tokio::task::spawn_blocking(move || svc.resolve(&pair, &d.path, d.keep).map(|rep| (d.path, rep)))
         .await
-        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(Json(report_json(&r.0, Ok(r.1))).into_response())
 }
 
@@ -381,7 +414,7 @@ async fn resolve_batch(
             .collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(out).into_response())
 }
 
@@ -396,10 +429,10 @@ struct PathQuery {
 fn inside_root(root: &Path, rel: &crate::model::RelPath) -> Result<PathBuf, HttpError> {
     let p = root.join(rel.as_str());
     let real_root =
-        std::fs::canonicalize(root).map_err(|e| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{}: {e}", root.display())))?;
-    let real = std::fs::canonicalize(&p).map_err(|_| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file")))?;
+        std::fs::canonicalize(root).map_err(|e| fail(StatusCode::NOT_FOUND, "not_found", format!("{}: {e}", root.display())))?;
+    let real = std::fs::canonicalize(&p).map_err(|_| fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file")))?;
     if !real.starts_with(&real_root) {
-        return Err(HttpError(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "bad_path",
             format!("{rel}: leads outside the pair's folder"),
@@ -470,24 +503,18 @@ async fn file_content(
     let root = match q.side {
         Some(crate::model::Side::Left) => &cfg.left,
         Some(crate::model::Side::Right) => &cfg.right,
-        None => {
-            return Err(HttpError(
-                StatusCode::BAD_REQUEST,
-                "usage",
-                "side=left or side=right is required".into(),
-            ))
-        }
+        None => return Err(fail(StatusCode::BAD_REQUEST, "usage", "side=left or side=right is required".into())),
     };
     let abs = inside_root(root, &rel)?;
-    let md = std::fs::metadata(&abs).map_err(|e| HttpError(StatusCode::NOT_FOUND, "not_found", format!("{rel}: {e}")))?;
+    let md = std::fs::metadata(&abs).map_err(|e| fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: {e}")))?;
     if !md.is_file() || md.len() > 16 << 20 {
-        return Err(HttpError(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "usage",
             format!("{rel}: not a file of at most 16 MiB"),
         ));
     }
-    let data = std::fs::read(&abs).map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{rel}: {e}")))?;
+    let data = std::fs::read(&abs).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{rel}: {e}")))?;
     let ext = rel.name().rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     let ctype = match ext.as_str() {
         "png" => "image/png",
@@ -545,20 +572,17 @@ async fn backlog(State(st): State<AppState>, UrlPath(pair): UrlPath<String>) -> 
 }
 
 fn config_error(e: crate::config::ConfigError) -> HttpError {
-    let key = e.key().map(String::from);
-    HttpError(
-        StatusCode::BAD_REQUEST,
-        "config_invalid",
-        match key {
-            Some(k) => format!("{k}: {e}"),
-            None => e.to_string(),
-        },
-    )
+    HttpError {
+        status: StatusCode::BAD_REQUEST,
+        code: "config_invalid",
+        message: e.to_string(),
+        key: e.key().map(String::from),
+    }
 }
 
 fn config_file(st: &AppState) -> Result<PathBuf, HttpError> {
     st.svc.config().config_file.ok_or_else(|| {
-        HttpError(
+        fail(
             StatusCode::NOT_FOUND,
             "no_config_file",
             "this service runs an ad-hoc pair (tandem run LEFT RIGHT): there is no config file to edit".into(),
@@ -566,13 +590,18 @@ fn config_file(st: &AppState) -> Result<PathBuf, HttpError> {
     })
 }
 
-/// The config file's text and what it means.
+/// The config file: its text, its values as written (`raw`) and what they mean (`config`).
 async fn settings(State(st): State<AppState>) -> Result<Response, HttpError> {
     let file = config_file(&st)?;
     let text = std::fs::read_to_string(&file)
-        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
     let cfg = crate::config::Config::parse(&file, &text).map_err(config_error)?;
-    Ok(Json(serde_json::json!({"file": file, "text": text, "config": cfg})).into_response())
+    // The values as the file spells them ("300ms", "10 MB"), for forms; `config` has what
+    // they mean, defaults included.
+    let raw: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| fail(StatusCode::BAD_REQUEST, "config_invalid", e.to_string()))?;
+    Ok(Json(serde_json::json!({"file": file, "text": text, "raw": raw, "config": cfg})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -597,15 +626,11 @@ fn new_text(file: &Path, change: &SettingsChange) -> Result<String, HttpError> {
         }
         (None, Some(edits)) => {
             let current = std::fs::read_to_string(file)
-                .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
+                .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
             let edits: Vec<(String, serde_json::Value)> = edits.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
             crate::config::edit_text(file, &current, &edits).map_err(config_error)
         }
-        _ => Err(HttpError(
-            StatusCode::BAD_REQUEST,
-            "usage",
-            "send either \"text\" or \"edits\"".into(),
-        )),
+        _ => Err(fail(StatusCode::BAD_REQUEST, "usage", "send either \"text\" or \"edits\"".into())),
     }
 }
 
@@ -614,8 +639,10 @@ async fn settings_validate(State(st): State<AppState>, Json(change): Json<Settin
     let file = config_file(&st)?;
     match new_text(&file, &change) {
         Ok(_) => Ok(Json(serde_json::json!({"ok": true})).into_response()),
-        Err(HttpError(_, code, message)) => {
-            Ok(Json(serde_json::json!({"ok": false, "error": {"code": code, "message": message}})).into_response())
+        Err(e) => {
+            let mut body = e.body();
+            body["ok"] = false.into();
+            Ok(Json(body).into_response())
         }
     }
 }
@@ -628,7 +655,7 @@ async fn settings_save(State(st): State<AppState>, Json(change): Json<SettingsCh
     let current = st.svc.config();
     let parsed = crate::config::Config::parse(&file, &text).map_err(config_error)?;
     if parsed.state.as_ref().is_some_and(|s| *s != current.state) {
-        return Err(HttpError(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "config_invalid",
             "state: the state file can only change with a restart of the service".into(),
@@ -644,12 +671,65 @@ async fn settings_save(State(st): State<AppState>, Json(change): Json<SettingsCh
     let svc = st.svc.clone();
     tokio::task::spawn_blocking(move || svc.reconfigure(new))
         .await
-        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(Json(serde_json::json!({"ok": true, "text": text})).into_response())
 }
 
-async fn not_found() -> HttpError {
-    HttpError(StatusCode::NOT_FOUND, "not_found", "no such route".into())
+mod ui {
+    include!(concat!(env!("OUT_DIR"), "/ui_files.rs"));
+}
+
+/// The web UI's files (built into the binary). They hold no data, so they need no token:
+/// the page signs in with the cookie a login link set, or with a pasted token. Anything
+/// not under `/api/` that is not a file is the single-page app (`index.html`).
+async fn static_file(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") {
+        return fail(StatusCode::NOT_FOUND, "not_found", format!("no such route: {path}")).into_response();
+    }
+    let file = ui::UI_FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .or_else(|| ui::UI_FILES.iter().find(|(p, _)| *p == "/index.html"));
+    let Some((name, data)) = file else {
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "The web UI is not part of this build: run `npm ci && npm run build`, then build tandem again. The API works without it.\n",
+        )
+            .into_response();
+    };
+    let ctype = match name.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    };
+    // Hashed asset names never change; the page itself is always asked for again.
+    let cache = if name.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, cache),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ],
+        *data,
+    )
+        .into_response()
 }
 
 pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync::watch::Receiver<bool>, logins: Arc<LoginCodes>) -> Router {
@@ -675,6 +755,7 @@ pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync:
         .route("/api/pairs/{pair}/schedules/{name}/pause", post(schedule_pause))
         .route("/api/pairs/{pair}/schedules/{name}/resume", post(schedule_resume))
         .route("/api/history", get(history))
+        .route("/api/history/{run}", get(run_journal))
         .route("/api/events", get(events))
         .route("/api/settings", get(settings).put(settings_save).patch(settings_save))
         .route("/api/settings/validate", post(settings_validate))
@@ -684,7 +765,7 @@ pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync:
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
         .route("/api/pairs/{pair}/conflicts/resolve-batch", post(resolve_batch))
         .route("/api/pairs/{pair}/file", get(file_content))
-        .fallback(not_found)
+        .fallback(static_file)
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)
 }
@@ -777,8 +858,13 @@ fn dechunk(mut s: &str) -> String {
 }
 
 /// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
-/// stop gracefully. `ready` gets the API's URL once it listens.
-pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::SocketAddr, ready: impl FnOnce(&str)) -> Result<(), ApiError> {
+/// stop gracefully. `ready` gets the API's URL and a one-time login link for the web UI
+/// once it listens.
+pub fn run_foreground(
+    cfg: crate::service::ServiceConfig,
+    listen: std::net::SocketAddr,
+    ready: impl FnOnce(&str, &str),
+) -> Result<(), ApiError> {
     if !listen.ip().is_loopback() {
         return Err(ApiError::Usage(format!(
             "--listen {listen}: the API listens on loopback addresses only"
@@ -809,7 +895,7 @@ pub fn run_foreground(cfg: crate::service::ServiceConfig, listen: std::net::Sock
         source,
     })?;
     let logins = Arc::new(LoginCodes::default());
-    ready(&url);
+    ready(&url, &format!("{url}/login?code={}", logins.issue()?));
     let served = rt.block_on(async {
         let stop = async {
             #[cfg(unix)]

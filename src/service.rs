@@ -68,6 +68,9 @@ pub struct LiveStatus {
     /// Why the pair is paused or in error.
     pub reason: Option<String>,
     pub paused: bool,
+    /// Paused by the mass-delete guard: resuming with `allow_mass_delete` lets the
+    /// deletions go ahead, a plain resume asks again.
+    pub needs_consent: bool,
     pub watch: Vec<WatchInfo>,
     pub last_event: Option<LastEvent>,
     pub last_run: Option<RunRow>,
@@ -373,6 +376,9 @@ impl Service {
     pub fn history(&self, filter: &crate::state::RunFilter) -> Result<Vec<RunRow>, ApiError> {
         self.engine().history(filter)
     }
+    pub fn run_journal(&self, run: i64) -> Result<Vec<crate::state::JournalRow>, ApiError> {
+        self.engine().run_journal(run)
+    }
     pub fn status(&self) -> Result<ServiceStatus, ApiError> {
         self.engine().status()
     }
@@ -390,6 +396,9 @@ struct Engine {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     watchers: Mutex<Vec<RootWatcher>>,
 }
+
+/// The pause record of a pair the mass-delete guard stopped (a user's pause says "user").
+const GUARD_PAUSE: &str = "mass delete guard";
 
 fn kv_pause_key(pair: &str) -> String {
     format!("paused:{pair}")
@@ -740,6 +749,11 @@ impl Engine {
         api::history(&self.inner.status_store.lock().unwrap(), filter)
     }
 
+    /// What one run did, action by action.
+    pub fn run_journal(&self, run: i64) -> Result<Vec<crate::state::JournalRow>, ApiError> {
+        Ok(self.inner.status_store.lock().unwrap().journal(run)?)
+    }
+
     fn wake_all(&self) {
         for p in &self.inner.pairs {
             p.send(Ctl::Wake);
@@ -753,6 +767,8 @@ impl Engine {
         let mut pairs = Vec::new();
         for rt in &self.inner.pairs {
             let paused = self.inner.pair_paused(rt);
+            let needs_consent =
+                rt.paused.load(Ordering::SeqCst) && store.kv_get(&kv_pause_key(&rt.cfg.name))?.as_deref() == Some(GUARD_PAUSE);
             let l = rt.live.lock().unwrap();
             let q = rt.large.lock().unwrap();
             let now = Instant::now();
@@ -790,6 +806,7 @@ impl Engine {
                 state,
                 reason: l.reason.clone(),
                 paused,
+                needs_consent,
                 watch: Side::BOTH
                     .iter()
                     .map(|s| WatchInfo {
@@ -1537,7 +1554,7 @@ impl Worker {
             ApiError::MassDelete { .. } => {
                 // Stops and asks: paused until the user resumes (with or without deletions).
                 rt.paused.store(true, Ordering::SeqCst);
-                let _ = self.store.kv_put(&kv_pause_key(&rt.cfg.name), Some("mass delete guard"));
+                let _ = self.store.kv_put(&kv_pause_key(&rt.cfg.name), Some(GUARD_PAUSE));
                 inner.emit(Event::Paused {
                     pair: Some(rt.cfg.name.clone()),
                     reason: msg.clone(),

@@ -359,9 +359,11 @@ fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
     wait_for("the guard", T, || status(&p)["pairs"][0]["paused"] == true);
     let st = status(&p);
     assert!(st["pairs"][0]["reason"].as_str().unwrap().contains("max_delete_percent"), "{st}");
+    assert_eq!(st["pairs"][0]["needs_consent"], true, "{st}");
     assert_eq!(p.tree(Right).len(), 11, "nothing was deleted");
     cli(&p, &["resume", "--allow-mass-delete"]);
     wait_for("the consented deletion", T, || p.tree(Right).len() == 1);
+    assert_eq!(status(&p)["pairs"][0]["needs_consent"], false);
     assert_eq!(p.trash(Right).len(), 10);
 }
 
@@ -485,7 +487,25 @@ fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
         ("POST", "/api/sync"),
         ("GET", "/api/schedules"),
         ("GET", "/api/history"),
+        ("GET", "/api/history/1"),
         ("POST", "/api/pairs/x/pause"),
+        ("POST", "/api/pairs/x/resume"),
+        ("POST", "/api/pairs/x/sync"),
+        ("POST", "/api/pairs/x/schedules/n/pause"),
+        ("POST", "/api/pairs/x/schedules/n/resume"),
+        ("GET", "/api/events"),
+        ("GET", "/api/conflicts"),
+        ("GET", "/api/pairs/x/backlog"),
+        ("GET", "/api/pairs/x/conflicts/detail?path=a"),
+        ("POST", "/api/pairs/x/conflicts/resolve"),
+        ("POST", "/api/pairs/x/conflicts/resolve-batch"),
+        ("GET", "/api/pairs/x/file?side=left&path=a"),
+        ("GET", "/api/settings"),
+        ("PUT", "/api/settings"),
+        ("PATCH", "/api/settings"),
+        ("POST", "/api/settings/validate"),
+        ("POST", "/api/login-link"),
+        ("GET", "/api/no-such-route"),
     ] {
         let (code, body) = http(&p, method, path, None, None, None);
         assert_eq!(code, 401, "{method} {path} without a token: {body}");
@@ -695,6 +715,39 @@ fn raw(p: &Pair, request_line_and_headers: &str) -> (u16, String, String) {
 }
 
 #[test]
+fn web_ui_page_is_served_without_a_token_under_a_strict_content_security_policy() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    let (code, head, body) = raw(&p, "GET / HTTP/1.1");
+    assert_eq!(
+        code, 200,
+        "the web UI is built into the binary (npm run build before cargo build): {body}"
+    );
+    assert!(body.contains("<title>Tandem</title>"), "{body}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-security-policy: default-src 'self'"), "{head}");
+    assert!(
+        head.contains("x-frame-options: deny") && head.contains("x-content-type-options: nosniff"),
+        "{head}"
+    );
+    // The page holds no data: everything comes from /api with the token or the cookie.
+    assert!(!body.contains(&api_token(&p)));
+    // Its script and style, and any page path (the app routes itself).
+    let script = body.split("src=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (code, head, _) = raw(&p, &format!("GET {script} HTTP/1.1"));
+    assert_eq!(code, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: text/javascript"), "{head}");
+    assert_eq!(raw(&p, "GET /some/page HTTP/1.1").0, 200);
+    // A foreign Host is refused for the page as for the API (DNS rebinding).
+    let (code, body) = http(&p, "GET", "/", Some("evil.example:80"), None, None);
+    assert_eq!(code, 403, "{body}");
+    // An unknown API route is a JSON 404, not the page.
+    let (code, body) = http(&p, "GET", "/api/no-such-route", None, Some(&api_token(&p)), None);
+    assert_eq!(code, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+}
+
+#[test]
 fn api_one_time_login_link_sets_an_http_only_cookie_once() {
     let p = Pair::new();
     let _svc = start_pair(&p);
@@ -737,6 +790,7 @@ fn api_settings_round_trip_keeps_comments_and_applies_live() {
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(v["text"].as_str().unwrap().contains("# keep this comment"));
+    assert_eq!(v["raw"]["pair"][0]["name"], "t", "the values as written, for the forms");
     assert_eq!(v["config"]["pairs"][0]["name"], "t");
     // Validation names the key; nothing is written.
     let (code, body) = http_body(
@@ -749,7 +803,12 @@ fn api_settings_round_trip_keeps_comments_and_applies_live() {
         r#"{"edits":[{"key":"max_delete_percent","value":500}]}"#,
     );
     assert_eq!(code, 200);
-    assert!(body.contains("\"ok\":false") && body.contains("max_delete_percent"), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&v["ok"], &v["error"]["code"], &v["error"]["key"]),
+        (&false.into(), &"config_invalid".into(), &"max_delete_percent".into()),
+        "{body}"
+    );
     let (code, body) = http_body(
         &p,
         "PATCH",

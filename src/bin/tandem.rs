@@ -481,13 +481,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 config_file: target.config.clone().filter(|_| target.pair.is_none()),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
-            tandem::http::run_foreground(cfg, listen, |url| {
+            tandem::http::run_foreground(cfg, listen, |url, login| {
                 println!(
                     "tandem: watching {} pair{} ({})",
                     names.len(),
                     if names.len() == 1 { "" } else { "s" },
                     names.join(", ")
                 );
+                println!("tandem: web UI {login}  (one-time link; later ones: `tandem login-link`)");
                 println!("tandem: API {url}  (token: `tandem token`; status: `tandem status`)");
                 println!("tandem: logs in {}", logs.display());
                 let _ = std::io::stdout().flush();

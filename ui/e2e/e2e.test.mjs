@@ -1,0 +1,279 @@
+// End to end: the real web UI in Debian's Chromium (playwright-core), against a real
+// `tandem run` on temporary folders. Screenshots of every page go to artifacts/e2e/.
+// Needs the debug binary with the UI built in (`npm run build`, then `cargo build`);
+// scripts/test.sh runs this after the Rust tests.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const repo = path.resolve(import.meta.dirname, '..', '..');
+const bin = process.env.TANDEM_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target'), 'debug', 'tandem');
+const artifacts = path.join(repo, 'artifacts', 'e2e');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tandem-e2e-'));
+const left = path.join(dir, 'left');
+const right = path.join(dir, 'right');
+const configFile = path.join(dir, 'tandem.toml');
+const CONFIG = `# E2E settings: this comment must survive saving from the form
+state = "state.db"
+listen = "127.0.0.1:0"
+
+[conflicts]
+r1 = "manual" # ask me first
+
+[bandwidth]
+left_to_right = "16 MB"
+
+[[pair]]
+name = "docs"
+left = "left"
+right = "right"
+`;
+
+let svc;
+let url;
+let loginLink;
+let browser;
+let page;
+
+const token = () => fs.readFileSync(path.join(dir, 'state.db.api-token'), 'utf8').trim();
+async function api(p, method = 'GET', body) {
+  const res = await fetch(url + p, {
+    method,
+    headers: { Authorization: `Bearer ${token()}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  assert.ok(res.ok, `${method} ${p}: HTTP ${res.status} ${await res.clone().text()}`);
+  return res.status === 204 || res.status === 202 ? null : res.json();
+}
+async function until(what, f, ms = 15000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const read = (p) => (fs.existsSync(p) ? fs.readFileSync(p, 'utf8') : null);
+const shot = (name) => page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+function filesUnder(d) {
+  if (!fs.existsSync(d)) return [];
+  return fs.readdirSync(d, { recursive: true }).map((f) => path.join(d, String(f))).filter((f) => fs.statSync(f).isFile());
+}
+
+before(async () => {
+  fs.mkdirSync(artifacts, { recursive: true });
+  fs.mkdirSync(left);
+  fs.mkdirSync(right);
+  fs.writeFileSync(configFile, CONFIG);
+  fs.writeFileSync(path.join(left, 'readme.txt'), 'hello\n');
+  svc = spawn(bin, ['run', '--config', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  svc.stdout.on('data', (d) => (out += d));
+  svc.stderr.on('data', (d) => fs.appendFileSync(path.join(artifacts, 'service.log'), d));
+  loginLink = await until('the web UI link on stdout', () => out.match(/web UI (http:\/\/\S+\/login\?code=\w+)/)?.[1], 30000).catch((e) => {
+    throw new Error(`${e.message}; stdout: ${out}`);
+  });
+  url = new URL(loginLink).origin;
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  page.on('pageerror', (e) => fs.appendFileSync(path.join(artifacts, 'page-errors.log'), `${e.message}\n`));
+});
+
+after(async () => {
+  await browser?.close();
+  if (svc && svc.exitCode === null) {
+    svc.kill('SIGTERM');
+    await new Promise((r) => svc.once('exit', r));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('the one-time link signs in, works once, and a pasted token signs in too', async () => {
+  await page.goto(loginLink);
+  await page.locator('section.pair[data-pair="docs"]').waitFor();
+  assert.equal(await page.locator('section.pair[data-pair="docs"] h2').textContent(), 'docs');
+  await until('readme.txt on the right', () => read(path.join(right, 'readme.txt')) === 'hello\n');
+  await page.locator('section.pair .badge[data-state="idle"]').waitFor();
+  await shot('dashboard-1280x800');
+  await page.setViewportSize({ width: 400, height: 800 });
+  await shot('dashboard-narrow-400');
+  // Nothing may stick out sideways in a narrow window.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the narrow page scrolls sideways by ${overflow}px`);
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  const other = await browser.newPage();
+  const again = await other.goto(loginLink);
+  assert.equal(again.status(), 401, 'a login link works once');
+  await other.goto(url + '/');
+  await other.locator('form.signin').waitFor();
+  await other.fill('#token', 'not-the-token');
+  await other.click('form.signin button[type=submit]');
+  await other.locator('form.signin .error', { hasText: 'not right' }).waitFor();
+  await other.fill('#token', token());
+  await other.click('form.signin button[type=submit]');
+  await other.locator('section.pair[data-pair="docs"]').waitFor();
+  await other.close();
+});
+
+test('pause and resume a pair and everything from the dashboard', async () => {
+  await page.goto(url + '/#/');
+  const card = page.locator('section.pair[data-pair="docs"]');
+  await card.locator('button[data-action="pause"]').click();
+  await card.locator('.badge[data-state="paused"]').waitFor();
+  assert.equal((await api('/api/status')).pairs[0].paused, true);
+  await shot('dashboard-paused');
+  await card.locator('button[data-action="resume"]').click();
+  await card.locator('button[data-action="pause"]').waitFor();
+  assert.equal((await api('/api/status')).pairs[0].paused, false);
+
+  await page.click('#pause-all');
+  await page.locator('#resume-all').waitFor();
+  assert.equal((await api('/api/status')).paused_all, true);
+  await page.click('#resume-all');
+  await page.locator('#pause-all').waitFor();
+  assert.equal((await api('/api/status')).paused_all, false);
+});
+
+const EVIL = '<img src=x onerror=window.__xss=1>.txt';
+
+test('a conflict appears live and is resolved from the side-by-side screen', async () => {
+  fs.writeFileSync(path.join(left, 'notes.txt'), 'one\ntwo\nthree\n');
+  fs.writeFileSync(path.join(left, EVIL), 'v1');
+  await until('both files synced', () => read(path.join(right, 'notes.txt')) === 'one\ntwo\nthree\n' && read(path.join(right, EVIL)) === 'v1');
+
+  await page.goto(url + '/#/conflicts');
+  await page.locator('section.card.empty').waitFor();
+  // Both sides change while the pair is paused: R1, set to "manual", waits for the user.
+  await api('/api/pairs/docs/pause', 'POST');
+  fs.writeFileSync(path.join(left, 'notes.txt'), 'one\ntwo from the LEFT\nthree\n');
+  fs.writeFileSync(path.join(left, EVIL), 'left side');
+  await new Promise((r) => setTimeout(r, 50));
+  fs.writeFileSync(path.join(right, 'notes.txt'), 'one\ntwo from the RIGHT\nthree\nfour\n');
+  fs.writeFileSync(path.join(right, EVIL), 'right side!');
+  await api('/api/pairs/docs/resume', 'POST');
+
+  // The list fills in without a reload.
+  const row = page.locator('tr[data-path="notes.txt"]');
+  await row.waitFor({ timeout: 15000 });
+  const evilRow = page.locator('tr[data-pair="docs"]').filter({ hasText: 'onerror' });
+  await evilRow.waitFor();
+  assert.equal(await evilRow.locator('td.path a').textContent(), EVIL, 'the file name shows as text');
+  assert.equal(await page.evaluate(() => window.__xss), undefined, 'a file name never runs as HTML');
+  assert.equal(await page.locator('img').count(), 0);
+  await shot('conflicts-list');
+
+  await row.locator('a').click();
+  await page.locator('table.diff').waitFor();
+  assert.match(await page.locator('.side[data-side="left"]').textContent(), /\(28 bytes\)/);
+  assert.match(await page.locator('.side[data-side="right"]').textContent(), /newer/);
+  assert.match(await page.locator('table.diff tr.change').first().textContent(), /two from the LEFT.*two from the RIGHT/);
+  await shot('conflict-side-by-side');
+  // Keyboard only: Tab to "Keep left", Enter.
+  await page.locator('main').focus();
+  for (let i = 0; i < 40; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(() => document.activeElement?.getAttribute('data-keep') === 'left')) break;
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-keep')), 'left', 'Keep left is reachable with Tab');
+  await page.keyboard.press('Enter');
+  await until('the left version on both sides', () => read(path.join(right, 'notes.txt')) === 'one\ntwo from the LEFT\nthree\n');
+  assert.equal(read(path.join(left, 'notes.txt')), 'one\ntwo from the LEFT\nthree\n');
+  const trashed = filesUnder(path.join(right, '.sync_trash')).map(read);
+  assert.ok(trashed.includes('one\ntwo from the RIGHT\nthree\nfour\n'), 'the replaced right version is in the right trash');
+  // The next open conflict follows; from the list, keep both for the selected one.
+  await page.waitForURL((u) => u.hash.startsWith('#/conflict?') && decodeURIComponent(u.hash).includes('onerror'));
+  await page.locator('h1.path', { hasText: EVIL }).waitFor();
+  await page.goto(url + '/#/conflicts');
+  await evilRow.locator('input[type=checkbox]').check();
+  await page.click('button[data-bulk="both"]');
+  await page.locator('section.card.empty').waitFor();
+  const names = (d) => fs.readdirSync(d).filter((n) => n.includes('onerror')).sort();
+  await until('both versions on both sides', () => names(left).length === 2 && names(right).length === 2);
+  assert.deepEqual(names(left), names(right));
+  assert.deepEqual(names(left).map((n) => read(path.join(left, n))).sort(), ['left side', 'right side!']);
+  assert.equal((await api('/api/conflicts')).length, 0);
+});
+
+test('settings are checked as you type, and saved into the TOML with its comments', async () => {
+  await page.goto(url + '/#/settings');
+  const conc = page.locator('#k-concurrency');
+  await conc.fill('500');
+  await page.locator('#k-concurrency-err', { hasText: 'concurrency' }).waitFor();
+  assert.equal(await conc.getAttribute('aria-invalid'), 'true');
+  assert.ok(await page.locator('#save').isDisabled(), 'cannot save an invalid value');
+  await shot('settings-invalid');
+  await conc.fill('8');
+  await page.locator('.form-status', { hasText: 'valid' }).waitFor();
+  assert.equal(await page.locator('#k-concurrency-err').textContent(), '');
+  // A nightly schedule through the schedules table.
+  const sched = page.locator('fieldset[data-key="schedule"]');
+  await sched.locator('button', { hasText: 'Add schedule' }).click();
+  await sched.locator('select[aria-label="Schedules 1: Kind"]').selectOption('daily');
+  await sched.locator('input[aria-label="Schedules 1: When"]').fill('02:00');
+  await sched.locator('input[aria-label="Schedules 1: Name"]').fill('nightly');
+  await page.locator('.form-status', { hasText: '2 unsaved changes; valid' }).waitFor();
+  await page.click('#save');
+  await page.locator('.toast', { hasText: 'Saved' }).waitFor();
+  const toml = fs.readFileSync(configFile, 'utf8');
+  assert.match(toml, /^concurrency = 8$/m);
+  assert.match(toml, /\[\[schedule\]\]\s*\n(daily = "02:00"\s*\nname = "nightly"|name = "nightly"\s*\ndaily = "02:00")/, toml);
+  assert.match(toml, /# E2E settings: this comment must survive/);
+  assert.match(toml, /r1 = "manual" # ask me first/);
+  // Applied without a restart.
+  const s = await api('/api/settings');
+  assert.equal(s.config.defaults.concurrency, 8);
+  assert.equal((await api('/api/schedules'))[0].name, 'nightly');
+  await page.locator('#k-concurrency').waitFor();
+  assert.equal(await page.locator('#k-concurrency').inputValue(), '8');
+  await shot('settings');
+});
+
+test('the backlog shows a copy in flight with its progress', async () => {
+  await page.goto(url + '/#/backlog');
+  // 40 MB at 16 MB/s: a few seconds in flight.
+  fs.writeFileSync(path.join(left, 'big.bin'), Buffer.alloc(40 << 20, 7));
+  const bar = page.locator('tr.copying[data-path="big.bin"] [role=progressbar]');
+  await bar.waitFor({ timeout: 20000 });
+  await until('progress above 0', async () => Number(await bar.getAttribute('aria-valuenow')) > 0);
+  await shot('backlog');
+  await until('big.bin copied', () => fs.existsSync(path.join(right, 'big.bin')) && fs.statSync(path.join(right, 'big.bin')).size === 40 << 20, 30000);
+});
+
+test('history lists the runs, opens one, and downloads them as CSV', async () => {
+  await page.goto(url + '/#/history');
+  const first = page.locator('table.runs tbody tr[data-run]').first();
+  await first.waitFor();
+  const runs = await api('/api/history?limit=1000');
+  assert.equal(await page.locator('table.runs tbody tr[data-run]').count(), Math.min(runs.length, 50));
+  const resolved = page.locator('tr[data-run]').filter({ hasText: 'resolve' }).first();
+  await resolved.locator('button').click();
+  await page.locator('table.journal').first().waitFor();
+  await page.selectOption('#f-trigger', 'resolve');
+  await until('only resolve runs', async () => {
+    const t = await page.locator('table.runs tbody tr[data-run] td:nth-child(4)').allTextContents();
+    return t.length > 0 && t.every((x) => x === 'resolve');
+  });
+  await page.selectOption('#f-trigger', '');
+  await shot('history');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
+  const file = path.join(artifacts, 'history.csv');
+  await download.saveAs(file);
+  const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+  assert.match(lines[0], /^run,pair,trigger,started,finished,status,copied/);
+  assert.equal(lines.length - 1, (await api('/api/history?limit=100000')).length);
+  assert.ok(lines.some((l) => l.includes(',resolve,')));
+});
+
+test('no errors on any page', () => {
+  const log = path.join(artifacts, 'page-errors.log');
+  assert.equal(fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '', '');
+});

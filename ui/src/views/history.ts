@@ -1,0 +1,184 @@
+// History: the recorded runs, newest first, filtered by pair, trigger and status, paged;
+// a run opens to its actions; the filtered runs download as CSV or JSON.
+
+import { JournalRow, Run, blob, get } from '../api';
+import { act, View } from '../app';
+import { fill, h } from '../dom';
+import { bytes, ms, time } from '../format';
+
+const PAGE = 50;
+const TRIGGERS = ['watch', 'poll', 'schedule', 'manual', 'reconciliation', 'startup', 'resolve'];
+const STATUSES = ['ok', 'partial', 'error', 'stopped'];
+
+export function history(): View {
+  const filter = { pair: '', trigger: '', status: '' };
+  let offset = 0;
+  const body = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
+  const pairSel = h('select', { id: 'f-pair', onchange: () => set('pair', pairSel.value) }, h('option', { value: '' }, 'All pairs'));
+  const select = (id: string, label: string, values: string[], key: 'trigger' | 'status') => {
+    const s: HTMLSelectElement = h('select', { id, onchange: () => set(key, s.value) }, h('option', { value: '' }, label), values.map((v) => h('option', { value: v }, v)));
+    return s;
+  };
+  const set = (k: keyof typeof filter, v: string) => {
+    filter[k] = v;
+    offset = 0;
+    void load();
+  };
+  const query = (extra: Record<string, string>) => {
+    const q = new URLSearchParams(extra);
+    for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
+    return q.toString();
+  };
+  const download = (format: 'csv' | 'json') => async (e: Event) => {
+    await act(e.currentTarget as HTMLButtonElement, async () => {
+      const b = await blob(`/api/history?${query({ format, limit: '100000' })}`);
+      const url = URL.createObjectURL(b);
+      const a = h('a', { href: url, download: `tandem-history.${format}` });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+    });
+  };
+  const el = h(
+    'div',
+    null,
+    h('h1', null, 'History'),
+    h(
+      'div',
+      { class: 'filters', role: 'group', 'aria-label': 'Filters' },
+      h('label', { for: 'f-pair' }, 'Pair'),
+      pairSel,
+      h('label', { for: 'f-trigger' }, 'Trigger'),
+      select('f-trigger', 'All triggers', TRIGGERS, 'trigger'),
+      h('label', { for: 'f-status' }, 'Status'),
+      select('f-status', 'All', STATUSES, 'status'),
+      h('span', { class: 'spacer' }),
+      h('button', { type: 'button', id: 'download-csv', onclick: download('csv') }, 'Download CSV'),
+      h('button', { type: 'button', id: 'download-json', onclick: download('json') }, 'Download JSON'),
+    ),
+    body,
+  );
+
+  const journal = async (run: Run, cell: HTMLElement) => {
+    fill(cell, h('p', { class: 'muted' }, 'Loading…'));
+    try {
+      const rows = await get<JournalRow[]>(`/api/history/${run.id}`);
+      fill(
+        cell,
+        rows.length
+          ? h(
+              'table',
+              { class: 'journal' },
+              h('thead', null, h('tr', null, ['#', 'Action', 'Side', 'Path', 'Rule', 'Outcome', 'Bytes'].map((c) => h('th', { scope: 'col' }, c)))),
+              h(
+                'tbody',
+                null,
+                rows.map((r) =>
+                  h(
+                    'tr',
+                    { class: r.status === 'failed' ? 'failed' : '' },
+                    h('td', { class: 'num' }, r.seq),
+                    h('td', null, r.op),
+                    h('td', null, r.side ?? ''),
+                    h('td', { class: 'path' }, r.path, r.detail ? h('span', { class: 'muted' }, ` ${r.detail}`) : null),
+                    h('td', null, r.rule ?? ''),
+                    h('td', null, r.status),
+                    h('td', { class: 'num' }, bytes(r.bytes)),
+                  ),
+                ),
+              ),
+            )
+          : h('p', { class: 'muted' }, 'This run did nothing.'),
+      );
+    } catch (e) {
+      fill(cell, h('p', { class: 'error' }, (e as Error).message));
+    }
+  };
+
+  const load = async () => {
+    let runs: Run[];
+    try {
+      runs = await get<Run[]>(`/api/history?${query({ limit: String(PAGE), offset: String(offset) })}`);
+    } catch (e) {
+      fill(body, h('p', { class: 'error' }, (e as Error).message));
+      return;
+    }
+    const head = ['Run', 'Started', 'Pair', 'Trigger', 'Status', 'Copied', 'Renamed', 'Trashed', 'Deleted', 'Conflicts', 'Failed', 'Bytes', 'Duration'];
+    fill(
+      body,
+      runs.length
+        ? h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'runs' },
+              h('thead', null, h('tr', null, head.map((c) => h('th', { scope: 'col' }, c)))),
+              runs.map((r) => {
+                const detail = h('td', { colspan: String(head.length) });
+                const more = h('tr', { class: 'more', hidden: true }, detail);
+                const toggle = h(
+                  'button',
+                  {
+                    type: 'button',
+                    class: 'link',
+                    'aria-expanded': 'false',
+                    'aria-label': `Actions of run ${r.id}`,
+                    onclick: () => {
+                      const open = more.hidden;
+                      more.hidden = !open;
+                      toggle.setAttribute('aria-expanded', String(open));
+                      if (open) void journal(r, detail);
+                    },
+                  },
+                  `#${r.id}`,
+                );
+                const c = r.counts;
+                return h(
+                  'tbody',
+                  null,
+                  h(
+                    'tr',
+                    { class: `status-${r.status}`, 'data-run': r.id },
+                    h('td', null, toggle),
+                    h('td', null, time(r.started_at)),
+                    h('td', null, r.pair),
+                    h('td', null, r.trigger),
+                    h('td', { title: r.error ?? '' }, r.status),
+                    [c.copied, c.renamed, c.trashed, c.deleted, c.conflicts, c.failed].map((n) => h('td', { class: 'num' }, n)),
+                    h('td', { class: 'num' }, bytes(c.bytes)),
+                    h('td', { class: 'num' }, r.finished_at ? ms(Math.round((r.finished_at - r.started_at) / 1e6)) : '–'),
+                  ),
+                  more,
+                );
+              }),
+            ),
+          )
+        : h('p', { class: 'muted' }, offset ? 'No older runs.' : 'No runs recorded yet.'),
+      h(
+        'div',
+        { class: 'pager' },
+        h('button', { type: 'button', disabled: offset === 0, onclick: () => ((offset = Math.max(0, offset - PAGE)), void load()) }, '← Newer'),
+        h('span', null, runs.length ? `Runs ${offset + 1}–${offset + runs.length}` : ''),
+        h('button', { type: 'button', disabled: runs.length < PAGE, onclick: () => ((offset += PAGE), void load()) }, 'Older →'),
+      ),
+    );
+  };
+  void load();
+  let pairs = '';
+  return {
+    el,
+    title: 'History',
+    onStatus(s) {
+      const names = s.pairs.map((p) => p.pair).join('\0');
+      if (names === pairs) return;
+      pairs = names;
+      fill(pairSel, h('option', { value: '' }, 'All pairs'), s.pairs.map((p) => h('option', { value: p.pair, selected: p.pair === filter.pair }, p.pair)));
+    },
+    onEvent(e) {
+      if (e.type === 'run_finished' && offset === 0) void load();
+    },
+  };
+}
+
