@@ -75,5 +75,7 @@ export function toast(message: string, kind: 'ok' | 'error' = 'ok'): void {
   const box = document.getElementById('toasts')!;
   const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : null }, message);
   box.appendChild(t);
+  // The newest few only: a burst of actions must not cover the page.
+  while (box.children.length > 3) box.firstElementChild!.remove();
   window.setTimeout(() => t.remove(), kind === 'error' ? 10000 : 4000);
 }

@@ -5,7 +5,7 @@
 import { BacklogItem, EngineEvent, Status, enc, get } from '../api';
 import { View } from '../app';
 import { fill, h, throttle } from '../dom';
-import { bytes, span } from '../format';
+import { bytes, plural, span } from '../format';
 
 const arrow = (side: string) => (side === 'right' ? 'left → right' : 'right → left');
 
@@ -57,7 +57,7 @@ export function backlog(): View {
           'section',
           { class: 'card', 'data-pair': p.pair },
           h('h2', null, p.pair, h('span', { class: 'muted' }, ` · ${items.length ? `${items.length} queued or copying, ${bytes(items.reduce((n, i) => n + i.size, 0))}` : 'nothing to copy'}`)),
-          p.backlog.waiting_paths ? h('p', { class: 'help' }, `${p.backlog.waiting_paths} changed paths wait to be planned${p.paused ? ' (paused)' : ''}.`) : null,
+          p.backlog.waiting_paths ? h('p', { class: 'help' }, `${plural(p.backlog.waiting_paths, 'changed path')} waiting to be planned${p.paused ? ' (paused)' : ''}.`) : null,
           items.length
             ? h(
                 'div',
