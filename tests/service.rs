@@ -437,28 +437,41 @@ fn http_body(
     origin: Option<&str>,
     body: &str,
 ) -> (u16, String) {
+    let (code, _, body) = exchange(p, |hostport| {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            host.unwrap_or(hostport),
+            body.len()
+        );
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(o) = origin {
+            req.push_str(&format!("Origin: {o}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        req
+    });
+    (code, body)
+}
+
+/// Send the request `build` makes (given the service's host:port) and read the whole
+/// answer: (status, head, body).
+fn exchange(p: &Pair, build: impl FnOnce(&str) -> String) -> (u16, String, String) {
     use std::io::{Read, Write};
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
     let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&hostport).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        host.unwrap_or(&hostport),
-        body.len()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    if let Some(o) = origin {
-        req.push_str(&format!("Origin: {o}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(build(&hostport).as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    let code = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head.to_string(),
+        body.to_string(),
+    )
 }
 
 #[test]
@@ -696,22 +709,12 @@ fn api_event_stream_reports_a_sync_and_does_not_hold_up_a_stop() {
 
 /// A raw request (without the Host line, added here); returns (status, head, body).
 fn raw(p: &Pair, request_line_and_headers: &str) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
-    let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
-    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
     let (first, rest) = request_line_and_headers
         .split_once("\r\n")
         .unwrap_or((request_line_and_headers, ""));
-    write!(s, "{first}\r\nHost: {hostport}\r\nConnection: close\r\n{rest}\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head.to_string(),
-        body.to_string(),
-    )
+    exchange(p, |hostport| {
+        format!("{first}\r\nHost: {hostport}\r\nConnection: close\r\n{rest}\r\n")
+    })
 }
 
 #[test]

@@ -3,7 +3,7 @@
 // on the events that concern them.
 
 import { ApiError, EngineEvent, Status, get } from './api';
-import { throttle, toast } from './dom';
+import { Attrs, h, throttle, toast } from './dom';
 
 export interface View {
   el: HTMLElement;
@@ -54,6 +54,11 @@ export async function act(btn: HTMLButtonElement | null, what: () => Promise<unk
   } finally {
     if (btn) btn.disabled = false;
   }
+}
+
+/** A button that runs `what` through [`act`] when pressed. */
+export function actionButton(label: string, attrs: Attrs, what: () => Promise<unknown>, done?: string): HTMLButtonElement {
+  return h('button', { type: 'button', ...attrs, onclick: (e: Event) => act(e.currentTarget as HTMLButtonElement, what, done) }, label);
 }
 
 export function isError(e: unknown, code: string): boolean {

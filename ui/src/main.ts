@@ -3,7 +3,7 @@
 
 import './style.css';
 import { EngineEvent, Status, post, setToken, subscribe, whenUnauthorized, get, ApiError } from './api';
-import { act, store, View } from './app';
+import { actionButton, store, View } from './app';
 import { fill, h } from './dom';
 import { dashboard } from './views/dashboard';
 import { backlog } from './views/backlog';
@@ -73,9 +73,9 @@ function renderGlobal(s: Status | null): void {
     global,
     h('span', { class: `link ${linkUp ? 'up' : 'down'}`, title: linkUp ? 'Live updates on' : 'Reconnecting…' }, linkUp ? 'live' : 'offline'),
     paused
-      ? h('button', { type: 'button', id: 'resume-all', onclick: (e: Event) => act(e.currentTarget as HTMLButtonElement, () => post('/api/resume'), 'Resumed all pairs') }, 'Resume all')
-      : h('button', { type: 'button', id: 'pause-all', onclick: (e: Event) => act(e.currentTarget as HTMLButtonElement, () => post('/api/pause'), 'Paused all pairs') }, 'Pause all'),
-    h('button', { type: 'button', id: 'sync-all', onclick: (e: Event) => act(e.currentTarget as HTMLButtonElement, () => post('/api/sync'), 'Sync started for all pairs') }, 'Sync all now'),
+      ? actionButton('Resume all', { id: 'resume-all' }, () => post('/api/resume'), 'Resumed all pairs')
+      : actionButton('Pause all', { id: 'pause-all' }, () => post('/api/pause'), 'Paused all pairs'),
+    actionButton('Sync all now', { id: 'sync-all' }, () => post('/api/sync'), 'Sync started for all pairs'),
   );
 }
 

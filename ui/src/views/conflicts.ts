@@ -5,7 +5,7 @@
 // waiting for approval: the suggestion is what the automatic option would keep (the newer).
 
 import { Conflict, ConflictDetail, EngineEvent, Keep, Resolution, Side, SideNow, blob, enc, get, post } from '../api';
-import { act, isError, View } from '../app';
+import { act, actionButton, isError, View } from '../app';
 import { fill, h, throttle, toast } from '../dom';
 import { diffLines } from '../diff';
 import { bytes, time } from '../format';
@@ -80,14 +80,17 @@ export function conflicts(): View {
       return;
     }
     const chosen = () => shown.filter((i) => selected.has(keyOf(i)));
-    const bulk = (keep: Keep | 'suggested') => async (e: Event) => {
-      const list = chosen();
-      if (!list.length) return toast('Select conflicts first', 'error');
-      await act(e.currentTarget as HTMLButtonElement, () =>
-        resolveMany(list.map((i) => ({ pair: i.pair, path: i.conflict.path, keep: keep === 'suggested' ? suggestion(i.conflict.newer) : keep }))),
-      );
-      await load();
-    };
+    // One choice for the selected conflicts; the list is fetched again even after a partial failure.
+    const bulk = (keep: Keep | 'suggested', label: string) =>
+      actionButton(label, { 'data-bulk': keep }, async () => {
+        const list = chosen();
+        if (!list.length) throw new Error('Select conflicts first');
+        try {
+          await resolveMany(list.map((i) => ({ pair: i.pair, path: i.conflict.path, keep: keep === 'suggested' ? suggestion(i.conflict.newer) : keep })));
+        } finally {
+          await load();
+        }
+      });
     const all = h('input', {
       type: 'checkbox',
       id: 'select-all',
@@ -105,10 +108,10 @@ export function conflicts(): View {
         'div',
         { class: 'bulk', role: 'group', 'aria-label': 'Apply to the selected conflicts' },
         h('span', null, `${selected.size} of ${shown.length} selected:`),
-        h('button', { type: 'button', 'data-bulk': 'suggested', onclick: bulk('suggested') }, 'Approve suggestions'),
-        h('button', { type: 'button', 'data-bulk': 'left', onclick: bulk('left') }, 'Keep left'),
-        h('button', { type: 'button', 'data-bulk': 'right', onclick: bulk('right') }, 'Keep right'),
-        h('button', { type: 'button', 'data-bulk': 'both', onclick: bulk('both') }, 'Keep both'),
+        bulk('suggested', 'Approve suggestions'),
+        bulk('left', 'Keep left'),
+        bulk('right', 'Keep right'),
+        bulk('both', 'Keep both'),
       ),
       h(
         'div',

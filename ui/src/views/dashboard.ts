@@ -2,7 +2,7 @@
 // to pause, resume and sync it; below, the schedules with their next and last runs.
 
 import { PairStatus, Schedule, Status, enc, get, post } from '../api';
-import { act, View } from '../app';
+import { actionButton, View } from '../app';
 import { fill, h } from '../dom';
 import { ago, bytes, plural, time } from '../format';
 
@@ -17,8 +17,7 @@ const STATE_LABEL: Record<string, string> = {
 
 export function pairCard(p: PairStatus): HTMLElement {
   const guard = p.needs_consent;
-  const btn = (label: string, id: string, run: () => Promise<unknown>, done: string, cls = '') =>
-    h('button', { type: 'button', class: cls, 'data-action': id, onclick: (e: Event) => act(e.currentTarget as HTMLButtonElement, run, done) }, label);
+  const btn = (label: string, id: string, run: () => Promise<unknown>, done: string, cls = '') => actionButton(label, { class: cls, 'data-action': id }, run, done);
   const watch = p.watch.map((w) => `${w.side}: ${w.mode === 'events' ? 'watching' : w.mode}${w.reason ? ` (${w.reason})` : ''}`).join(' · ');
   const last = p.last_run;
   return h(
@@ -90,18 +89,11 @@ export function dashboard(): View {
                   h(
                     'td',
                     null,
-                    h(
-                      'button',
-                      {
-                        type: 'button',
-                        onclick: (e: Event) =>
-                          act(
-                            e.currentTarget as HTMLButtonElement,
-                            () => post(`/api/pairs/${enc(s.pair)}/schedules/${enc(s.name)}/${s.paused ? 'resume' : 'pause'}`).then(loadSchedules),
-                            `${s.paused ? 'Resumed' : 'Paused'} schedule ${s.name}`,
-                          ),
-                      },
+                    actionButton(
                       s.paused ? 'Resume' : 'Pause',
+                      {},
+                      () => post(`/api/pairs/${enc(s.pair)}/schedules/${enc(s.name)}/${s.paused ? 'resume' : 'pause'}`).then(loadSchedules),
+                      `${s.paused ? 'Resumed' : 'Paused'} schedule ${s.name}`,
                     ),
                   ),
                 ),

@@ -2,7 +2,7 @@
 // a run opens to its actions; the filtered runs download as CSV or JSON.
 
 import { JournalRow, Run, blob, get } from '../api';
-import { act, View } from '../app';
+import { actionButton, View } from '../app';
 import { fill, h } from '../dom';
 import { bytes, ms, time } from '../format';
 
@@ -29,16 +29,14 @@ export function history(): View {
     for (const [k, v] of Object.entries(filter)) if (v) q.set(k, v);
     return q.toString();
   };
-  const download = (format: 'csv' | 'json') => async (e: Event) => {
-    await act(e.currentTarget as HTMLButtonElement, async () => {
-      const b = await blob(`/api/history?${query({ format, limit: '100000' })}`);
-      const url = URL.createObjectURL(b);
-      const a = h('a', { href: url, download: `tandem-history.${format}` });
-      document.body.appendChild(a);
-      a.click();
-      a.remove();
-      window.setTimeout(() => URL.revokeObjectURL(url), 10000);
-    });
+  const download = async (format: 'csv' | 'json') => {
+    const b = await blob(`/api/history?${query({ format, limit: '100000' })}`);
+    const url = URL.createObjectURL(b);
+    const a = h('a', { href: url, download: `tandem-history.${format}` });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
   const el = h(
     'div',
@@ -54,8 +52,8 @@ export function history(): View {
       h('label', { for: 'f-status' }, 'Status'),
       select('f-status', 'All', STATUSES, 'status'),
       h('span', { class: 'spacer' }),
-      h('button', { type: 'button', id: 'download-csv', onclick: download('csv') }, 'Download CSV'),
-      h('button', { type: 'button', id: 'download-json', onclick: download('json') }, 'Download JSON'),
+      actionButton('Download CSV', { id: 'download-csv' }, () => download('csv')),
+      actionButton('Download JSON', { id: 'download-json' }, () => download('json')),
     ),
     body,
   );
