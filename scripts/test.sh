@@ -4,15 +4,19 @@
 # (`tandem run`), mail through a real SMTP server on loopback (Python's aiosmtpd, installed
 # here when missing), the web UI's type check and build, and the browser tests: the real UI
 # in Debian's Chromium driven by playwright-core against a real `tandem run`
-# (screenshots in artifacts/e2e/).
+# (screenshots in artifacts/e2e/); then the desktop app: its .deb is built
+# (`npx tauri build --bundles deb`) and the app is tested on Xvfb with a tray, a
+# notification daemon and WebDriver, and without either (scripts/app-test.sh; screenshots
+# in artifacts/app/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
 [ -d node_modules ] || npm ci --no-audit --no-fund
 # The UI first: the tandem binary embeds ui/dist.
 npm run build
-cargo fmt --check
+cargo fmt --all --check
 cargo clippy --all-targets -- -D warnings
+cargo clippy -p tandem-desktop -- -D warnings
 if command -v cargo-nextest >/dev/null; then
     cargo nextest run --no-fail-fast
 else
@@ -21,3 +25,6 @@ fi
 # The browser tests drive the debug binary the Rust tests built.
 cargo build --quiet
 npm run e2e
+# The desktop app, as users get it: the .deb (release build of the app and of `tandem`).
+npx tauri build --bundles deb
+bash scripts/app-test.sh

@@ -1,5 +1,5 @@
 //! The user's configuration: one TOML file with global options, per-pair overrides and the
-//! optional `[email]` table. Owns parsing and validation (every error names the file, the
+//! optional `[email]` and `[desktop]` tables. Owns parsing and validation (every error names the file, the
 //! key and what was expected) and the default ignore list. Must not touch: the disk beyond
 //! reading the file it is given, SQLite, the planner's decisions.
 
@@ -246,6 +246,40 @@ pub struct EmailConfig {
     pub granularity: Vec<MailGranularity>,
 }
 
+/// What the desktop app shows as toasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ToastKind {
+    /// A new conflict waits for a decision or was settled with clash copies.
+    Conflicts,
+    /// A safety guard paused a pair (mass delete, root missing or emptied).
+    Guard,
+    /// A pair is in error, or a run ended with failed operations.
+    Errors,
+    /// A sync that took longer than `summary_after` finished.
+    Summary,
+}
+
+/// The `[desktop]` table: the tray app's own settings (the headless service ignores it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesktopConfig {
+    pub toasts: Vec<ToastKind>,
+    /// A `summary` toast only after a sync that took at least this long.
+    pub summary_after_ms: u64,
+    /// Start the tray app when the user logs in.
+    pub autostart: bool,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        DesktopConfig {
+            toasts: vec![ToastKind::Conflicts, ToastKind::Guard, ToastKind::Errors],
+            summary_after_ms: 5 * 60_000,
+            autostart: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     /// The file this came from (for messages).
@@ -258,6 +292,7 @@ pub struct Config {
     pub listen: Option<std::net::SocketAddr>,
     /// Where the continuous service writes its rotating log files.
     pub log_dir: Option<PathBuf>,
+    pub desktop: DesktopConfig,
 }
 
 impl Config {
@@ -287,6 +322,7 @@ impl Config {
             "log_dir",
             "pair",
             "email",
+            "desktop",
             "conflicts",
             "watch",
             "debounce",
@@ -329,7 +365,7 @@ impl Config {
         if let Some(v) = table.get("pair") {
             let arr = v.as_array().ok_or_else(|| w.invalid("pair", "an array of tables ([[pair]])", v))?;
             let mut known_pair = vec!["name", "left", "right"];
-            known_pair.extend(&known_top[5..]);
+            known_pair.extend(&known_top[6..]);
             for (i, item) in arr.iter().enumerate() {
                 let key = format!("pair[{i}]");
                 let t = item.as_table().ok_or_else(|| w.invalid(&key, "a table", item))?;
@@ -367,6 +403,10 @@ impl Config {
             None => None,
             Some(v) => Some(w.email(v)?),
         };
+        let desktop = match table.get("desktop") {
+            None => DesktopConfig::default(),
+            Some(v) => w.desktop(v)?,
+        };
         Ok(Config {
             file: file.to_path_buf(),
             state,
@@ -375,6 +415,7 @@ impl Config {
             email,
             listen,
             log_dir,
+            desktop,
         })
     }
 
@@ -802,6 +843,39 @@ impl Walker<'_> {
             subject_prefix: self.opt_str(t, p, "subject_prefix")?.unwrap_or_else(|| "[Tandem]".into()),
             granularity,
         })
+    }
+}
+
+impl Walker<'_> {
+    fn desktop(&self, v: &toml::Value) -> Result<DesktopConfig, ConfigError> {
+        let t = v.as_table().ok_or_else(|| self.invalid("desktop", "a table", v))?;
+        let p = "desktop";
+        self.known(t, p, &["toasts", "summary_after", "autostart"])?;
+        let mut d = DesktopConfig::default();
+        if let Some(v) = t.get("toasts") {
+            let expected = "an array of \"conflicts\", \"guard\", \"errors\", \"summary\" (empty: no toasts)";
+            let arr = v.as_array().ok_or_else(|| self.invalid("desktop.toasts", expected, v))?;
+            d.toasts = Vec::new();
+            for (i, k) in arr.iter().enumerate() {
+                let kind = match k.as_str() {
+                    Some("conflicts") => ToastKind::Conflicts,
+                    Some("guard") => ToastKind::Guard,
+                    Some("errors") => ToastKind::Errors,
+                    Some("summary") => ToastKind::Summary,
+                    _ => return Err(self.invalid(&format!("desktop.toasts[{i}]"), expected, k)),
+                };
+                if !d.toasts.contains(&kind) {
+                    d.toasts.push(kind);
+                }
+            }
+        }
+        if let Some(ms) = self.opt_duration(t, p, "summary_after", 0, 86_400_000)? {
+            d.summary_after_ms = ms;
+        }
+        if let Some(b) = self.opt_bool(t, p, "autostart")? {
+            d.autostart = b;
+        }
+        Ok(d)
     }
 }
 

@@ -114,6 +114,12 @@ pub enum Event {
         code: String,
         message: String,
     },
+    /// New settings were saved and applied.
+    SettingsChanged,
+    /// Someone (a second launch of the desktop app) asked for the window, at this page.
+    ShowWindow {
+        page: Option<String>,
+    },
 }
 
 pub type Sender = tokio::sync::broadcast::Sender<Event>;

@@ -27,6 +27,8 @@ struct AppState {
     /// Turns true when the server stops: event streams end so the shutdown is not held up.
     closing: tokio::sync::watch::Receiver<bool>,
     logins: Arc<LoginCodes>,
+    /// A desktop app shows this service's UI in a window (`POST /api/window` reaches it).
+    window: bool,
 }
 
 /// One-time login codes: a link `/login?code=...` (from `tandem run` or `tandem login-link`)
@@ -214,6 +216,7 @@ fn authorized(h: &HeaderMap, token: &str) -> bool {
 #[derive(Deserialize)]
 struct LoginQuery {
     code: String,
+    page: Option<String>,
 }
 
 /// Redeem a one-time login code: set the cookie, go to the UI.
@@ -227,9 +230,14 @@ async fn login(State(st): State<AppState>, axum::extract::Query(q): axum::extrac
         .into_response();
     }
     let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", st.token);
+    // `page` opens one of the UI's pages (a plain word: never a URL elsewhere).
+    let location = match q.page.as_deref() {
+        Some(p) if !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') => format!("/#/{p}"),
+        _ => "/".to_string(),
+    };
     (
         StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, cookie.as_str()), (header::LOCATION, "/")],
+        [(header::SET_COOKIE, cookie.as_str()), (header::LOCATION, location.as_str())],
         "",
     )
         .into_response()
@@ -288,6 +296,35 @@ async fn resume_pair(
 async fn sync_pair(State(st): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<StatusCode, HttpError> {
     st.svc.sync_now(Some(&name))?;
     Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize, Default)]
+struct WindowBody {
+    /// A page of the UI ("conflicts", "settings"...), or none for the dashboard.
+    page: Option<String>,
+}
+
+/// Show the desktop app's window (a second launch of the app asks the first this way).
+async fn show_window(State(st): State<AppState>, body: axum::body::Bytes) -> Result<StatusCode, HttpError> {
+    if !st.window {
+        return Err(fail(
+            StatusCode::CONFLICT,
+            "no_window",
+            format!(
+                "this service runs headless (pid {}): open its web UI in a browser",
+                std::process::id()
+            ),
+        ));
+    }
+    // The body is optional: none (or `{}`) shows the window as it is.
+    let body: WindowBody = if body.iter().all(u8::is_ascii_whitespace) {
+        WindowBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| fail(StatusCode::BAD_REQUEST, "usage", format!("POST /api/window: {e}")))?
+    };
+    let page = body.page.filter(|p| !p.is_empty());
+    st.svc.announce(crate::events::Event::ShowWindow { page });
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn schedules(State(st): State<AppState>) -> Result<Response, HttpError> {
@@ -595,7 +632,9 @@ async fn settings(State(st): State<AppState>) -> Result<Response, HttpError> {
     let file = config_file(&st)?;
     let text = std::fs::read_to_string(&file)
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{}: {e}", file.display())))?;
-    let cfg = crate::config::Config::parse(&file, &text).map_err(config_error)?;
+    let mut cfg = crate::config::Config::parse(&file, &text).map_err(config_error)?;
+    // The state file in effect (the file may leave it to the default).
+    cfg.state.get_or_insert_with(|| st.svc.config().state);
     // The values as the file spells them ("300ms", "10 MB"), for forms; `config` has what
     // they mean, defaults included.
     let raw: toml::Table = text
@@ -667,6 +706,7 @@ async fn settings_save(State(st): State<AppState>, Json(change): Json<SettingsCh
         state: current.state.clone(),
         email: parsed.email,
         config_file: Some(file),
+        desktop: parsed.desktop,
     };
     let svc = st.svc.clone();
     tokio::task::spawn_blocking(move || svc.reconfigure(new))
@@ -732,13 +772,21 @@ async fn static_file(uri: axum::http::Uri) -> Response {
         .into_response()
 }
 
-pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync::watch::Receiver<bool>, logins: Arc<LoginCodes>) -> Router {
+fn router(
+    svc: Arc<Service>,
+    token: String,
+    port: u16,
+    closing: tokio::sync::watch::Receiver<bool>,
+    logins: Arc<LoginCodes>,
+    window: bool,
+) -> Router {
     let st = AppState {
         svc,
         token: token.into(),
         port,
         closing,
         logins,
+        window,
     };
     Router::new()
         .route("/health", get(health))
@@ -765,17 +813,19 @@ pub fn router(svc: Arc<Service>, token: String, port: u16, closing: tokio::sync:
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
         .route("/api/pairs/{pair}/conflicts/resolve-batch", post(resolve_batch))
         .route("/api/pairs/{pair}/file", get(file_content))
+        .route("/api/window", post(show_window))
         .fallback(static_file)
         .layer(axum::middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)
 }
 
 /// Serve until `shutdown` completes.
-pub async fn serve(
+async fn serve(
     listener: tokio::net::TcpListener,
     svc: Arc<Service>,
     token: String,
     logins: Arc<LoginCodes>,
+    window: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let port = listener.local_addr()?.port();
@@ -784,7 +834,7 @@ pub async fn serve(
         shutdown.await;
         let _ = tx.send(true);
     };
-    axum::serve(listener, router(svc, token, port, rx, logins))
+    axum::serve(listener, router(svc, token, port, rx, logins, window))
         .with_graceful_shutdown(stop)
         .await
 }
@@ -857,6 +907,129 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
+/// How a [`Host`] runs its service.
+#[derive(Clone, Debug)]
+pub struct HostOptions {
+    /// Where the API and web UI listen (loopback only; port 0 picks a free one).
+    pub listen: std::net::SocketAddr,
+    /// A desktop app shows the UI in a window: a second launch asks this one to show it
+    /// (`POST /api/window`) instead of starting a second service.
+    pub window: bool,
+}
+
+/// A running service with its API server: the one way `tandem run` and the desktop app
+/// start the engine. The server runs on its own runtime thread; the discovery file next to
+/// the state file tells `tandem status`, `tandem pause`... and a second desktop launch
+/// where it is. [`Host::stop`] stops both gracefully.
+pub struct Host {
+    svc: Arc<Service>,
+    url: String,
+    logins: Arc<LoginCodes>,
+    state: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Host {
+    pub fn start(cfg: crate::service::ServiceConfig, opts: &HostOptions) -> Result<Host, ApiError> {
+        let listen = opts.listen;
+        if !listen.ip().is_loopback() {
+            return Err(ApiError::Usage(format!(
+                "--listen {listen}: the API listens on loopback addresses only"
+            )));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tandem-api")
+            .enable_all()
+            .build()
+            .map_err(|e| ApiError::Internal(format!("cannot start the async runtime: {e}")))?;
+        let state = cfg.state.clone();
+        let token = load_or_create_token(&state)?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(listen))
+            .map_err(|e| ApiError::Usage(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let svc = Arc::new(Service::start(cfg)?);
+        let url = format!("http://{addr}");
+        if let Err(source) = write_discovery(
+            &state,
+            &Discovery {
+                pid: std::process::id(),
+                url: url.clone(),
+            },
+        ) {
+            svc.shutdown();
+            return Err(ApiError::Io {
+                path: discovery_path(&state),
+                source,
+            });
+        }
+        let logins = Arc::new(LoginCodes::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (svc2, logins2, window) = (svc.clone(), logins.clone(), opts.window);
+        let server = std::thread::Builder::new()
+            .name("tandem-api".into())
+            .spawn(move || {
+                rt.block_on(serve(listener, svc2, token, logins2, window, async {
+                    let _ = stopped.await;
+                }))
+            })
+            .map_err(|e| ApiError::Internal(format!("cannot start the API thread: {e}")))?;
+        Ok(Host {
+            svc,
+            url,
+            logins,
+            state,
+            stop: Some(stop),
+            server: Some(server),
+        })
+    }
+
+    pub fn service(&self) -> &Arc<Service> {
+        &self.svc
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A one-time link that signs a browser (or the app's window) in to the web UI.
+    pub fn login_link(&self) -> Result<String, ApiError> {
+        Ok(format!("{}/login?code={}", self.url, self.logins.issue()?))
+    }
+
+    /// A one-time link that signs in and opens a page of the UI ("settings", "conflicts").
+    pub fn login_link_to(&self, page: &str) -> Result<String, ApiError> {
+        Ok(format!("{}&page={page}", self.login_link()?))
+    }
+
+    /// Stop the API server, then the service (copies in progress roll back, the locks go).
+    pub fn stop(mut self) -> Result<(), ApiError> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<(), ApiError> {
+        let Some(stop) = self.stop.take() else { return Ok(()) };
+        let _ = stop.send(());
+        let served = self.server.take().map(|t| t.join());
+        let _ = std::fs::remove_file(discovery_path(&self.state));
+        self.svc.shutdown();
+        match served {
+            Some(Ok(Err(e))) => Err(ApiError::Internal(format!("API server: {e}"))),
+            Some(Err(_)) => Err(ApiError::Internal("the API server thread panicked".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
+}
+
 /// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
 /// stop gracefully. `ready` gets the API's URL and a one-time login link for the web UI
 /// once it listens.
@@ -865,58 +1038,31 @@ pub fn run_foreground(
     listen: std::net::SocketAddr,
     ready: impl FnOnce(&str, &str),
 ) -> Result<(), ApiError> {
-    if !listen.ip().is_loopback() {
-        return Err(ApiError::Usage(format!(
-            "--listen {listen}: the API listens on loopback addresses only"
-        )));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let host = Host::start(cfg, &HostOptions { listen, window: false })?;
+    ready(host.url(), &host.login_link()?);
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ApiError::Internal(format!("cannot start the async runtime: {e}")))?;
-    let state = cfg.state.clone();
-    let token = load_or_create_token(&state)?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .map_err(|e| ApiError::Usage(format!("cannot listen on {listen}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let svc = Arc::new(Service::start(cfg)?);
-    let url = format!("http://{addr}");
-    write_discovery(
-        &state,
-        &Discovery {
-            pid: std::process::id(),
-            url: url.clone(),
-        },
-    )
-    .map_err(|source| ApiError::Io {
-        path: discovery_path(&state),
-        source,
-    })?;
-    let logins = Arc::new(LoginCodes::default());
-    ready(&url, &format!("{url}/login?code={}", logins.issue()?));
-    let served = rt.block_on(async {
-        let stop = async {
-            #[cfg(unix)]
-            {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-            tracing::info!("stop requested");
-        };
-        serve(listener, svc.clone(), token, logins, stop).await
-    });
-    let _ = std::fs::remove_file(discovery_path(&state));
-    svc.shutdown();
-    served.map_err(|e| ApiError::Internal(format!("API server: {e}")))
+    rt.block_on(stop_signal());
+    tracing::info!("stop requested");
+    host.stop()
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //!
 //! Functional core, imperative shell: [`plan`] is a pure function of three trees (left,
 //! right, base); everything that touches the disk goes through [`fs::Fs`]; [`api`] is the
-//! one façade the CLI (and later the service, web UI and tray) call. See ARCHITECTURE.md.
+//! one façade the CLI the continuous service, the web UI's API and the desktop app call. See ARCHITECTURE.md.
 
 pub mod api;
 pub mod config;
+pub mod desktop;
 pub mod events;
 pub mod exec;
 pub mod fs;

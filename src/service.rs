@@ -22,11 +22,49 @@ use crate::watch::{self, Debouncer, Readiness, RootWatcher, WatchMsg};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// Log to stderr and to daily files in `dir` (7 kept), at info level (`debug` with
+/// `verbose`), or as `TANDEM_LOG` says. The guard flushes the file writer when dropped.
+pub fn init_logs(dir: &Path, verbose: bool) -> Result<tracing_appender::non_blocking::WorkerGuard, ApiError> {
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+    use tracing_subscriber::util::SubscriberInitExt;
+    let io = |source| ApiError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("tandem")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(dir)
+        .map_err(|e| ApiError::Internal(format!("cannot open a log file in {}: {e}", dir.display())))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let level = if verbose { "debug" } else { "info" };
+    let filter = || tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter()),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(file)
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter()),
+        )
+        .try_init();
+    Ok(guard)
+}
 
 /// A file whose writer closed it is taken after this window (it coalesces bursts).
 const SETTLE: Duration = Duration::from_millis(40);
@@ -47,6 +85,28 @@ pub struct ServiceConfig {
     /// The config file the pairs came from (None: an ad-hoc pair); settings are read from
     /// and written to it.
     pub config_file: Option<PathBuf>,
+    /// The desktop app's settings (toasts, autostart), carried for it.
+    pub desktop: crate::config::DesktopConfig,
+}
+
+impl ServiceConfig {
+    /// Every pair of a config file, with the state file in effect (`state` from the
+    /// command line, else the file's, else the user's default).
+    pub fn from_config(c: &crate::config::Config, state: Option<PathBuf>) -> ServiceConfig {
+        let state = state.or_else(|| c.state.clone()).unwrap_or_else(api::default_state_path);
+        ServiceConfig {
+            pairs: c.pairs.clone(),
+            state: std::path::absolute(&state).unwrap_or(state),
+            email: c.email.clone(),
+            config_file: Some(c.file.clone()),
+            desktop: c.desktop.clone(),
+        }
+    }
+
+    /// Where the rotating log files go: `log_dir` if set, else `logs/` beside the state.
+    pub fn default_log_dir(&self) -> PathBuf {
+        self.state.parent().unwrap_or(Path::new(".")).join("logs")
+    }
 }
 
 /// The whole service's status, as `tandem status`, the API and the tray show it.
@@ -309,6 +369,11 @@ impl Service {
         self.events.subscribe()
     }
 
+    /// Publish an event that does not come from the engine (a shell's request).
+    pub fn announce(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
     pub fn config(&self) -> ServiceConfig {
         self.cfg.lock().unwrap().clone()
     }
@@ -332,6 +397,7 @@ impl Service {
             Ok(e) => {
                 *slot = Arc::new(e);
                 *self.cfg.lock().unwrap() = new;
+                let _ = self.events.send(Event::SettingsChanged);
                 Ok(())
             }
             Err(err) => {

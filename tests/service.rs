@@ -386,6 +386,7 @@ fn service_events_tell_a_subscriber_what_happens() {
         pairs: vec![pair],
         state: p.state.clone(),
         email: None,
+        desktop: Default::default(),
         config_file: None,
     })
     .unwrap();
@@ -518,6 +519,7 @@ fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
         ("PATCH", "/api/settings"),
         ("POST", "/api/settings/validate"),
         ("POST", "/api/login-link"),
+        ("POST", "/api/window"),
         ("GET", "/api/no-such-route"),
     ] {
         let (code, body) = http(&p, method, path, None, None, None);
@@ -779,6 +781,29 @@ fn api_one_time_login_link_sets_an_http_only_cookie_once() {
     let (code, _, body) = raw(&p, &format!("GET {path} HTTP/1.1"));
     assert_eq!(code, 401);
     assert!(body.contains("login_expired"), "{body}");
+    // `page` opens a page of the UI (the desktop app's first run opens Settings); anything
+    // but a plain word goes to the start page, never elsewhere.
+    for (page, location) in [("settings", "/#/settings"), ("http://evil.example/", "/"), ("..%2Fx", "/")] {
+        let o = p.tandem(&["--state", p.state.to_str().unwrap(), "login-link"]);
+        let link = stdout(&o).trim().to_string();
+        let path = &link[link.find("/login").unwrap()..];
+        let (code, head, _) = raw(&p, &format!("GET {path}&page={page} HTTP/1.1"));
+        assert_eq!(code, 303, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains(&format!("location: {location}\r\n")),
+            "{page}: {head}"
+        );
+    }
+}
+
+#[test]
+fn api_window_request_to_a_headless_service_says_it_has_no_window() {
+    let p = Pair::new();
+    let _svc = start_pair(&p);
+    let token = api_token(&p);
+    let (code, body) = http(&p, "POST", "/api/window", None, Some(&token), None);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("\"code\":\"no_window\""), "{body}");
 }
 
 #[test]
@@ -891,4 +916,49 @@ fn service_regression_a_vanished_root_puts_the_pair_in_error_without_spinning_an
     p.write(Left, "back.txt", b"after the drive came back");
     wait_for("the recovery", T, || p.exists(Right, "back.txt"));
     wait_for("the idle state", T, || status(&p)["pairs"][0]["state"] != "error");
+}
+
+#[test]
+fn host_with_a_window_tells_its_shell_when_a_second_launch_asks_for_it() {
+    use tandem::events::Event;
+    let p = Pair::new();
+    let pair = tandem::api::adhoc_pair(&p.left, &p.right).unwrap();
+    let cfg = tandem::service::ServiceConfig {
+        pairs: vec![pair],
+        state: p.state.clone(),
+        email: None,
+        config_file: None,
+        desktop: Default::default(),
+    };
+    let opts = tandem::http::HostOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        window: true,
+    };
+    let host = tandem::http::Host::start(cfg, &opts).unwrap();
+    let mut rx = host.service().subscribe();
+    // What a second launch of the desktop app does: find the first through the discovery
+    // file and ask it for its window.
+    let (code, body) = tandem::http::call(&p.state, "POST", "/api/window", Some(r#"{"page":"conflicts"}"#))
+        .unwrap()
+        .expect("the host is found through its discovery file");
+    assert_eq!(code, 204, "{body}");
+    let deadline = std::time::Instant::now() + T;
+    let page = loop {
+        match rx.try_recv() {
+            Ok(Event::ShowWindow { page }) => break page,
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => {
+                assert!(std::time::Instant::now() < deadline, "no ShowWindow event");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(page.as_deref(), Some("conflicts"));
+    let link = host.login_link_to("settings").unwrap();
+    assert!(link.starts_with(host.url()) && link.ends_with("&page=settings"), "{link}");
+    host.stop().unwrap();
+    assert!(
+        tandem::http::call(&p.state, "POST", "/api/window", None).unwrap().is_none(),
+        "stopped: the discovery file is gone"
+    );
 }

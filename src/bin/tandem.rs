@@ -357,8 +357,16 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("{}", serde_json::to_string(&s)?);
                 } else {
                     println!("pair {}", s.pair);
-                    println!("  files on left:  {:>9}  ({})", s.files_left, human(s.bytes_left));
-                    println!("  files on right: {:>9}  ({})", s.files_right, human(s.bytes_right));
+                    println!(
+                        "  files on left:  {:>9}  ({})",
+                        s.files_left,
+                        tandem::model::human_bytes(s.bytes_left)
+                    );
+                    println!(
+                        "  files on right: {:>9}  ({})",
+                        s.files_right,
+                        tandem::model::human_bytes(s.bytes_right)
+                    );
                     println!("  only left:      {:>9}", s.only_left);
                     println!("  only right:     {:>9}", s.only_right);
                     println!("  on both:        {:>9}", s.on_both);
@@ -455,7 +463,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         c.deleted,
                         c.conflicts,
                         c.failed,
-                        human(c.bytes),
+                        tandem::model::human_bytes(c.bytes),
                         r.error.as_ref().map(|e| format!(" - {e}")).unwrap_or_default()
                     )?;
                 }
@@ -470,7 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 .clone()
                 .or_else(|| config.as_ref().and_then(|c| c.log_dir.clone()))
                 .unwrap_or_else(|| state.parent().unwrap_or(std::path::Path::new(".")).join("logs"));
-            let _guard = init_service_logs(&logs, cli.verbose)?;
+            let _guard = tandem::service::init_logs(&logs, cli.verbose > 0)?;
             let listen = listen
                 .or_else(|| config.as_ref().and_then(|c| c.listen))
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
@@ -479,6 +487,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 state: state.clone(),
                 email: config.as_ref().and_then(|c| c.email.clone()),
                 config_file: target.config.clone().filter(|_| target.pair.is_none()),
+                desktop: config.as_ref().map(|c| c.desktop.clone()).unwrap_or_default(),
             };
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
             tandem::http::run_foreground(cfg, listen, |url, login| {
@@ -674,41 +683,6 @@ fn service_call(cli: &Cli, method: &str, route: &str, body: Option<&str>) -> any
 }
 
 /// Console and a daily rotating file (7 kept) for the service.
-fn init_service_logs(dir: &std::path::Path, verbose: u8) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
-    use tracing_subscriber::layer::{Layer, SubscriberExt};
-    use tracing_subscriber::util::SubscriberInitExt;
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create the log folder {}: {e}", dir.display()))?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("tandem")
-        .filename_suffix("log")
-        .max_log_files(7)
-        .build(dir)
-        .map_err(|e| anyhow::anyhow!("cannot open a log file in {}: {e}", dir.display()))?;
-    let (file, guard) = tracing_appender::non_blocking(appender);
-    let level = match verbose {
-        0 => "info",
-        _ => "debug",
-    };
-    let filter = || tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_filter(filter()),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(file)
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(filter()),
-        )
-        .init();
-    Ok(guard)
-}
-
 fn print_live_status(st: &serde_json::Value) {
     let paused_all = st["paused_all"].as_bool().unwrap_or(false);
     println!(
@@ -752,7 +726,7 @@ fn print_live_status(st: &serde_json::Value) {
         println!(
             "  backlog: {} copies ({}), {} in the large-file lane, {} paths waiting",
             b["items"],
-            human(b["bytes"].as_u64().unwrap_or(0)),
+            tandem::model::human_bytes(b["bytes"].as_u64().unwrap_or(0)),
             b["large_items"],
             b["waiting_paths"]
         );
@@ -762,9 +736,9 @@ fn print_live_status(st: &serde_json::Value) {
                 "    {} -> {}: {} of {} at {}/s{eta}",
                 t["path"].as_str().unwrap_or(""),
                 t["side"].as_str().unwrap_or(""),
-                human(t["done"].as_u64().unwrap_or(0)),
-                human(t["size"].as_u64().unwrap_or(0)),
-                human(t["bytes_per_s"].as_u64().unwrap_or(0))
+                tandem::model::human_bytes(t["done"].as_u64().unwrap_or(0)),
+                tandem::model::human_bytes(t["size"].as_u64().unwrap_or(0)),
+                tandem::model::human_bytes(t["bytes_per_s"].as_u64().unwrap_or(0))
             );
         }
         println!("  open conflicts: {}", p["open_conflicts"]);
@@ -833,21 +807,6 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
     }
 }
 
-fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
-
 fn describe(a: &Action) -> String {
     match a {
         Action::Rename { side, from, to, .. } => format!("rename  {side:<5} {from} -> {to}"),
@@ -855,7 +814,11 @@ fn describe(a: &Action) -> String {
             format!("clash   {side:<5} {from} -> {to} (older version kept)")
         }
         Action::MkDir { side, path, .. } => format!("mkdir   {side:<5} {path}"),
-        Action::Copy { side, path, src, .. } => format!("copy    {:<5} {path} -> {side} ({})", side.other(), human(src.size)),
+        Action::Copy { side, path, src, .. } => format!(
+            "copy    {:<5} {path} -> {side} ({})",
+            side.other(),
+            tandem::model::human_bytes(src.size)
+        ),
         Action::SetProps { side, path, .. } => format!("props   {side:<5} {path}"),
         Action::Delete {
             side, path, soft: true, ..
@@ -928,7 +891,7 @@ fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
                 "{}: copied {} ({}), renamed {}, trashed {}, deleted {}, properties {}, conflicts {}, failed {}{}",
                 rep.pair,
                 c.copied,
-                human(c.bytes),
+                tandem::model::human_bytes(c.bytes),
                 c.renamed,
                 c.trashed,
                 c.deleted,

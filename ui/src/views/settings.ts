@@ -435,6 +435,7 @@ class SettingsForm {
       }),
       this.newPair(),
       this.email(raw, config),
+      this.desktop(raw, config),
       this.rawText(),
       h('div', { class: 'savebar' }, this.saveBtn, h('button', { type: 'button', onclick: () => void load(this.body) }, 'Discard changes'), this.status, this.globalError),
     );
@@ -445,35 +446,14 @@ class SettingsForm {
     const e = config.email ?? {};
     const f = (key: string, label: string, kind: Kind, help?: string, options?: string[]) =>
       this.field({ key, label, kind, help, options }, 'email.', raw.email ?? {}, { [key]: key === 'port' ? e.port ?? '' : key === 'security' ? e.security ?? 'starttls' : '' }, 'Default');
-    const granularity = ['per-conflict', 'summary', 'digest'];
-    const originalG = raw.email?.granularity;
-    const checked = new Set<string>(Array.isArray(originalG) ? originalG : originalG ? [originalG] : []);
-    const gError = h('p', { class: 'field-error', role: 'alert' });
-    const group = h(
-      'fieldset',
-      { class: 'field', 'data-key': 'email.granularity' },
-      h('legend', null, 'Mails'),
-      granularity.map((g) =>
-        h(
-          'label',
-          { class: 'check' },
-          h('input', {
-            type: 'checkbox',
-            value: g,
-            checked: checked.has(g),
-            onchange: (ev: Event) => {
-              (ev.currentTarget as HTMLInputElement).checked ? checked.add(g) : checked.delete(g);
-              const v = granularity.filter((x) => checked.has(x));
-              this.edit('email.granularity', v.length ? v : null, originalG ?? null);
-            },
-          }),
-          ` ${g}`,
-        ),
-      ),
-      h('p', { class: 'help' }, 'per-conflict: one mail per conflict; summary: one per manual, scheduled or startup run; digest: a daily roundup'),
-      gError,
+    const group = this.checks(
+      'email.granularity',
+      'Mails',
+      ['per-conflict', 'summary', 'digest'],
+      raw.email?.granularity,
+      null,
+      'per-conflict: one mail per conflict; summary: one per manual, scheduled or startup run; digest: a daily roundup',
     );
-    this.fields.set('email.granularity', { input: group, error: gError });
     return h(
       'section',
       { class: 'card' },
@@ -492,6 +472,66 @@ class SettingsForm {
         f('to', 'To', 'list', 'one address per line'),
         f('subject_prefix', 'Subject prefix', 'text'),
         group,
+      ),
+    );
+  }
+
+  /** A set of checkboxes for an array of words. `none` is what saving with nothing ticked
+   * writes (null: remove the key, so the default applies). */
+  private checks(key: string, legend: string, options: string[], original: unknown, none: unknown, help: string): HTMLElement {
+    const checked = new Set<string>(Array.isArray(original) ? original : original ? [String(original)] : []);
+    const error = h('p', { class: 'field-error', role: 'alert' });
+    const group = h(
+      'fieldset',
+      { class: 'field', 'data-key': key },
+      h('legend', null, legend),
+      options.map((o) =>
+        h(
+          'label',
+          { class: 'check' },
+          h('input', {
+            type: 'checkbox',
+            value: o,
+            checked: checked.has(o),
+            onchange: (ev: Event) => {
+              (ev.currentTarget as HTMLInputElement).checked ? checked.add(o) : checked.delete(o);
+              const v = options.filter((x) => checked.has(x));
+              this.edit(key, v.length ? v : none, original ?? null);
+            },
+          }),
+          ` ${o}`,
+        ),
+      ),
+      h('p', { class: 'help' }, help),
+      error,
+    );
+    this.fields.set(key, { input: group, error });
+    return group;
+  }
+
+  /** The desktop app's own settings (the headless service ignores them). */
+  private desktop(raw: any, config: any): HTMLElement {
+    const d = config.desktop ?? {};
+    const r = raw.desktop ?? {};
+    const secs = Math.round((d.summary_after_ms ?? 300000) / 1000);
+    return h(
+      'section',
+      { class: 'card' },
+      h('h2', null, 'Desktop app'),
+      h('p', { class: 'help' }, 'Used by the tray app (tandem-desktop); the headless service ignores them.'),
+      h(
+        'div',
+        { class: 'fields' },
+        this.checks(
+          'desktop.toasts',
+          'Notifications',
+          ['conflicts', 'guard', 'errors', 'summary'],
+          r.toasts ?? d.toasts,
+          [],
+          'conflicts: a conflict waits or was kept as a clash copy; guard: a safety guard stopped a pair; errors: failed operations; summary: after a long sync. A burst makes one notification.',
+        ),
+        this.field({ key: 'summary_after', label: 'Summary after a sync longer than', kind: 'duration', help: 'e.g. 5m' }, 'desktop.', r, { summary_after: secs >= 60 && secs % 60 === 0 ? `${secs / 60}m` : `${secs}s` }, 'Default'),
+        this.field({ key: 'autostart', label: 'Start Tandem when I log in', kind: 'bool' }, 'desktop.', r, { autostart: d.autostart ? 'true' : 'false' }, 'Default'),
       ),
     );
   }
