@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 export TANDEM_APP="${TANDEM_APP:-$target/release/tandem-desktop}"
+export TAURI_DRIVER="${TAURI_DRIVER:-$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")}"
 export TANDEM_DEB="${TANDEM_DEB:-$(ls -t "$target"/release/bundle/deb/*.deb 2>/dev/null | head -1)}"
 n=90
 while [ -e "/tmp/.X11-unix/X$n" ] || [ -e "/tmp/.X$n-lock" ]; do n=$((n + 1)); done

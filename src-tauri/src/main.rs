@@ -141,7 +141,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
             // with the window alone.
             let tray = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_tray(&handle)));
             match tray {
-                Ok(Ok(t)) => *setup_shell.tray.lock().unwrap() = Some(t),
+                Ok(Ok(t)) => {
+                    *setup_shell.tray.lock().unwrap() = Some(t);
+                    if !tray_host_present() {
+                        tracing::warn!("no system tray found (no StatusNotifier host, no XEmbed tray): Tandem runs with its window; closing it keeps Tandem syncing, launch Tandem again to show it");
+                        if let Some(w) = app.get_webview_window("main") {
+                            let _ = w.show();
+                        }
+                    }
+                }
                 Ok(Err(e)) => tracing::warn!("no tray icon ({e}): Tandem runs with its window; launch it again to show the window"),
                 Err(_) => tracing::warn!(
                     "no tray icon (the tray library failed): Tandem runs with its window; launch it again to show the window"
@@ -180,6 +188,55 @@ fn run(args: Args) -> anyhow::Result<i32> {
         _ => {}
     });
     Ok(0)
+}
+
+/// Whether the desktop has somewhere to show a tray icon: a StatusNotifier host on the
+/// session bus (KDE, GNOME with the AppIndicator extension, ...) or an XEmbed tray on the X
+/// screen. Tray libraries accept an icon either way and show it nowhere.
+#[cfg(target_os = "linux")]
+fn tray_host_present() -> bool {
+    fn status_notifier() -> bool {
+        use gio::prelude::*;
+        let Ok(bus) = gio::bus_get_sync(gio::BusType::Session, None::<&gio::Cancellable>) else {
+            return false;
+        };
+        let args = ("org.kde.StatusNotifierWatcher",).to_variant();
+        bus.call_sync(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            Some(&args),
+            Some(gio::glib::VariantTy::new("(b)").expect("a valid type")),
+            gio::DBusCallFlags::NONE,
+            1000,
+            None::<&gio::Cancellable>,
+        )
+        .ok()
+        .and_then(|v| v.get::<(bool,)>())
+        .is_some_and(|(b,)| b)
+    }
+    fn xembed() -> bool {
+        let Ok(x) = x11_dl::xlib::Xlib::open() else { return false };
+        // SAFETY: a private connection, used and closed here; names are NUL-terminated.
+        unsafe {
+            let d = (x.XOpenDisplay)(std::ptr::null());
+            if d.is_null() {
+                return false;
+            }
+            let name = std::ffi::CString::new(format!("_NET_SYSTEM_TRAY_S{}", (x.XDefaultScreen)(d))).expect("no NUL");
+            let atom = (x.XInternAtom)(d, name.as_ptr(), 0);
+            let owner = (x.XGetSelectionOwner)(d, atom);
+            (x.XCloseDisplay)(d);
+            owner != 0
+        }
+    }
+    status_notifier() || xembed()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tray_host_present() -> bool {
+    true
 }
 
 fn icon(i: TrayIcon) -> Image<'static> {
