@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The desktop app's end-to-end tests (src-tauri/e2e/): the app built by
-# `npx tauri build --bundles deb` on a private Xvfb display inside its own D-Bus session
+# `npm run tauri -- build --bundles deb` on a private Xvfb display inside its own D-Bus session
 # (dbus-run-session); the tests start trayer, dunst and tauri-driver themselves.
 # Screenshots and logs: artifacts/app/.
 set -euo pipefail

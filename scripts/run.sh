@@ -31,7 +31,7 @@ fi
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 if [ $gui -eq 1 ]; then
     # The release app as the .deb ships it (web UI and `tandem` built first).
-    npx tauri build --no-bundle >/dev/null
+    npm run --silent tauri -- build --no-bundle >/dev/null
     echo "Starting Tandem in the tray (close the window to keep it syncing; Quit is in the tray menu)"
     exec "$target/release/tandem-desktop" "$@"
 fi

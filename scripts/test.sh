@@ -5,7 +5,7 @@
 # here when missing), the web UI's type check and build, and the browser tests: the real UI
 # in Debian's Chromium driven by playwright-core against a real `tandem run`
 # (screenshots in artifacts/e2e/); then the desktop app: its .deb is built
-# (`npx tauri build --bundles deb`) and the app is tested on Xvfb with a tray, a
+# (`npm run tauri -- build --bundles deb`) and the app is tested on Xvfb with a tray, a
 # notification daemon and WebDriver, and without either (scripts/app-test.sh; screenshots
 # in artifacts/app/).
 set -euo pipefail
@@ -26,5 +26,5 @@ fi
 cargo build --quiet
 npm run e2e
 # The desktop app, as users get it: the .deb (release build of the app and of `tandem`).
-npx tauri build --bundles deb
+npm run tauri -- build --bundles deb
 bash scripts/app-test.sh
