@@ -374,7 +374,8 @@ pub fn default_config_file() -> PathBuf {
 }
 
 const FIRST_RUN: &str = r#"# Tandem's settings. The app's Settings page edits this file and keeps these comments;
-# every key is described in the README (https://example.invalid/tandem#settings).
+# every key is described in Tandem's README ("Configuration"; installed from the .deb as
+# /usr/share/doc/tandem-desktop/README.md).
 
 # Folder pairs to keep identical, both ways. Add one in Settings ("Add pair"), or here:
 # [[pair]]
