@@ -246,8 +246,8 @@ pub struct EmailConfig {
     pub granularity: Vec<MailGranularity>,
 }
 
-/// What the desktop app shows as toasts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What the desktop app shows as toasts (ordered as declared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ToastKind {
     /// A new conflict waits for a decision or was settled with clash copies.

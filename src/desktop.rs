@@ -144,30 +144,9 @@ struct Bucket {
 /// pair recovers.
 pub struct Toaster {
     cfg: DesktopConfig,
-    buckets: BTreeMap<ToastKindKey, Bucket>,
-    last_shown: BTreeMap<ToastKindKey, Instant>,
+    buckets: BTreeMap<ToastKind, Bucket>,
+    last_shown: BTreeMap<ToastKind, Instant>,
     errors_told: HashSet<(String, String)>,
-}
-
-/// `ToastKind` in a fixed order (Conflicts, Guard, Errors, Summary) for the maps.
-type ToastKindKey = u8;
-
-fn key(k: ToastKind) -> ToastKindKey {
-    match k {
-        ToastKind::Conflicts => 0,
-        ToastKind::Guard => 1,
-        ToastKind::Errors => 2,
-        ToastKind::Summary => 3,
-    }
-}
-
-fn kind(k: ToastKindKey) -> ToastKind {
-    match k {
-        0 => ToastKind::Conflicts,
-        1 => ToastKind::Guard,
-        2 => ToastKind::Errors,
-        _ => ToastKind::Summary,
-    }
 }
 
 /// The error codes of the safety guards: they pause or stop a pair and say why.
@@ -187,7 +166,7 @@ impl Toaster {
 
     /// New settings: kinds switched off drop what they gathered.
     pub fn configure(&mut self, cfg: DesktopConfig) {
-        self.buckets.retain(|k, _| cfg.toasts.contains(&kind(*k)));
+        self.buckets.retain(|k, _| cfg.toasts.contains(k));
         self.cfg = cfg;
     }
 
@@ -195,7 +174,7 @@ impl Toaster {
         if !self.cfg.toasts.contains(&k) {
             return;
         }
-        let b = self.buckets.entry(key(k)).or_default();
+        let b = self.buckets.entry(k).or_default();
         b.first.get_or_insert(now);
         b.items.push((pair.to_string(), what));
     }
@@ -270,7 +249,7 @@ impl Toaster {
             .min()
     }
 
-    fn release_at(&self, k: ToastKindKey, first: Instant) -> Instant {
+    fn release_at(&self, k: ToastKind, first: Instant) -> Instant {
         let gathered = first + GATHER;
         match self.last_shown.get(&k) {
             Some(last) => gathered.max(*last + HOLD),
@@ -280,7 +259,7 @@ impl Toaster {
 
     /// The toasts to show now.
     pub fn due(&mut self, now: Instant) -> Vec<Toast> {
-        let ready: Vec<ToastKindKey> = self
+        let ready: Vec<ToastKind> = self
             .buckets
             .iter()
             .filter(|(k, b)| b.first.is_some_and(|f| self.release_at(**k, f) <= now))
@@ -293,7 +272,7 @@ impl Toaster {
                 continue;
             }
             self.last_shown.insert(k, now);
-            out.push(render(kind(k), &b.items));
+            out.push(render(k, &b.items));
         }
         out
     }
@@ -316,39 +295,19 @@ fn render(k: ToastKind, items: &[(String, String)]) -> Toast {
         lines.push(format!("and {} more", n - 3));
     }
     let body = lines.join("\n");
-    match k {
-        ToastKind::Conflicts => Toast {
-            kind: k,
-            title: if n == 1 {
-                format!("A conflict{within}")
-            } else {
-                format!("{n} new conflicts{within}")
-            },
-            body,
-            page: "conflicts",
-        },
-        ToastKind::Guard => Toast {
-            kind: k,
-            title: format!("Sync stopped by a safety guard{within}"),
-            body,
-            page: "dashboard",
-        },
-        ToastKind::Errors => Toast {
-            kind: k,
-            title: if n == 1 {
-                format!("Sync error{within}")
-            } else {
-                format!("{n} sync errors{within}")
-            },
-            body,
-            page: "history",
-        },
-        ToastKind::Summary => Toast {
-            kind: k,
-            title: format!("Sync finished{within}"),
-            body,
-            page: "history",
-        },
+    let (title, page) = match k {
+        ToastKind::Conflicts if n == 1 => (format!("A conflict{within}"), "conflicts"),
+        ToastKind::Conflicts => (format!("{n} new conflicts{within}"), "conflicts"),
+        ToastKind::Guard => (format!("Sync stopped by a safety guard{within}"), "dashboard"),
+        ToastKind::Errors if n == 1 => (format!("Sync error{within}"), "history"),
+        ToastKind::Errors => (format!("{n} sync errors{within}"), "history"),
+        ToastKind::Summary => (format!("Sync finished{within}"), "history"),
+    };
+    Toast {
+        kind: k,
+        title,
+        body,
+        page,
     }
 }
 

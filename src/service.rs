@@ -397,7 +397,7 @@ impl Service {
             Ok(e) => {
                 *slot = Arc::new(e);
                 *self.cfg.lock().unwrap() = new;
-                let _ = self.events.send(Event::SettingsChanged);
+                self.announce(Event::SettingsChanged);
                 Ok(())
             }
             Err(err) => {

@@ -474,11 +474,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let (config, pairs) = pairs(target)?;
             let state = state_path(&cli.state, config.as_ref());
             let state = std::path::absolute(&state).unwrap_or(state);
-            let logs = log_dir
-                .clone()
-                .or_else(|| config.as_ref().and_then(|c| c.log_dir.clone()))
-                .unwrap_or_else(|| state.parent().unwrap_or(std::path::Path::new(".")).join("logs"));
-            let _guard = tandem::service::init_logs(&logs, cli.verbose > 0)?;
             let listen = listen
                 .or_else(|| config.as_ref().and_then(|c| c.listen))
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
@@ -489,6 +484,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 config_file: target.config.clone().filter(|_| target.pair.is_none()),
                 desktop: config.as_ref().map(|c| c.desktop.clone()).unwrap_or_default(),
             };
+            let logs = log_dir
+                .clone()
+                .or_else(|| config.as_ref().and_then(|c| c.log_dir.clone()))
+                .unwrap_or_else(|| cfg.default_log_dir());
+            let _guard = tandem::service::init_logs(&logs, cli.verbose > 0)?;
             let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
             tandem::http::run_foreground(cfg, listen, |url, login| {
                 println!(
