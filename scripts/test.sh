@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, unit tests, the planner table, the 10,000-case property
 # test, integration tests on real folders, the kill -9 crash test, the continuous service
-# (`tandem run`), mail through a real SMTP server on loopback (Python's aiosmtpd, installed
-# here when missing), the web UI's type check and build, and the browser tests: the real UI
-# in Debian's Chromium driven by playwright-core against a real `tandem run`
-# (screenshots in artifacts/e2e/); then the desktop app: its .deb is built
+# (`tandem run`), mail through a real SMTP server on loopback (Python's aiosmtpd), the web
+# UI's type check and build, and the browser tests: the real UI in Debian's Chromium
+# driven by playwright-core against a real `tandem run` (screenshots in artifacts/e2e/); then the desktop app: its .deb is built
 # (`npm run tauri -- build --bundles deb`) and the app is tested on Xvfb with a tray, a
 # notification daemon and WebDriver, and without either (scripts/app-test.sh; screenshots
 # in artifacts/app/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
-[ -d node_modules ] || npm ci --no-audit --no-fund
+# Whatever a fresh Debian machine lacks (packages, Chromium, aiosmtpd, npm modules,
+# tauri-driver): installed here, so this script alone runs every test.
+bash scripts/install-deps.sh
 # The UI first: the tandem binary embeds ui/dist.
 npm run build
 cargo fmt --all --check

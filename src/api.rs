@@ -8,7 +8,7 @@ use crate::config::{ConfigError, Ignore, PairConfig, SyncOptions};
 use crate::exec::{self, ExecOptions, ExecReport, Outcome, Replica, Sink};
 use crate::fs::{hash_file, Fs};
 use crate::model::{BaseUpdate, Hash, RelPath, Side};
-use crate::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOptions};
+use crate::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOptions, Rule};
 use crate::scan::{self, ScanError, ScanResult};
 use crate::state::{now_ns, ConflictRecord, ConflictRow, JournalRow, RunCounts, RunRow, StateError, Store};
 use chrono::{Local, Offset, TimeZone};
@@ -142,6 +142,14 @@ pub struct SyncRequest {
     /// The caller already holds the pair's lock (the continuous service holds it for as
     /// long as it runs).
     pub caller_holds_lock: bool,
+    /// Hold deletions back (the service's targeted runs): a deletion the user made (R7/R8)
+    /// is planned only when it lies at or below one of these paths, those already held
+    /// long enough; the others are left out of the plan and returned by
+    /// [`prepare_holding`], for the caller to plan again together with whatever the
+    /// watcher reports meanwhile. A folder renamed a moment after an edit inside it is
+    /// first seen as deleted (the edit's run scans its old name); held, its deletion meets
+    /// the new name's report and the planner sees a rename (R14), not a deletion and copies.
+    pub hold_deletes: Option<Vec<RelPath>>,
 }
 
 impl Default for SyncRequest {
@@ -155,6 +163,7 @@ impl Default for SyncRequest {
             scope: None,
             hooks: None,
             caller_holds_lock: false,
+            hold_deletes: None,
         }
     }
 }
@@ -460,24 +469,24 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
         for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
             purge_trash(fs, root, pair.options.trash_retention_days, Local::now().naive_local());
         }
-        // This process's own temporary files belong to copies in flight (the service's
-        // large-file lane); every other one was left by a process that died.
-        let own = format!("{}{}-", crate::config::TEMP_PREFIX, std::process::id());
-        for (fs, root, s) in [(lfs, &pair.left, &ls), (rfs, &pair.right, &rs)] {
-            for t in s.temp_files.iter().filter(|t| !t.name().starts_with(&own)) {
-                let p = root.join(t.as_str());
-                match fs.remove_file(&p) {
-                    Ok(()) => {
-                        tracing::info!(path = %p.display(), "removed leftover temporary file")
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}")
-                    }
-                }
+        remove_leftover_temps(pair, lfs, rfs, &ls, &rs);
+    }
+    plan_until_done(cx, req, ls, rs, base, t).map(|p| (p, base_files))
+}
+
+/// Remove the temporary files a scan found that belong to no copy in progress in this
+/// process (the service's large lane may be writing one): left by a process that died, or
+/// carried away with a folder the user moved while a copy into it was being written.
+fn remove_leftover_temps(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, ls: &ScanResult, rs: &ScanResult) {
+    for (fs, root, s) in [(lfs, &pair.left, ls), (rfs, &pair.right, rs)] {
+        for t in s.temp_files.iter().filter(|t| !exec::temp_in_flight(t.name())) {
+            let p = root.join(t.as_str());
+            match fs.remove_file(&p) {
+                Ok(()) => tracing::info!(path = %p.display(), "removed leftover temporary file"),
+                Err(e) => tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}"),
             }
         }
     }
-    plan_until_done(cx, req, ls, rs, base, t).map(|p| (p, base_files))
 }
 
 /// The paths a targeted run looks at: each reported path, widened to the nearest ancestor
@@ -569,6 +578,9 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
     let (pair, lfs, rfs) = (cx.pair, cx.lfs, cx.rfs);
     let scope = widen_scope(pair, lfs, rfs, paths);
     let (ls, rs) = scan_both_in(pair, lfs, rfs, Some(&scope))?;
+    if !req.dry_run {
+        remove_leftover_temps(pair, lfs, rfs, &ls, &rs);
+    }
     let base = cx.store.load_base_scope(cx.pair_id, &scope)?;
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
@@ -685,6 +697,18 @@ pub fn prepare(
     rfs: &dyn Fs,
     req: &SyncRequest,
 ) -> Result<Plan, ApiError> {
+    prepare_holding(store, pair, pair_id, lfs, rfs, req).map(|(plan, _)| plan)
+}
+
+/// [`prepare`], also returning the paths whose deletions `req.hold_deletes` held back.
+pub fn prepare_holding(
+    store: &mut Store,
+    pair: &PairConfig,
+    pair_id: i64,
+    lfs: &dyn Fs,
+    rfs: &dyn Fs,
+    req: &SyncRequest,
+) -> Result<(Plan, Vec<RelPath>), ApiError> {
     let mut cx = Ctx {
         store,
         pair_id,
@@ -704,6 +728,10 @@ pub fn prepare(
             return Err(e);
         }
     };
+    let (plan, held) = match &req.hold_deletes {
+        Some(ripe) => hold_deletes(plan, ripe),
+        None => (plan, Vec::new()),
+    };
     // Mass-delete guard.
     let deletions = plan.file_deletions() as u64;
     if !req.allow_mass_delete && total > 0 && deletions * 100 > pair.options.max_delete_percent as u64 * total {
@@ -719,7 +747,27 @@ pub fn prepare(
         }
         return Err(e);
     }
-    Ok(plan)
+    Ok((plan, held))
+}
+
+/// Leave out the deletions a user made (R7/R8) that do not lie at or below a `ripe` path;
+/// returns the plan without them and their paths.
+fn hold_deletes(mut plan: Plan, ripe: &[RelPath]) -> (Plan, Vec<RelPath>) {
+    let ripe: std::collections::BTreeSet<&RelPath> = ripe.iter().collect();
+    let is_ripe = |p: &RelPath| ripe.contains(p) || p.ancestors().any(|a| ripe.contains(&a));
+    let mut held = Vec::new();
+    plan.actions.retain(|a| match a {
+        Action::Delete {
+            path,
+            rule: Rule::R7 | Rule::R8,
+            ..
+        } if !is_ripe(path) => {
+            held.push(path.clone());
+            false
+        }
+        _ => true,
+    });
+    (plan, held)
 }
 
 /// Execute a plan (from [`prepare`], possibly filtered, or stored earlier: the executor

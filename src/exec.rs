@@ -131,6 +131,33 @@ struct Exec<'a> {
     /// Folders known to exist (saves a failing mkdir and a stat per copied file).
     known_dirs: Mutex<std::collections::HashSet<PathBuf>>,
     pid: u32,
+    /// Names of the temporary files this run created (in [`IN_FLIGHT`] until it ends).
+    temps: Mutex<Vec<String>>,
+}
+
+/// Temporary file names of the executors running in this process. Any other temporary file
+/// is a leftover (of a process that died, or of a copy whose folder the user moved while
+/// it was being written, taking the file along) and is removed by the next scan that sees it.
+static IN_FLIGHT: Mutex<std::collections::BTreeSet<String>> = Mutex::new(std::collections::BTreeSet::new());
+
+/// Whether a temporary file of this name belongs to a copy in progress in this process.
+pub fn temp_in_flight(name: &str) -> bool {
+    IN_FLIGHT.lock().unwrap().contains(name)
+}
+
+impl Drop for Exec<'_> {
+    fn drop(&mut self) {
+        let mut f = IN_FLIGHT.lock().unwrap();
+        for t in self.temps.get_mut().unwrap().iter() {
+            f.remove(t);
+        }
+    }
+}
+
+/// A write failed because the folder it wrote into is gone: the user moved or deleted it
+/// during the run. Nothing is wrong with the file: the next run plans it again.
+fn folder_gone(to: &Replica, dir: &Path, e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound && !matches!(to.fs.stat(dir), Ok(Some(Node::Entry(d))) if d.is_dir())
 }
 
 fn stat_entry(fs: &dyn Fs, p: &Path) -> std::io::Result<Option<Entry>> {
@@ -219,7 +246,10 @@ impl<'a> Exec<'a> {
         // never pick the same name.
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        dir.join(format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", self.pid))
+        let name = format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", self.pid);
+        IN_FLIGHT.lock().unwrap().insert(name.clone());
+        self.temps.lock().unwrap().push(name.clone());
+        dir.join(name)
     }
 
     fn trash_path(&self, side: Side, p: &RelPath) -> PathBuf {
@@ -247,8 +277,8 @@ impl<'a> Exec<'a> {
         let mut r = fs.open_read(abs)?;
         let mut w = fs.create_new(&dest)?;
         std::io::copy(&mut r, &mut w)?;
-        let mtime = stat_entry(fs, abs)?.map(|e| e.mtime).unwrap_or(0);
-        w.finish(mtime)
+        let (mtime, mode) = stat_entry(fs, abs)?.map(|e| (e.mtime, e.mode)).unwrap_or((0, 0));
+        w.finish(mtime, mode)
     }
 
     fn move_to_trash(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
@@ -352,7 +382,21 @@ impl<'a> Exec<'a> {
         self.opts.hooks.as_ref().is_some_and(|h| h.0.should_stop())
     }
 
-    fn stage(&self, k: usize, a: &Action, side: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>) -> Result<Staged, Outcome> {
+    fn stage(&self, k: usize, a: &Action) -> Result<Staged, Outcome> {
+        let Action::Copy {
+            side,
+            path: p,
+            src,
+            dst,
+            src_mode,
+            ..
+        } = a
+        else {
+            return Err(Outcome::Failed {
+                error: format!("internal: {} is not a copy", a.path()),
+            });
+        };
+        let (side, dst, src_mode) = (*side, dst.as_ref(), *src_mode);
         let (from, to) = (self.rep(side.other()), self.rep(side));
         let (sa, da) = (from.abs(p), to.abs(p));
         let failed = |what: &str, path: &Path, e: std::io::Error| Outcome::Failed {
@@ -364,7 +408,20 @@ impl<'a> Exec<'a> {
                 reason: format!("{} changed since the scan", sa.display()),
             });
         }
-        let s0 = s0.unwrap();
+        let mut s0 = s0.unwrap();
+        // The target side's mode change, merged: the source takes it first (a property
+        // change only; its content stays as planned).
+        if let Some(m) = src_mode.filter(|m| *m != 0 && *m != s0.mode && s0.mode != 0) {
+            from.fs.set_mode(&sa, m).map_err(|e| failed("set mode of", &sa, e))?;
+            match stat_entry(from.fs, &sa) {
+                Ok(Some(now)) if now.size == s0.size && now.mtime == s0.mtime => s0 = now,
+                _ => {
+                    return Err(Outcome::Deferred {
+                        reason: format!("{} changed since the scan", sa.display()),
+                    })
+                }
+            }
+        }
         let d0 = stat_entry(to.fs, &da).map_err(|e| failed("read", &da, e))?;
         if !self.matches(side, p, dst, d0.as_ref()) {
             return Err(Outcome::Deferred {
@@ -409,7 +466,7 @@ impl<'a> Exec<'a> {
                     hk.copy_progress(k, a, n);
                 }
             }
-            w.finish(s0.mtime)?;
+            w.finish(s0.mtime, s0.mode)?;
             Ok((*h.finalize().as_bytes(), n))
         })();
         let (hash, bytes) = match copied {
@@ -427,6 +484,12 @@ impl<'a> Exec<'a> {
                 if !stat_entry(from.fs, &sa).ok().flatten().is_some_and(|now| now.same_meta(&s0)) {
                     return Err(Outcome::Deferred {
                         reason: format!("{} changed during the copy", sa.display()),
+                    });
+                }
+                if folder_gone(to, &dir, &e) {
+                    self.known_dirs.lock().unwrap().remove(&dir);
+                    return Err(Outcome::Deferred {
+                        reason: format!("folder {} was moved or deleted during the copy", dir.display()),
                     });
                 }
                 return Err(failed("copy", &sa, e));
@@ -474,12 +537,21 @@ impl<'a> Exec<'a> {
             }
         }
         if let Err(e) = to.fs.rename(&st.tmp, &da) {
+            let dir = da.parent().unwrap_or(&to.root);
+            if folder_gone(to, dir, &e) {
+                // The temporary file went wherever its folder went; the scan that sees it
+                // there removes it (it is no longer in flight).
+                return discard(Outcome::Deferred {
+                    reason: format!("folder {} was moved or deleted during the copy", dir.display()),
+                });
+            }
             return discard(Outcome::Failed {
                 error: format!("rename into place {}: {}", da.display(), err_text(&e)),
             });
         }
         match stat_entry(to.fs, &da) {
             Ok(Some(now)) => {
+                let now = kept_mode(now, st.src.mode);
                 let (l, r) = if side == Side::Left { (now, st.src) } else { (st.src, now) };
                 let mut b = BaseEntry::from_pair(&l, &r, Some(st.hash));
                 b.size = st.bytes;
@@ -494,7 +566,7 @@ impl<'a> Exec<'a> {
 
     // ------------------------------------------------------------------ properties
 
-    fn set_props(&self, side: Side, p: &RelPath, src: &Entry, expect: &Entry, ups: &mut Vec<BaseUpdate>) -> Outcome {
+    fn set_props(&self, side: Side, p: &RelPath, src: &Entry, expect: &Entry, mode_only: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
         let abs = rep.abs(p);
         let cur = stat_entry(rep.fs, &abs).ok().flatten();
@@ -508,7 +580,7 @@ impl<'a> Exec<'a> {
             if src.mode != 0 && cur.mode != 0 && src.mode != cur.mode {
                 rep.fs.set_mode(&abs, src.mode)?;
             }
-            if src.mtime != cur.mtime {
+            if src.mtime != cur.mtime && !mode_only {
                 rep.fs.set_mtime(&abs, src.mtime)?;
             }
             Ok(())
@@ -519,6 +591,7 @@ impl<'a> Exec<'a> {
             };
         }
         if let Ok(Some(now)) = stat_entry(rep.fs, &abs) {
+            let now = if cur.mode != 0 { kept_mode(now, src.mode) } else { now };
             let (l, r) = if side == Side::Left { (now, *src) } else { (*src, now) };
             ups.push(BaseUpdate::Set(p.clone(), BaseEntry::from_pair(&l, &r, src.hash.or(expect.hash))));
         }
@@ -589,6 +662,18 @@ impl<'a> Exec<'a> {
     }
 }
 
+/// `now` as the base should record it after a write that gave it mode `wanted`: a side
+/// that did not keep the mode (a FAT, SMB or FUSE cloud mount with fixed permissions) is
+/// recorded with mode 0, "does not keep modes", so its fixed mode is never taken for a
+/// change nor aligned again and again.
+fn kept_mode(now: Entry, wanted: u32) -> Entry {
+    if wanted != 0 && now.mode != wanted {
+        Entry { mode: 0, ..now }
+    } else {
+        now
+    }
+}
+
 struct Staged {
     tmp: PathBuf,
     src: Entry,
@@ -618,6 +703,7 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         trash_stamp,
         known_dirs: Mutex::new(std::collections::HashSet::new()),
         pid: std::process::id(),
+        temps: Mutex::new(Vec::new()),
     };
     let mut rep = ExecReport {
         outcomes: vec![None; plan.actions.len()],
@@ -649,8 +735,13 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
                     } => ex.rename(*side, from, to, expect, false, ups),
                     Action::MkDir { side, path, .. } => ex.mkdir(*side, path, ups),
                     Action::SetProps {
-                        side, path, src, expect, ..
-                    } => ex.set_props(*side, path, src, expect, ups),
+                        side,
+                        path,
+                        src,
+                        expect,
+                        mode_only,
+                        ..
+                    } => ex.set_props(*side, path, src, expect, *mode_only, ups),
                     Action::Delete {
                         side, path, expect, soft, ..
                     } => ex.delete(*side, path, expect, *soft, ups),
@@ -795,9 +886,9 @@ fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usiz
         for _ in 0..workers {
             sc.spawn(|| {
                 while let Some(k) = claim() {
-                    if let Action::Copy { side, path, src, dst, .. } = &acts[k] {
+                    if let Action::Copy { src, .. } = &acts[k] {
                         bytes.fetch_add(src.size, Ordering::SeqCst);
-                        let res = ex.stage(k, &acts[k], *side, path, src, dst.as_ref());
+                        let res = ex.stage(k, &acts[k]);
                         staged.lock().unwrap().push((k, res));
                     }
                 }
@@ -937,9 +1028,72 @@ mod tests {
                 src,
                 dst: None,
                 rule: Rule::R9,
+                src_mode: None,
             }],
             hash_requests: Vec::new(),
         }
+    }
+
+    #[test]
+    fn regression_a_copy_whose_target_folder_was_moved_mid_copy_failed_and_left_its_temporary_file() {
+        let fs = Arc::new(MemFs::new(MemOptions::default()));
+        fs.write("/l/d/f.txt", &[1u8; 1000], 1_000_000_000);
+        fs.create_dir_all(Path::new("/r/d")).unwrap();
+        let (l, r) = (
+            Replica {
+                root: "/l".into(),
+                fs: &fs,
+            },
+            Replica {
+                root: "/r".into(),
+                fs: &fs,
+            },
+        );
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        let gate = Gate {
+            entered: Mutex::new(Some(entered_tx)),
+            go: Mutex::new(go_rx),
+        };
+        let opts = ExecOptions {
+            hooks: Some(Hooks(Arc::new(gate))),
+            ..Default::default()
+        };
+        let plan = copy_plan(&fs, "d/f.txt");
+        let report = std::thread::scope(|s| {
+            let run = s.spawn(|| execute(&plan, &l, &r, &opts, &mut NullSink));
+            // The user renames the target folder while the copy is being written.
+            entered_rx.recv().unwrap();
+            fs.rename(Path::new("/r/d"), Path::new("/r/e")).unwrap();
+            go_tx.send(()).unwrap();
+            run.join().unwrap()
+        });
+        assert!(
+            matches!(&report.outcomes[0], Some(Outcome::Deferred { reason }) if reason.contains("moved or deleted")),
+            "{:?}",
+            report.outcomes
+        );
+        assert_eq!(report.counts.failed, 0);
+        // The temporary file went along with the folder; it is no copy in flight any more,
+        // so the next scan that sees it removes it.
+        let moved: Vec<String> = fs.files_under("/r/e").into_keys().collect();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0].starts_with(TEMP_PREFIX), "{moved:?}");
+        assert!(!temp_in_flight(&moved[0]));
+        let pair = crate::config::PairConfig {
+            name: "p".into(),
+            left: "/l".into(),
+            right: "/r".into(),
+            options: Default::default(),
+        };
+        let mut store = crate::state::Store::in_memory().unwrap();
+        let req = crate::api::SyncRequest {
+            scope: Some(vec![RelPath::new("d").unwrap(), RelPath::new("e").unwrap()]),
+            ..Default::default()
+        };
+        crate::api::sync_with(&mut store, &pair, &fs, &fs, &req).unwrap();
+        assert!(fs.files_under("/r/e").keys().all(|k| !k.starts_with(TEMP_PREFIX)));
+        assert_eq!(fs.read("/r/d/f.txt").unwrap(), vec![1u8; 1000]);
     }
 
     #[test]

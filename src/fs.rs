@@ -29,10 +29,11 @@ pub struct DirItem {
     pub node: io::Result<Node>,
 }
 
-/// A file being written; `finish` sets its mtime and closes it (data may still be in the
-/// OS cache: durability comes from `Fs::make_durable`).
+/// A file being written; `finish` sets its mtime and, when `mode` is not 0, its
+/// permission bits (Unix) or attribute bits (Windows: read-only), then closes it (data may
+/// still be in the OS cache: durability comes from `Fs::make_durable`).
 pub trait FileWriter: Write + Send {
-    fn finish(self: Box<Self>, mtime_ns: i64) -> io::Result<()>;
+    fn finish(self: Box<Self>, mtime_ns: i64, mode: u32) -> io::Result<()>;
 }
 
 pub trait Fs: Send + Sync {
@@ -166,6 +167,23 @@ fn system_time(ns: i64) -> std::time::SystemTime {
     }
 }
 
+/// The permissions `mode` (an [`Entry::mode`]) stands for: the permission bits on Unix, the
+/// read-only attribute on Windows.
+fn permissions(md: &std::fs::Metadata, mode: u32) -> std::fs::Permissions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = md;
+        std::fs::Permissions::from_mode(mode & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut p = md.permissions();
+        p.set_readonly(mode & 0x1 != 0);
+        p
+    }
+}
+
 struct RealWriter(std::io::BufWriter<std::fs::File>);
 
 impl Write for RealWriter {
@@ -178,8 +196,12 @@ impl Write for RealWriter {
 }
 
 impl FileWriter for RealWriter {
-    fn finish(self: Box<Self>, mtime_ns: i64) -> io::Result<()> {
+    fn finish(self: Box<Self>, mtime_ns: i64, mode: u32) -> io::Result<()> {
         let f = self.0.into_inner().map_err(|e| e.into_error())?;
+        if mode != 0 {
+            // Through the open handle (fchmod): no second path lookup, no umask.
+            f.set_permissions(permissions(&f.metadata()?, mode))?;
+        }
         f.set_modified(system_time(mtime_ns))
     }
 }
@@ -244,17 +266,7 @@ impl Fs for RealFs {
     }
 
     fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
-        }
-        #[cfg(not(unix))]
-        {
-            let mut p = std::fs::metadata(path)?.permissions();
-            p.set_readonly(mode & 0x1 != 0);
-            std::fs::set_permissions(path, p)
-        }
+        std::fs::set_permissions(path, permissions(&std::fs::symlink_metadata(path)?, mode))
     }
 
     fn make_durable(&self, files: &[PathBuf], dirs: &[PathBuf]) -> io::Result<()> {
@@ -276,13 +288,21 @@ impl Fs for RealFs {
                     Err(e) => Err(e),
                 }
             };
+            // A copy that carries a mode without read permission (0200, 0000) cannot be
+            // opened by a user who is not root: one syncfs below flushes it instead.
+            let mut unreadable = false;
             for f in files {
-                sync(f, true)?;
+                match sync(f, true) {
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => unreadable = true,
+                    r => r?,
+                }
             }
             for d in dirs {
                 sync(d, false)?;
             }
-            return Ok(());
+            if !unreadable {
+                return Ok(());
+            }
         }
         #[cfg(target_os = "linux")]
         {
@@ -395,6 +415,9 @@ pub struct MemOptions {
     pub mtime_granularity_ns: i64,
     /// Report no file ids / change times (like a file system that has none).
     pub no_ids: bool,
+    /// Every file shows this mode and setting one is silently ignored (a FAT, SMB or FUSE
+    /// cloud mount with fixed permissions).
+    pub fixed_mode: Option<u32>,
 }
 
 /// In-memory file system. Paths are absolute-looking (`/l/a/b`); the root must be created
@@ -551,7 +574,10 @@ impl MemFs {
             kind: n.kind,
             size: if n.kind == Kind::File { n.data.len() as u64 } else { 0 },
             mtime: n.mtime,
-            mode: n.mode,
+            mode: match self.opts.fixed_mode {
+                Some(m) if n.kind == Kind::File => m,
+                _ => n.mode,
+            },
             file_id: if ids { n.id } else { 0 },
             ctime: if ids { n.ctime } else { 0 },
             hash: None,
@@ -576,12 +602,15 @@ impl Write for MemWriter {
 }
 
 impl FileWriter for MemWriter {
-    fn finish(self: Box<Self>, mtime_ns: i64) -> io::Result<()> {
+    fn finish(self: Box<Self>, mtime_ns: i64, mode: u32) -> io::Result<()> {
         let ctime = self.fs.tick() as i64;
         let mut nodes = self.fs.nodes.lock().unwrap();
         let n = nodes.get_mut(&self.key).ok_or_else(|| not_found(&self.key))?;
         n.data = Arc::new(self.buf);
         n.mtime = self.fs.coarse(mtime_ns);
+        if mode != 0 {
+            n.mode = mode;
+        }
         n.ctime = ctime;
         Ok(())
     }
@@ -905,7 +934,7 @@ mod tests {
         fs.create_dir_all(Path::new("/r/d")).unwrap();
         let mut w = fs.create_new(Path::new("/r/d/f")).unwrap();
         w.write_all(b"hello").unwrap();
-        w.finish(42).unwrap();
+        w.finish(42, 0o640).unwrap();
         fs.rename(Path::new("/r/d"), Path::new("/r/e")).unwrap();
         assert_eq!(fs.read("/r/e/f").unwrap(), b"hello");
         assert!(fs.read("/r/d/f").is_none());

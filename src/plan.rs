@@ -107,20 +107,29 @@ pub enum Action {
     },
     /// Copy `path` from the other side to `side`. `src` is the source as planned, `dst` what
     /// the target held (None: nothing). The old target goes to the trash.
+    /// The copy carries the source's mode. `src_mode`: the target side changed the file's
+    /// mode while the source changed its content; the source first takes that mode, so both
+    /// changes are kept (new content with the new mode), as Unison merges properties apart
+    /// from contents.
     Copy {
         side: Side,
         path: RelPath,
         src: Entry,
         dst: Option<Entry>,
         rule: Rule,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        src_mode: Option<u32>,
     },
-    /// Apply the other side's mtime and mode (same content).
+    /// Apply the other side's mtime and mode (same content); only its mode when
+    /// `mode_only` (two sides whose contents agree but whose modes drifted apart).
     SetProps {
         side: Side,
         path: RelPath,
         src: Entry,
         expect: Entry,
         rule: Rule,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mode_only: bool,
     },
     /// Remove a file (to the trash when `soft`) or an empty folder.
     Delete {
@@ -1094,6 +1103,7 @@ impl<'a> Planner<'a, '_> {
                 src: *src,
                 dst: dst.copied(),
                 rule,
+                src_mode: None,
             });
         }
     }
@@ -1176,12 +1186,26 @@ impl<'a> Planner<'a, '_> {
             (Props | Content, Deleted) => self.copy(Side::Right, p, l.unwrap(), None, Rule::R6),
             (Unchanged, Unchanged) => {
                 let (le, re, be) = (l.unwrap(), r.unwrap(), b.unwrap());
+                // Same content, two modes, both sides keeping theirs: a copy by an older
+                // Tandem gave the target the default mode. Align them (see `mode_winner`).
+                let keeps_modes = be.left.mode != 0 && be.right.mode != 0;
+                if le.is_file() && keeps_modes && le.mode != 0 && re.mode != 0 && le.mode != re.mode {
+                    let rule = if mode_winner(le, re) == Side::Left { Rule::R11 } else { Rule::R12 };
+                    self.record_aligned(p, le, re, rule);
+                    return;
+                }
                 // Refresh a base whose side metadata moved without a content change
                 // (change time, file id), so it is not hashed again next time.
-                if le.is_file() && (SideMeta::of(le) != be.left || SideMeta::of(re) != be.right) {
+                // A side recorded with mode 0 does not keep modes: it stays 0.
+                let meta = |e: &Entry, m: &SideMeta| SideMeta {
+                    mode: if m.mode == 0 { 0 } else { e.mode },
+                    ..SideMeta::of(e)
+                };
+                let (ml, mr) = (meta(le, &be.left), meta(re, &be.right));
+                if le.is_file() && (ml != be.left || mr != be.right) {
                     let mut nb = *be;
-                    nb.left = SideMeta::of(le);
-                    nb.right = SideMeta::of(re);
+                    nb.left = ml;
+                    nb.right = mr;
                     self.actions.push(Action::Record {
                         path: p.clone(),
                         base: Some(nb),
@@ -1209,13 +1233,15 @@ impl<'a> Planner<'a, '_> {
                     }
                 }
             }
-            (Content, Unchanged) | (Content, Props) => self.copy(Side::Right, p, l.unwrap(), r, Rule::R3),
-            (Unchanged, Content) | (Props, Content) => self.copy(Side::Left, p, r.unwrap(), l, Rule::R4),
+            (Content, Unchanged) => self.copy(Side::Right, p, l.unwrap(), r, Rule::R3),
+            (Unchanged, Content) => self.copy(Side::Left, p, r.unwrap(), l, Rule::R4),
+            (Content, Props) => self.copy_merging_mode(p, Side::Left, b.unwrap(), l.unwrap(), r.unwrap(), Rule::R3),
+            (Props, Content) => self.copy_merging_mode(p, Side::Right, b.unwrap(), r.unwrap(), l.unwrap(), Rule::R4),
             (Content, Content) | (New, New) => {
                 let (le, re) = (l.unwrap(), r.unwrap());
                 let both_new = lc == New;
                 if self.same_content(p, le, re) {
-                    self.record(p, le, re, if both_new { Rule::R2 } else { Rule::R1Equal });
+                    self.record_aligned(p, le, re, if both_new { Rule::R2 } else { Rule::R1Equal });
                 } else {
                     let (rule, opt) = if both_new {
                         (Rule::R2, self.opts.rules.r2)
@@ -1237,7 +1263,43 @@ impl<'a> Planner<'a, '_> {
             src: *src,
             expect: *expect,
             rule,
+            mode_only: false,
         });
+    }
+
+    /// A content change on `from` meets a property change on the other side: copy the new
+    /// content and keep the other side's new mode (when its mode is what changed).
+    fn copy_merging_mode(&mut self, p: &RelPath, from: Side, b: &BaseEntry, src: &Entry, dst: &Entry, rule: Rule) {
+        let to = from.other();
+        let mode_changed = dst.mode != 0 && b.side(to).mode != 0 && dst.mode != b.side(to).mode;
+        self.copy(to, p, src, Some(dst), rule);
+        if mode_changed && src.mode != 0 && src.mode != dst.mode {
+            if let Some(Action::Copy { src_mode, path, .. }) = self.actions.last_mut() {
+                if path == p {
+                    *src_mode = Some(dst.mode);
+                }
+            }
+        }
+    }
+
+    /// Both sides hold the same content as files: record it, first aligning their modes
+    /// when both sides keep modes and they differ (the executor's property change then
+    /// records the base). Which mode wins: [`mode_winner`].
+    fn record_aligned(&mut self, p: &RelPath, l: &Entry, r: &Entry, rule: Rule) {
+        if l.is_file() && l.mode != 0 && r.mode != 0 && l.mode != r.mode {
+            let win = mode_winner(l, r);
+            let (src, expect) = if win == Side::Left { (l, r) } else { (r, l) };
+            self.actions.push(Action::SetProps {
+                side: win.other(),
+                path: p.clone(),
+                src: *src,
+                expect: *expect,
+                rule,
+                mode_only: true,
+            });
+        } else {
+            self.record(p, l, r, rule);
+        }
     }
 
     fn conflict(&mut self, p: &RelPath, rule: Rule, l: Option<&Entry>, r: Option<&Entry>) {
@@ -1354,7 +1416,7 @@ impl<'a> Planner<'a, '_> {
             Keep::Both => match (l, r) {
                 (Some(le), Some(re)) if le.is_file() && re.is_file() => {
                     if self.same_content(p, le, re) {
-                        self.record(p, le, re, rule);
+                        self.record_aligned(p, le, re, rule);
                     } else {
                         let win = newer(le, re);
                         let (we, oe) = if win == Side::Left { (le, re) } else { (re, le) };
@@ -1458,6 +1520,20 @@ fn merge_sorted<'k>(a: &[&'k RelPath], b: &[&'k RelPath]) -> Vec<&'k RelPath> {
 }
 
 /// Which side holds the newer version (later mtime; left on a tie).
+/// Which side's mode wins when two sides hold the same content with different modes and
+/// neither side's change says which is newer: a mode other than a creation default (0644,
+/// 0664, 0666: what a file written without care gets) wins over a default one, since it was
+/// set on purpose (an executable script, a private 0600 file); otherwise the newer file
+/// (left on a tie).
+pub fn mode_winner(l: &Entry, r: &Entry) -> Side {
+    let default = |m: u32| matches!(m & 0o7777, 0o644 | 0o664 | 0o666);
+    match (default(l.mode), default(r.mode)) {
+        (true, false) => Side::Right,
+        (false, true) => Side::Left,
+        _ => newer(l, r),
+    }
+}
+
 pub fn newer(l: &Entry, r: &Entry) -> Side {
     if r.mtime > l.mtime {
         Side::Right

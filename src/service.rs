@@ -72,6 +72,10 @@ const SETTLE: Duration = Duration::from_millis(40);
 const CANARY_WAIT: Duration = Duration::from_secs(3);
 /// A deferred action (something changed under it) is planned again after this.
 const DEFER_RETRY: Duration = Duration::from_millis(500);
+/// A deletion a targeted run finds waits this long for the rest of the picture (the new
+/// name of a renamed folder, reported a moment later) before it is carried out; every
+/// targeted run meanwhile plans the held paths too, so a rename stays a rename (R14).
+const DELETE_HOLD: Duration = Duration::from_millis(1500);
 /// After an error (root missing, state store...) the pair is retried this often at most.
 const ERROR_RETRY: Duration = Duration::from_secs(30);
 
@@ -1047,6 +1051,8 @@ struct Worker {
     /// Reported paths not yet written to the persistent backlog.
     unsaved: Vec<RelPath>,
     failures: HashMap<RelPath, u32>,
+    /// Paths whose deletion a targeted run held back, with when it was first held.
+    held: HashMap<RelPath, Instant>,
     full_due: Option<(Instant, Trigger)>,
     next_reconcile: Instant,
     next_poll: Option<Instant>,
@@ -1076,6 +1082,7 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         store,
         unsaved: Vec::new(),
         failures: HashMap::new(),
+        held: HashMap::new(),
         // A schedule-only pair (watch = "off") runs when its schedules say, not at start.
         full_due: (o.watch != WatchMode::Off).then_some((now, Trigger::Startup)),
         next_reconcile: if o.watch == WatchMode::Off {
@@ -1391,6 +1398,19 @@ impl Worker {
         let started = Instant::now();
         let started_ns = now_ns();
         let kind = if scope.is_some() { ScanKind::Targeted } else { ScanKind::Full };
+        // A targeted run plans the held deletions too; those held long enough may go ahead.
+        let ripe: Vec<RelPath> = self
+            .held
+            .iter()
+            .filter(|(_, t)| started >= **t + DELETE_HOLD)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let scope = scope.map(|mut paths| {
+            paths.extend(self.held.keys().cloned());
+            paths.sort();
+            paths.dedup();
+            paths
+        });
         // Paths the large lane holds are planned when it is done with them.
         let scope = scope.map(|paths| {
             let (held, free): (Vec<RelPath>, Vec<RelPath>) = paths.into_iter().partition(|p| rt.busy_overlaps(&[p]));
@@ -1421,10 +1441,20 @@ impl Worker {
             hooks: Some(hooks),
             caller_holds_lock: true,
             allow_mass_delete: std::mem::take(&mut self.allow_mass_delete),
+            hold_deletes: scope.is_some().then_some(ripe),
             ..Default::default()
         };
-        let plan = match api::prepare(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req) {
-            Ok(p) => p,
+        let plan = match api::prepare_holding(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req) {
+            Ok((p, held)) => {
+                // Held deletions come back when their hold ends (a full run holds none).
+                let before = std::mem::take(&mut self.held);
+                for path in held {
+                    let first = before.get(&path).copied().unwrap_or(started);
+                    self.deb.retry_at(path.clone(), first + DELETE_HOLD);
+                    self.held.insert(path, first);
+                }
+                p
+            }
             Err(e) => return self.run_failed(e, scope),
         };
         // Split: large copies to their lane; actions on paths the large lane holds wait.

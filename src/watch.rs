@@ -141,7 +141,7 @@ pub fn touch_canary(fs: &dyn Fs, root: &Path) -> std::io::Result<PathBuf> {
     let mut w = fs.create_new(&p)?;
     use std::io::Write;
     w.write_all(b"Tandem checks with this file that the folder reports changes. Safe to delete.\n")?;
-    w.finish(crate::state::now_ns())?;
+    w.finish(crate::state::now_ns(), 0)?;
     Ok(p)
 }
 

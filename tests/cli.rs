@@ -681,6 +681,97 @@ fn r11_mode_only_change_on_left_is_applied_on_right() {
     sync_settled(&p);
 }
 
+fn mode(p: &Pair, side: Side, rel: &str) -> u32 {
+    std::fs::metadata(p.path(side, rel)).unwrap().mode() & 0o7777
+}
+
+fn chmod(p: &Pair, side: Side, rel: &str, mode: u32) {
+    std::fs::set_permissions(p.path(side, rel), std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn append(p: &Pair, side: Side, rel: &str, more: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.path(side, rel))
+        .unwrap()
+        .write_all(more)
+        .unwrap();
+}
+
+#[test]
+fn regression_a_copy_did_not_carry_the_mode_and_the_sides_stayed_different() {
+    let p = Pair::new();
+    p.write_at(Left, "a.sh", b"x\n", T0);
+    chmod(&p, Left, "a.sh", 0o755);
+    p.write_at(Left, "private.txt", b"p\n", T0);
+    chmod(&p, Left, "private.txt", 0o600);
+    sync_settled(&p);
+    assert_eq!((mode(&p, Left, "a.sh"), mode(&p, Right, "a.sh")), (0o755, 0o755));
+    assert_eq!(mode(&p, Right, "private.txt"), 0o600);
+}
+
+#[test]
+fn regression_an_edit_dropped_the_executable_bit_on_the_other_side() {
+    let p = Pair::new();
+    p.write_at(Left, "c.sh", b"c\n", T0);
+    sync_settled(&p);
+    chmod(&p, Left, "c.sh", 0o755);
+    sync_settled(&p);
+    assert_eq!(mode(&p, Right, "c.sh"), 0o755);
+    append(&p, Left, "c.sh", b"c2\n");
+    sync_settled(&p);
+    assert_eq!((mode(&p, Left, "c.sh"), mode(&p, Right, "c.sh")), (0o755, 0o755));
+    // chmod 700 and an append on one side: the other gets both.
+    chmod(&p, Right, "c.sh", 0o700);
+    append(&p, Right, "c.sh", b"c3\n");
+    sync_settled(&p);
+    assert_eq!(p.read(Left, "c.sh").unwrap(), b"c\nc2\nc3\n");
+    assert_eq!((mode(&p, Left, "c.sh"), mode(&p, Right, "c.sh")), (0o700, 0o700));
+}
+
+#[test]
+fn regression_a_mode_change_on_one_side_was_dropped_by_a_content_change_on_the_other() {
+    let p = synced_pair(&[("run.sh", b"#!/bin/sh\n")], 0);
+    chmod(&p, Left, "run.sh", 0o755);
+    p.write_at(Right, "run.sh", b"#!/bin/sh\necho new\n", T1);
+    let (s, _) = sync_json(&p, &[], 0);
+    assert_eq!(n(&s, "copied"), 1, "{s}");
+    assert_eq!(p.read(Left, "run.sh").unwrap(), b"#!/bin/sh\necho new\n");
+    assert_eq!((mode(&p, Left, "run.sh"), mode(&p, Right, "run.sh")), (0o755, 0o755));
+    assert_eq!(p.trash(Left).get("run.sh").map(Vec::as_slice), Some(&b"#!/bin/sh\n"[..]));
+    sync_settled(&p);
+    // And the other way round.
+    chmod(&p, Right, "run.sh", 0o750);
+    p.write_at(Left, "run.sh", b"#!/bin/sh\necho newer\n", T2);
+    sync_settled(&p);
+    assert_eq!(p.read(Right, "run.sh").unwrap(), b"#!/bin/sh\necho newer\n");
+    assert_eq!((mode(&p, Left, "run.sh"), mode(&p, Right, "run.sh")), (0o750, 0o750));
+}
+
+#[test]
+fn regression_a_base_with_two_modes_for_one_content_converges() {
+    // What an older Tandem left behind: a copy with the default mode, recorded as synced.
+    let p = synced_pair(&[("tool.sh", b"#!/bin/sh\n"), ("notes.txt", b"n")], 0);
+    chmod(&p, Left, "tool.sh", 0o755);
+    sync_settled(&p);
+    chmod(&p, Right, "tool.sh", 0o644);
+    let db = rusqlite::Connection::open(&p.state).unwrap();
+    let n_rows = db
+        .execute("UPDATE base SET r_mode = 420, r_ctime = 0 WHERE path = 'tool.sh'", [])
+        .unwrap();
+    assert_eq!(n_rows, 1);
+    drop(db);
+    // The mode that is not a creation default wins (0755 over 0644), whichever side holds it.
+    let (s, lines) = sync_json(&p, &[], 0);
+    assert_eq!(n(&s, "copied"), 0, "{s}");
+    let props = ops(&lines, "set_props");
+    assert_eq!(props.len(), 1, "{lines:?}");
+    assert_eq!(props[0]["side"], "right");
+    assert_eq!((mode(&p, Left, "tool.sh"), mode(&p, Right, "tool.sh")), (0o755, 0o755));
+    sync_settled(&p);
+}
+
 #[test]
 fn r11_case_only_rename_on_left_renames_right_in_place() {
     let p = synced_pair(&[("Docs/Report.TXT", b"report")], 0);

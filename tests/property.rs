@@ -1,5 +1,5 @@
 //! Randomized property test (Dropbox Nucleus style): random creates, edits, deletes and
-//! renames on both sides of an in-memory pair (`MemFs`, with case-insensitive, coarse-mtime
+//! renames and mode changes on both sides of an in-memory pair (`MemFs`, with case-insensitive, coarse-mtime
 //! and no-file-id knobs), synced through the real `api::sync_with` and a real (in-memory)
 //! SQLite state. Asserts: converged within 2 runs, the run after that plans nothing, and
 //! every version present on either side before a sync is afterwards still on a side (under
@@ -29,6 +29,8 @@ enum Op {
     Write(Side, usize),
     Delete(Side, usize),
     Rename(Side, usize, usize),
+    /// Make a file executable (0755) or not (0644).
+    Chmod(Side, usize, bool),
     Sync,
 }
 
@@ -39,6 +41,8 @@ struct Knobs {
     no_ids: bool,
     newer_wins: bool,
     targeted: bool,
+    /// The right side shows every file as 0644 and ignores mode changes (a FUSE cloud mount).
+    right_fixed_mode: bool,
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -51,17 +55,19 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (side(), 0..n).prop_map(|(s, p)| Op::Write(s, p)),
         2 => (side(), 0..n).prop_map(|(s, p)| Op::Delete(s, p)),
         2 => (side(), 0..n, 0..n).prop_map(|(s, a, b)| Op::Rename(s, a, b)),
+        1 => (side(), 0..n, any::<bool>()).prop_map(|(s, p, x)| Op::Chmod(s, p, x)),
         1 => Just(Op::Sync),
     ]
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(a, b, c, d, e)| Knobs {
+    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0..4u8).prop_map(|(a, b, c, d, e, f)| Knobs {
         right_case_insensitive: a,
         coarse_mtime: b,
         no_ids: c,
         newer_wins: d,
         targeted: e,
+        right_fixed_mode: f == 0,
     })
 }
 
@@ -81,11 +87,13 @@ impl World {
             case_insensitive: false,
             mtime_granularity_ns: g,
             no_ids: k.no_ids,
+            fixed_mode: None,
         }));
         let right = Arc::new(MemFs::new(MemOptions {
             case_insensitive: k.right_case_insensitive,
             mtime_granularity_ns: g,
             no_ids: k.no_ids,
+            fixed_mode: k.right_fixed_mode.then_some(0o644),
         }));
         use tandem::fs::Fs;
         left.create_dir_all(Path::new(LEFT)).unwrap();
@@ -188,8 +196,33 @@ impl World {
                 let _ = self.fs(s).rename(&root.join(from), &root.join(to));
                 vec![from, to]
             }
+            Op::Chmod(s, p, x) => {
+                use tandem::fs::Fs;
+                let rel = PATHS[p];
+                if self.kind(s, rel) != Some(false) {
+                    return vec![];
+                }
+                let abs = Path::new(Self::root(s)).join(rel);
+                self.fs(s).set_mode(&abs, if x { 0o755 } else { 0o644 }).unwrap();
+                vec![rel]
+            }
             Op::Sync => vec![],
         }
+    }
+
+    /// Modes of the files on a side (trash excluded).
+    fn modes(&self, s: Side) -> BTreeMap<String, u32> {
+        use tandem::fs::{Fs, Node};
+        self.files(s)
+            .into_keys()
+            .map(|k| {
+                let m = match self.fs(s).stat(&Path::new(Self::root(s)).join(&k)).unwrap() {
+                    Some(Node::Entry(e)) => e.mode,
+                    _ => 0,
+                };
+                (k, m)
+            })
+            .collect()
     }
 
     fn sync(&mut self, dry_run: bool) -> api::SyncReport {
@@ -286,13 +319,27 @@ fn check_case(k: &Knobs, ops: &[Op]) -> Result<(), TestCaseError> {
             let ci = k.right_case_insensitive;
             let l = comparable(w.files(Side::Left), &skipped(&again, Side::Left), ci);
             let r = comparable(w.files(Side::Right), &skipped(&again, Side::Right), ci);
-            if l == r && busy.is_empty() {
+            // Modes converge too, where the right side keeps them.
+            let modes = |s: Side| -> BTreeMap<String, Vec<u8>> {
+                let m = w.modes(s).into_iter().map(|(k, m)| (k, format!("{m:o}").into_bytes())).collect();
+                comparable(m, &skipped(&again, s), ci)
+            };
+            let (lm, rm) = if k.right_fixed_mode {
+                Default::default()
+            } else {
+                (modes(Side::Left), modes(Side::Right))
+            };
+            if l == r && lm == rm && busy.is_empty() {
                 converged = true;
                 break;
             }
-            last = Some((l, r, busy));
+            last = Some((l, r, busy, lm, rm));
         }
-        prop_assert!(converged, "not converged after 2 runs: (left, right, still planned) = {:#?}", last);
+        prop_assert!(
+            converged,
+            "not converged after 2 runs: (left, right, still planned, left modes, right modes) = {:#?}",
+            last
+        );
         let after = w.all_contents();
         let lost: Vec<String> = before.difference(&after).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
         prop_assert!(lost.is_empty(), "versions lost: {:?}", lost);

@@ -160,6 +160,61 @@ fn service_folder_rename_of_1000_files_is_a_rename_on_the_other_side() {
     p.assert_converged();
 }
 
+/// A folder renamed a moment after an edit inside it (the edit's targeted run used to see
+/// the folder gone, before the new name was reported, and trashed it: 20 files to the
+/// trash, then 20 copies). `new` differs from `old` only in case for a case-only rename.
+fn folder_renamed_right_after_an_edit_stays_a_rename(old: &str, new: &str, fillers: usize) {
+    let p = Pair::new();
+    for i in 0..20 {
+        p.write(Left, &format!("{old}/sub/f{i}.dat"), format!("file {i}").as_bytes());
+    }
+    for i in 0..fillers {
+        p.write(Left, &format!("other/g{i}.txt"), b"filler");
+    }
+    let _svc = start_pair(&p);
+    wait_settled(&p, "initial copy");
+    wait_watching(&p);
+    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let before: Vec<u64> = (1..20).map(|i| inode(&format!("{old}/sub/f{i}.dat"))).collect();
+    let copied_before = total(&p, "copied");
+    std::fs::write(p.path(Left, &format!("{old}/sub/f0.dat")), vec![7u8; 500]).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::rename(p.path(Left, old), p.path(Left, new)).unwrap();
+    wait_for("the rename and the edit", T, || {
+        p.read(Right, &format!("{new}/sub/f0.dat")).is_some_and(|c| c == vec![7u8; 500])
+            && std::fs::read_dir(&p.right).unwrap().flatten().all(|e| e.file_name() != old)
+    });
+    wait_settled(&p, "settled after the rename");
+    let after: Vec<u64> = (1..20).map(|i| inode(&format!("{new}/sub/f{i}.dat"))).collect();
+    assert_eq!(before, after, "the 19 unedited files were renamed on the right, not copied");
+    assert_eq!(total(&p, "copied"), copied_before + 1, "only the edited file was copied");
+    assert_eq!(total(&p, "trashed"), 0, "nothing was deleted");
+    let trash: Vec<Vec<u8>> = p.trash(Right).into_values().collect();
+    assert_eq!(
+        trash,
+        vec![b"file 0".to_vec()],
+        "only the edited file's old version is in the trash"
+    );
+    assert!(runs(&p).iter().all(|r| r["status"] == "ok"), "{:?}", runs(&p));
+    p.assert_converged();
+}
+
+#[test]
+fn service_regression_a_folder_renamed_right_after_an_edit_was_trashed_and_copied_again() {
+    folder_renamed_right_after_an_edit_stays_a_rename("Folder44", "Moved44", 30);
+}
+
+#[test]
+fn service_regression_a_case_only_folder_rename_right_after_an_edit_was_trashed_and_copied_again() {
+    folder_renamed_right_after_an_edit_stays_a_rename("Folder44", "folder44", 30);
+}
+
+#[test]
+fn service_regression_a_folder_with_most_files_renamed_after_an_edit_tripped_the_mass_delete_guard() {
+    // 20 of 25 files: deleting them would be 80% of the pair, above max_delete_percent.
+    folder_renamed_right_after_an_edit_stays_a_rename("Folder44", "Moved44", 5);
+}
+
 #[test]
 fn service_edits_made_while_paused_arrive_after_resume() {
     let p = Pair::new();
