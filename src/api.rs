@@ -35,6 +35,13 @@ pub enum ApiError {
         root: PathBuf,
         files: u64,
     },
+    #[error("pair {pair}: the {side} folder {root} is not the folder this pair synced: {why}. Not treated as \"everything changed\": the pair is stopped, nothing was changed (is the right drive mounted? if this really is the pair's folder now, run again with --allow-mass-delete to adopt it)")]
+    RootChanged {
+        pair: String,
+        side: Side,
+        root: PathBuf,
+        why: String,
+    },
     #[error("pair {pair}: the plan deletes {deletions} of {total} files ({percent}%), more than max_delete_percent = {max}%. Nothing was changed. Check the folders; run again with --allow-mass-delete if this is intended.")]
     MassDelete {
         pair: String,
@@ -71,6 +78,7 @@ impl ApiError {
             } => "root_missing",
             ApiError::Root { .. } => "root_unreadable",
             ApiError::RootEmpty { .. } => "root_empty",
+            ApiError::RootChanged { .. } => "root_changed",
             ApiError::MassDelete { .. } => "mass_delete",
             ApiError::State(StateError::Corrupt { .. }) => "state_corrupt",
             ApiError::State(_) => "state_error",
@@ -84,7 +92,11 @@ impl ApiError {
     /// CLI exit code: 2 usage/config, 3 stopped by a safety guard.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ApiError::Root { .. } | ApiError::RootEmpty { .. } | ApiError::MassDelete { .. } | ApiError::Locked { .. } => 3,
+            ApiError::Root { .. }
+            | ApiError::RootEmpty { .. }
+            | ApiError::RootChanged { .. }
+            | ApiError::MassDelete { .. }
+            | ApiError::Locked { .. } => 3,
             ApiError::Io { .. } | ApiError::Internal(_) => 1,
             _ => 2,
         }
@@ -103,6 +115,8 @@ pub enum Trigger {
     Resolve,
     /// A periodic full scan of a side that sends no file events.
     Poll,
+    /// `tandem resync PATH`: the base under a path forgotten and decided again.
+    Resync,
 }
 
 impl Trigger {
@@ -115,6 +129,7 @@ impl Trigger {
             Trigger::Startup => "startup",
             Trigger::Resolve => "resolve",
             Trigger::Poll => "poll",
+            Trigger::Resync => "resync",
         }
     }
 
@@ -150,6 +165,9 @@ pub struct SyncRequest {
     /// first seen as deleted (the edit's run scans its old name); held, its deletion meets
     /// the new name's report and the planner sees a rename (R14), not a deletion and copies.
     pub hold_deletes: Option<Vec<RelPath>>,
+    /// Plan as if the base knew nothing at or below this path (`resync`): both sides'
+    /// contents decide, and with no base no deletion can be planned (invariant 7).
+    pub forget_base: Option<RelPath>,
 }
 
 impl Default for SyncRequest {
@@ -164,6 +182,7 @@ impl Default for SyncRequest {
             hooks: None,
             caller_holds_lock: false,
             hold_deletes: None,
+            forget_base: None,
         }
     }
 }
@@ -435,6 +454,77 @@ pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::N
     purged
 }
 
+/// Where a root's identity is kept: a file with a random id in its trash folder (never
+/// synced, never purged), recorded in the state per pair and side.
+pub const ROOT_MARKER: &str = ".tandem-root";
+
+/// A root must still be the folder this pair synced: a different disk mounted at the same
+/// path, or the mount gone and an empty or stale folder left behind, has no marker or
+/// another one. Then the pair stops (exit 3) instead of reading everything as changed or
+/// deleted, unless the base holds no files or the user consents (`--allow-mass-delete`),
+/// which adopts the folder. A dry run only reads.
+fn check_root_markers(cx: &mut Ctx, req: &SyncRequest, base_files: Option<u64>) -> Result<(), ApiError> {
+    if cx.pair_id < 0 {
+        return Ok(());
+    }
+    for (side, fs, root) in [(Side::Left, cx.lfs, &cx.pair.left), (Side::Right, cx.rfs, &cx.pair.right)] {
+        let key = format!("root-marker:{}:{}", cx.pair_id, side.name());
+        let recorded = cx.store.kv_get(&key)?;
+        let file = root.join(crate::config::TRASH_DIR).join(ROOT_MARKER);
+        let found = fs.open_read(&file).ok().and_then(|mut r| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut r, &mut s).ok().map(|_| s.trim().to_string())
+        });
+        let adopt = match (&recorded, &found) {
+            (Some(r), Some(f)) if r == f => continue,
+            (None, _) => true,
+            (Some(_), _) if req.allow_mass_delete => true,
+            (Some(_), _) if base_files.map_or_else(|| cx.store.count_base_files(cx.pair_id), Ok)? == 0 => true,
+            (Some(_), f) => {
+                return Err(ApiError::RootChanged {
+                    pair: cx.pair.name.clone(),
+                    side,
+                    root: root.clone(),
+                    why: match f {
+                        None => format!("its marker {} is missing", file.display()),
+                        Some(_) => format!("its marker {} names another folder", file.display()),
+                    },
+                })
+            }
+        };
+        if !adopt || req.dry_run {
+            continue;
+        }
+        let id = match found {
+            Some(f) if !f.is_empty() => f,
+            _ => {
+                let mut b = [0u8; 16];
+                getrandom::fill(&mut b).map_err(|e| ApiError::Internal(format!("no random id for the root marker: {e}")))?;
+                let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                let written = (|| -> std::io::Result<()> {
+                    fs.create_dir_all(file.parent().unwrap())?;
+                    let tmp = file.with_extension("new");
+                    let _ = fs.remove_file(&tmp);
+                    let mut w = fs.create_new(&tmp)?;
+                    std::io::Write::write_all(&mut w, format!("{id}\n").as_bytes())?;
+                    w.finish(now_ns(), 0)?;
+                    fs.make_durable(std::slice::from_ref(&tmp), &[])?;
+                    fs.rename(&tmp, &file)
+                })();
+                if let Err(e) = written {
+                    // A read-only side cannot carry a marker: it is checked as before
+                    // (missing root, emptied root), without one.
+                    tracing::warn!(path = %file.display(), "cannot write the root marker: {e}");
+                    continue;
+                }
+                id
+            }
+        };
+        cx.store.kv_put(&key, Some(&id))?;
+    }
+    Ok(())
+}
+
 /// Scan, then plan until the planner needs no more hashes.
 /// Returns the plan and the number of files the base holds (for the mass-delete guard).
 fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u64), ApiError> {
@@ -465,6 +555,7 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
             });
         }
     }
+    check_root_markers(cx, req, Some(base_files))?;
     if cleanup {
         for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
             purge_trash(fs, root, pair.options.trash_retention_days, Local::now().naive_local());
@@ -582,6 +673,14 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
         remove_leftover_temps(pair, lfs, rfs, &ls, &rs);
     }
     let base = cx.store.load_base_scope(cx.pair_id, &scope)?;
+    let base = match &req.forget_base {
+        Some(f) => base
+            .iter()
+            .filter(|(k, _)| !k.starts_with(f))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        None => base,
+    };
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,
         paths = scope.len(),
@@ -608,6 +707,7 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
             }
         }
     }
+    check_root_markers(cx, req, base_files)?;
     let plan = plan_until_done(cx, req, ls, rs, base, t)?;
     let total = match base_files {
         Some(n) => n,
@@ -1088,6 +1188,67 @@ pub fn conflict_pair(store: &Store, path: &str, pair: Option<&str>, configured: 
 /// Apply a user's decision on one conflict: a sync of its pair with that path overridden.
 pub fn resolve(store: &mut Store, pair: &PairConfig, path: &str, keep: Keep) -> Result<SyncReport, ApiError> {
     sync(store, pair, &resolve_request(path, keep)?)
+}
+
+/// The path `tandem resync` names: relative to the pair's roots, or absolute below one of
+/// them. Anything else (outside both roots, `..`, a root itself) is refused, naming it.
+pub fn resync_path(pair: &PairConfig, path: &str) -> Result<RelPath, ApiError> {
+    let given = Path::new(path);
+    let rel = if given.is_absolute() {
+        // The roots are stored absolute; a path given through a symlinked folder resolves.
+        let candidates = [
+            given.to_path_buf(),
+            std::fs::canonicalize(given).unwrap_or_else(|_| given.to_path_buf()),
+        ];
+        let found = candidates.iter().find_map(|c| {
+            [&pair.left, &pair.right]
+                .into_iter()
+                .find_map(|root| c.strip_prefix(root).ok().map(Path::to_path_buf))
+        });
+        let Some(rest) = found else {
+            return Err(ApiError::Usage(format!(
+                "{path} is not below the pair's roots ({} and {})",
+                pair.left.display(),
+                pair.right.display()
+            )));
+        };
+        let parts: Vec<String> = rest.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        parts.join("/")
+    } else {
+        path.trim_end_matches('/').to_string()
+    };
+    if rel.is_empty() {
+        return Err(ApiError::Usage(format!(
+            "{path}: name a file or folder below the pair's roots (a whole pair is resynced by `tandem sync`)"
+        )));
+    }
+    RelPath::new(&rel).map_err(|e| ApiError::Usage(format!("{path}: {e}")))
+}
+
+/// `tandem resync PATH`: forget what the base knows at and below `path` and decide again
+/// from both sides' contents: equal contents become synced, different ones get clash
+/// copies (R2, option 1, whatever the pair's R2 option), one-sided ones are copied; nothing
+/// is deleted.
+pub fn resync_request(pair: &PairConfig, path: &str, dry_run: bool) -> Result<(PairConfig, SyncRequest), ApiError> {
+    let rel = resync_path(pair, path)?;
+    let mut pair = pair.clone();
+    pair.options.rules.r2 = crate::config::ClashOption::Clash;
+    let req = SyncRequest {
+        dry_run,
+        trigger: Trigger::Resync,
+        scope: Some(vec![rel.clone()]),
+        forget_base: Some(rel),
+        // Never a deletion: the scope may widen to a folder whose other entries the base
+        // still knows; their deletions are left to a normal run.
+        hold_deletes: Some(Vec::new()),
+        ..Default::default()
+    };
+    Ok((pair, req))
+}
+
+pub fn resync(store: &mut Store, pair: &PairConfig, path: &str, dry_run: bool) -> Result<SyncReport, ApiError> {
+    let (pair, req) = resync_request(pair, path, dry_run)?;
+    sync(store, &pair, &req)
 }
 
 /// The request that applies a decision on the conflict at `path` (relative to the pair's

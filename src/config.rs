@@ -819,18 +819,15 @@ impl Walker<'_> {
                 let arr = v.as_array().ok_or_else(|| self.invalid("email.to", "an array of addresses", v))?;
                 let mut out = Vec::new();
                 for (i, a) in arr.iter().enumerate() {
-                    match a.as_str() {
-                        Some(s) if valid_address(s) => out.push(s.to_string()),
-                        _ => return Err(self.invalid(&format!("email.to[{i}]"), "an e-mail address", a)),
-                    }
+                    out.push(self.mailbox(&format!("email.to[{i}]"), a)?);
                 }
                 out
             }
         };
-        let from = self.req_str(t, p, "from")?;
-        if !valid_address(&from) {
-            return Err(self.invalid("email.from", "an e-mail address", &toml::Value::String(from)));
-        }
+        let from = match t.get("from") {
+            Some(v) => self.mailbox("email.from", v)?,
+            None => self.req_str(t, p, "from")?,
+        };
         Ok(EmailConfig {
             host: self.req_str(t, p, "host")?,
             port: self.opt_int(t, p, "port", 1, 65535)?.unwrap_or(587) as u16,
@@ -879,9 +876,22 @@ impl Walker<'_> {
     }
 }
 
-fn valid_address(s: &str) -> bool {
-    let s = s.trim();
-    !s.chars().any(|c| c.is_control()) && s.split_once('@').is_some_and(|(a, b)| !a.is_empty() && b.contains('.'))
+impl Walker<'_> {
+    /// An address the mailer can use, as lettre parses it when sending (`notify::send`):
+    /// `name@example.com` or `Name <name@example.com>` (any domain: `admin@localhost` too).
+    fn mailbox(&self, key: &str, v: &toml::Value) -> Result<String, ConfigError> {
+        const EXPECTED: &str = "an e-mail address, like \"name@example.com\" or \"Name <name@example.com>\"";
+        let Some(s) = v.as_str() else {
+            return Err(self.invalid(key, EXPECTED, v));
+        };
+        if s.chars().any(char::is_control) {
+            return Err(self.invalid(key, &format!("{EXPECTED} (without control characters)"), v));
+        }
+        match s.parse::<lettre::message::Mailbox>() {
+            Ok(_) => Ok(s.to_string()),
+            Err(e) => Err(self.invalid(key, &format!("{EXPECTED} ({e})"), v)),
+        }
+    }
 }
 
 /// "20 MB", "20MiB", "1.5 GB", "512" -> bytes (KB/MB/GB are powers of 1024, as file

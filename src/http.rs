@@ -76,16 +76,24 @@ pub fn token_path(state: &Path) -> PathBuf {
     PathBuf::from(format!("{}.api-token", state.display()))
 }
 
+/// Read the API token if there is one; never creates it (only a starting service does).
+pub fn load_token(state: &Path) -> Result<Option<String>, ApiError> {
+    let p = token_path(state);
+    match std::fs::read_to_string(&p) {
+        Ok(t) if t.trim().len() >= 32 => Ok(Some(t.trim().to_string())),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ApiError::Io { path: p, source }),
+    }
+}
+
 /// Read the API token, or create it (32 random bytes, hex) with owner-only permissions.
 pub fn load_or_create_token(state: &Path) -> Result<String, ApiError> {
+    if let Some(t) = load_token(state)? {
+        return Ok(t);
+    }
     let p = token_path(state);
     let io = |source| ApiError::Io { path: p.clone(), source };
-    match std::fs::read_to_string(&p) {
-        Ok(t) if t.trim().len() >= 32 => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| ApiError::Internal(format!("no random numbers for the API token: {e}")))?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -431,6 +439,27 @@ async fn resolve(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Jso
         .await
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(Json(report_json(&r.0, Ok(r.1))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ResyncBody {
+    path: String,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// `resync PATH` (relative to the pair, or absolute below a root): the base there is
+/// forgotten and both sides decide again; through the pair's worker, between its runs.
+async fn resync(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Json(d): Json<ResyncBody>) -> Result<Response, HttpError> {
+    let svc = st.svc.clone();
+    let (path, dry_run) = (d.path.clone(), d.dry_run);
+    let rep = tokio::task::spawn_blocking(move || svc.resync(&pair, &path, dry_run))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let actions = serde_json::to_value(&rep.plan.actions).unwrap_or_default();
+    let mut v = report_json(&d.path, Ok(rep));
+    v["actions"] = actions;
+    Ok(Json(v).into_response())
 }
 
 /// One choice for many conflicts; each is applied on its own and reported.
@@ -811,6 +840,7 @@ fn router(
         .route("/api/pairs/{pair}/backlog", get(backlog))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
+        .route("/api/pairs/{pair}/resync", post(resync))
         .route("/api/pairs/{pair}/conflicts/resolve-batch", post(resolve_batch))
         .route("/api/pairs/{pair}/file", get(file_content))
         .route("/api/window", post(show_window))
@@ -867,7 +897,10 @@ pub fn call(state: &Path, method: &str, path: &str, body: Option<&str>) -> Resul
     let Some(hostport) = d.url.strip_prefix("http://").map(|s| s.trim_end_matches('/').to_string()) else {
         return Ok(None);
     };
-    let token = load_or_create_token(state)?;
+    // A running service made the token before its discovery file; a client never makes one.
+    let Some(token) = load_token(state)? else {
+        return Ok(None);
+    };
     let Ok(mut s) = std::net::TcpStream::connect(&hostport) else {
         return Ok(None);
     };
@@ -892,6 +925,22 @@ pub fn call(state: &Path, method: &str, path: &str, body: Option<&str>) -> Resul
         .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
     Ok(Some((code, body)))
+}
+
+/// The API token of the service running for this state file, for scripts: its discovery
+/// file is there and the service answers a request made with the token. `Ok(None)`: no
+/// service runs for it (no token is created).
+pub fn service_token(state: &Path) -> Result<Option<String>, ApiError> {
+    match call(state, "GET", "/api/status", None)? {
+        None => Ok(None),
+        Some((200, _)) => load_token(state),
+        Some((code, body)) => Err(ApiError::Internal(format!(
+            "the service running for {} refused its token file {} ({code}: {})",
+            state.display(),
+            token_path(state).display(),
+            body.trim()
+        ))),
+    }
 }
 
 fn dechunk(mut s: &str) -> String {

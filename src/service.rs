@@ -212,6 +212,12 @@ enum Ctl {
         keep: crate::plan::Keep,
         reply: mpsc::Sender<Result<api::SyncReport, ApiError>>,
     },
+    /// `resync PATH` (between runs, even while paused).
+    Resync {
+        path: String,
+        dry_run: bool,
+        reply: mpsc::Sender<Result<api::SyncReport, ApiError>>,
+    },
     /// The large lane finished (or gave back) a copy.
     LargeDone {
         path: RelPath,
@@ -430,6 +436,9 @@ impl Service {
     }
     pub fn conflicts(&self, pair: Option<&str>) -> Result<Vec<(String, crate::state::ConflictRow)>, ApiError> {
         self.engine().conflicts(pair)
+    }
+    pub fn resync(&self, pair: &str, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
+        self.engine().resync(pair, path, dry_run)
     }
     pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
         self.engine().resolve(pair, path, keep)
@@ -782,6 +791,19 @@ impl Engine {
             self.find(p)?;
         }
         api::conflicts(&self.inner.status_store.lock().unwrap(), pair)
+    }
+
+    /// `resync PATH` on a pair; waits for the pair's worker to do it (it finishes the run in
+    /// progress first).
+    pub fn resync(&self, pair: &str, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
+        let rt = self.find(pair)?;
+        let (tx, rx) = mpsc::channel();
+        rt.send(Ctl::Resync {
+            path: path.to_string(),
+            dry_run,
+            reply: tx,
+        });
+        rx.recv().map_err(|_| ApiError::Internal("the service is stopping".into()))?
     }
 
     /// Apply a decision on a conflict of a pair; waits for the pair's worker to do it (it
@@ -1256,6 +1278,10 @@ impl Worker {
                 let r = self.resolve(&path, keep);
                 let _ = reply.send(r);
             }
+            Ctl::Resync { path, dry_run, reply } => {
+                let r = self.resync(&path, dry_run);
+                let _ = reply.send(r);
+            }
             Ctl::Scheduled { name, trigger } => {
                 // Never two runs of a pair at once: a run already due absorbs this one.
                 if let Some(prev) = self.schedule.replace(name) {
@@ -1285,21 +1311,38 @@ impl Worker {
     }
 
     fn resolve(&mut self, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
-        let rt = self.rt.clone();
         let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
-        if rt.busy_overlaps(&[&rel]) {
+        let req = api::resolve_request(path, keep)?;
+        let cfg = self.rt.cfg.clone();
+        self.run_request(&rel, &cfg, req)
+    }
+
+    /// `resync PATH` through this worker: never beside another run of the pair.
+    fn resync(&mut self, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
+        let (cfg, req) = api::resync_request(&self.rt.cfg, path, dry_run)?;
+        let rel = req.forget_base.clone().expect("a resync names its path");
+        self.run_request(&rel, &cfg, req)
+    }
+
+    /// A run the user asked for on one path (a decision, a resync), between other runs.
+    fn run_request(&mut self, rel: &RelPath, cfg: &PairConfig, mut req: SyncRequest) -> Result<api::SyncReport, ApiError> {
+        let rt = self.rt.clone();
+        if rt.busy_overlaps(&[rel]) {
             return Err(ApiError::Usage(format!(
-                "{path}: a large copy of it is in progress; decide again when it ends"
+                "{rel}: a large copy of it is in progress; try again when it ends"
             )));
         }
-        let mut req = api::resolve_request(path, keep)?;
         req.caller_holds_lock = true;
-        let rep = api::sync_with(&mut self.store, &rt.cfg, &RealFs, &RealFs, &req)?;
-        crate::notify::after_run(&self.store, self.inner.email.as_ref(), rt.id, &rep, "resolve");
+        let trigger = req.trigger.name();
+        let rep = api::sync_with(&mut self.store, cfg, &RealFs, &RealFs, &req)?;
+        if req.dry_run {
+            return Ok(rep);
+        }
+        crate::notify::after_run(&self.store, self.inner.email.as_ref(), rt.id, &rep, trigger);
         self.inner.emit(Event::RunFinished {
             pair: rt.cfg.name.clone(),
             run: rep.run_id,
-            trigger: "resolve".into(),
+            trigger: trigger.into(),
             status: format!("{:?}", rep.status).to_lowercase(),
             copied: rep.counts.copied,
             failed: rep.counts.failed,

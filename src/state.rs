@@ -145,6 +145,23 @@ fn side_code(s: Side) -> i64 {
     }
 }
 
+/// The schema version a state file is at (0: a new file).
+fn schema_version(c: &Connection, path: &Path) -> Result<i64, StateError> {
+    c.query_row(q("schema_version"), [], |r| r.get(0))
+        .map_err(|source| StateError::Sql { path: path.into(), source })
+}
+
+fn check_version(path: &Path, found: i64, known: i64) -> Result<(), StateError> {
+    if found > known {
+        return Err(StateError::TooNew {
+            path: path.into(),
+            found,
+            known,
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StateError> {
         if let Some(dir) = path.parent() {
@@ -210,58 +227,64 @@ impl Store {
     }
 
     fn init(&mut self) -> Result<(), StateError> {
-        let c = &self.conn;
-        c.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| self.err(e))?;
+        // Another process (or connection) may be creating or migrating this file right now:
+        // wait for its lock instead of failing at once.
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| self.err(e))?;
         // Checks the header: a file that is not SQLite fails here.
-        let _: String = c
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        let _: String = self
+            .conn
+            .query_row(q("open_journal_wal"), [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| self.err(e))?;
-        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-        if version > known {
-            return Err(StateError::TooNew {
-                path: self.path.clone(),
-                found: version,
-                known,
-            });
+        for pragma in ["open_synchronous", "open_foreign_keys"] {
+            self.conn.execute_batch(q(pragma)).map_err(|e| self.err(e))?;
         }
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let version = schema_version(&self.conn, &self.path)?;
+        check_version(&self.path, version, known)?;
+        // Up to date (the usual case): no write lock is taken.
+        if version < known {
+            self.migrate(known)?;
+        }
+        // Make sure the schema is really there (a damaged file can pass the header check).
+        self.conn.prepare_cached(q("base_load")).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Create or migrate the schema in one `BEGIN IMMEDIATE` transaction: the write lock is
+    /// taken before the version is read, so of two processes opening a new file at once one
+    /// creates the schema and the other (waiting on the busy timeout) finds it done.
+    fn migrate(&mut self, known: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        // Read again under the lock: another process may have migrated since the first look.
+        let version = schema_version(&tx, &path)?;
+        check_version(&path, version, known)?;
         if version == 0 {
             // A file with tables but no version is not ours.
-            let tables: i64 = c
-                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(|e| self.err(e))?;
-            if tables > 0 {
+            let objects: i64 = tx.query_row(q("schema_object_count"), [], |r| r.get(0)).map_err(e)?;
+            if objects > 0 {
                 return Err(StateError::Corrupt {
-                    path: self.path.clone(),
+                    path: path.clone(),
                     message: "it holds tables but no Tandem schema version".into(),
                 });
             }
         }
         for (v, sql) in MIGRATIONS {
             if *v > version {
-                let tx = self.conn.transaction().map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-                tx.execute_batch(sql).map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-                tx.pragma_update(None, "user_version", v).map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-                tx.commit().map_err(|e| StateError::Sql {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                tx.execute_batch(sql).map_err(e)?;
+                tx.pragma_update(None, "user_version", v).map_err(e)?;
             }
         }
-        // Make sure the schema is really there (a damaged file can pass the header check).
-        self.conn.prepare_cached(q("base_load")).map_err(|e| self.err(e))?;
-        Ok(())
+        tx.commit().map_err(e)
     }
 
     /// The id of a known pair.

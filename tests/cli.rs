@@ -2074,3 +2074,131 @@ fn usage_errors_exit_2() {
         assert!(!stderr(&o).trim().is_empty(), "{args:?}: no message");
     }
 }
+
+// ------------------------------------------------------------------ regressions
+
+/// `tandem status` while another process created a new state file failed with `table pairs
+/// already exists`: both read schema version 0 and both ran the first migration. Several
+/// processes (and threads) opening one fresh state file at once must all succeed, and the
+/// schema must be there exactly once, at the newest version.
+#[test]
+fn regression_concurrent_first_open_of_a_state_file_creates_the_schema_once() {
+    for round in 0..3 {
+        let p = Pair::new();
+        let state = p.dir.path().join(format!("fresh-{round}.db"));
+        let procs: Vec<std::process::Child> = (0..6)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_tandem"))
+                    .args(["--state", state.to_str().unwrap(), "status"])
+                    .env("TANDEM_LOG", "warn")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // Threads of this process join in through the library, released together.
+        let gate = Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (gate, state) = (gate.clone(), state.clone());
+                std::thread::spawn(move || {
+                    gate.wait();
+                    tandem::state::Store::open(&state).map(|_| ()).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: a thread's open failed: {e}"));
+        }
+        for c in procs {
+            let o = c.wait_with_output().unwrap();
+            assert_exit(&o, 0);
+            assert!(
+                stdout(&o).contains("no pair has been synced with this state file"),
+                "round {round}: {}",
+                show(&o)
+            );
+        }
+        // One schema, at the newest version, the same as a state file created alone.
+        let schema = |path: &Path| -> (i64, Vec<(String, String)>) {
+            let c = rusqlite::Connection::open(path).unwrap();
+            let v = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            let mut st = c
+                .prepare("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+                .unwrap();
+            let objects = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            (v, objects)
+        };
+        let alone = p.dir.path().join("alone.db");
+        tandem::state::Store::open(&alone).unwrap();
+        let (version, objects) = schema(&state);
+        assert!(version >= 3, "round {round}: schema version {version}");
+        assert_eq!(
+            (version, objects),
+            schema(&alone),
+            "round {round}: the schema differs from one created alone"
+        );
+    }
+}
+
+/// `tandem token` made a token for a state file no service runs for (silently, and for the
+/// default state file when --state was not given). It prints the token of the running
+/// service only; otherwise it says that none runs for that state file, fails, and creates
+/// neither a token file nor a state file.
+#[test]
+fn regression_token_without_a_running_service_creates_no_token_and_names_the_state_file() {
+    let p = Pair::new();
+    let token_file = PathBuf::from(format!("{}.api-token", state_arg(&p)));
+    let o = p.tandem(&["--state", state_arg(&p), "token"]);
+    assert_exit(&o, 2);
+    assert!(stdout(&o).is_empty(), "{}", show(&o));
+    assert!(
+        stderr(&o).contains(&format!("no Tandem service is running for {}", state_arg(&p))) && stderr(&o).contains("tandem run"),
+        "{}",
+        show(&o)
+    );
+    assert!(!token_file.exists(), "a token file was created: {}", token_file.display());
+    assert!(!p.state.exists(), "a state file was created");
+    // Without --state: the default state file (in the data folder), the same answer.
+    let data = p.dir.path().join("data");
+    let default_state = data.join("tandem").join("state.db");
+    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .arg("token")
+        .env("XDG_DATA_HOME", &data)
+        .env("TANDEM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("no Tandem service is running for {}", default_state.display())),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        !PathBuf::from(format!("{}.api-token", default_state.display())).exists(),
+        "a token file was created for the default state file"
+    );
+    // A discovery file left by a service that died: still none running, still no token.
+    std::fs::write(crate::common::discovery(&p.state), r#"{"pid":1,"url":"http://127.0.0.1:9"}"#).unwrap();
+    let o = p.tandem(&["--state", state_arg(&p), "token"]);
+    assert_exit(&o, 2);
+    assert!(!token_file.exists(), "a token file was created: {}", token_file.display());
+    // With the service running: its token, the one it accepts.
+    let mut svc = crate::common::start_service(&p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[]);
+    let o = p.tandem(&["--state", state_arg(&p), "token"]);
+    assert_exit(&o, 0);
+    let issued = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(stdout(&o).trim(), issued.trim());
+    assert_eq!(svc.stop(), Some(0));
+    // Stopped: the token file stays, but there is no service to give it for.
+    let o = p.tandem(&["--state", state_arg(&p), "token"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("no Tandem service is running for"), "{}", show(&o));
+}

@@ -441,3 +441,106 @@ fn parse_csv_line(line: &str) -> Vec<String> {
     out.push(cur);
     out
 }
+
+/// A config whose `[email]` has these `from` and `to` values (TOML literals).
+fn address_config(p: &Pair, port: u16, from: &str, to: &str) -> PathBuf {
+    let f = p.dir.path().join("addresses.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "state = {:?}\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = {from}\nto = {to}\n\n[[pair]]\nname = \"docs\"\nleft = {:?}\nright = {:?}\n",
+            p.state.to_str().unwrap(),
+            p.left.to_str().unwrap(),
+            p.right.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    f
+}
+
+/// Addresses were checked by hand (a dot in the domain required), so `admin@localhost`, a
+/// real address on a local mail server, was refused. Now lettre parses them, as it does
+/// when sending: the config is accepted and the mail reaches that recipient.
+#[test]
+fn regression_email_address_admin_at_localhost_is_accepted_and_mailed() {
+    let p = Pair::new();
+    let port = free_port();
+    let cfg = address_config(&p, port, r#""tandem@localhost""#, r#"["admin@localhost"]"#);
+    let o = p.tandem(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
+    let o = p.tandem(&["notify-test", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    wait_for("the test mail", T, || smtp.messages().len() == 1);
+    let m = &smtp.messages()[0];
+    let h = headers(m);
+    assert!(h.iter().any(|l| l == "X-RcptTo: admin@localhost"), "{m}");
+    assert!(h.iter().any(|l| l == "X-MailFrom: tandem@localhost"), "{m}");
+}
+
+/// What lettre cannot parse is refused when the config is read, naming the key (with its
+/// index in `to`) and the value, before any mail is attempted.
+#[test]
+fn regression_email_address_that_is_not_one_is_refused_naming_the_key() {
+    let p = Pair::new();
+    let port = free_port();
+    for (from, to, key, bad) in [
+        (
+            r#""tandem@example.com""#,
+            r#"["admin@example.com", "not an address"]"#,
+            "email.to[1]",
+            "not an address",
+        ),
+        (r#""not an address""#, r#"["admin@example.com"]"#, "email.from", "not an address"),
+        (r#""tandem@example.com""#, r#"["a@b.c, d@e.f"]"#, "email.to[0]", "a@b.c, d@e.f"),
+        (r#""tandem@example.com""#, r#"["Name <a@b.c"]"#, "email.to[0]", "Name <a@b.c"),
+        (r#""tandem@example.com""#, r#"["a@b.c\nBcc: x@y.z"]"#, "email.to[0]", "Bcc: x@y.z"),
+    ] {
+        let cfg = address_config(&p, port, from, to);
+        for args in [
+            vec!["check-config", cfg.to_str().unwrap()],
+            vec!["notify-test", "--config", cfg.to_str().unwrap()],
+        ] {
+            let o = p.tandem(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?} with to = {to}: {}{err}", stdout(&o));
+            assert!(
+                err.contains(&format!("key `{key}`")) && err.contains(bad) && err.contains("e-mail address"),
+                "{args:?} with from = {from}, to = {to}: {err}"
+            );
+        }
+    }
+}
+
+/// A mailbox with a display name is what lettre sends with (`Message::builder().from/to`
+/// take a mailbox), so the config keeps accepting it, and the mail carries the name.
+#[test]
+fn regression_email_address_with_a_display_name_is_accepted_and_mailed() {
+    let p = Pair::new();
+    let port = free_port();
+    let cfg = address_config(
+        &p,
+        port,
+        r#""Tandem Sync <tandem@example.com>""#,
+        r#"["Ops Team <ops@example.com>", "admin@example.com"]"#,
+    );
+    let o = p.tandem(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
+    let o = p.tandem(&["notify-test", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    wait_for("the test mail", T, || smtp.messages().len() == 1);
+    let m = &smtp.messages()[0];
+    let h = headers(m);
+    assert!(h.iter().any(|l| l == "X-RcptTo: ops@example.com, admin@example.com"), "{m}");
+    assert!(
+        h.iter()
+            .any(|l| l.starts_with("From: ") && l.contains("Tandem Sync") && l.contains("<tandem@example.com>")),
+        "{m}"
+    );
+    assert!(
+        h.iter()
+            .any(|l| l.starts_with("To: ") && l.contains("Ops Team") && l.contains("<ops@example.com>")),
+        "{m}"
+    );
+}

@@ -5,7 +5,9 @@ mod common;
 
 mod cli;
 mod crash;
+mod guards;
 mod mail;
 mod planner;
 mod property;
+mod resync;
 mod service;

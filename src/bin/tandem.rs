@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tandem::api::{self, ApiError, SyncReport, SyncRequest};
 use tandem::config::{Config, PairConfig};
 use tandem::model::fmt_time;
@@ -53,6 +53,18 @@ enum Cmd {
         /// would be deleted (a missing root still stops).
         #[arg(long)]
         allow_mass_delete: bool,
+    },
+    /// Forget what the state knows at and below PATH and decide again from both sides:
+    /// equal contents become synced, different ones get clash copies, one-sided ones are
+    /// copied; nothing is deleted. PATH is relative to the pair, or absolute below a root.
+    Resync {
+        path: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Dry-run summary: files on each side, only left, only right, on both, differing.
     Scan {
@@ -115,7 +127,7 @@ enum Cmd {
         #[arg(long)]
         pair: Option<String>,
     },
-    /// Print the API token of the local service (for scripts).
+    /// Print the API token of the running service (for scripts); fails when none runs.
     Token,
     /// Print a fresh one-time link that signs a browser in to the running service's API
     /// (it sets the token as an HttpOnly cookie).
@@ -379,6 +391,54 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Conflicts { cmd } => conflicts(&cli, cmd),
+        Cmd::Resync {
+            path,
+            target,
+            dry_run,
+            json,
+        } => {
+            let (config, all) = pairs(target)?;
+            // An absolute path picks the pair whose root holds it; else there must be one.
+            let chosen: Vec<&PairConfig> = if all.len() == 1 {
+                all.iter().collect()
+            } else {
+                all.iter()
+                    .filter(|p| api::resync_path(p, path).is_ok() && Path::new(path).is_absolute())
+                    .collect()
+            };
+            let [p] = chosen[..] else {
+                return Err(ApiError::Usage(format!("{path}: give --pair NAME (or an absolute path below one pair's root)")).into());
+            };
+            api::resync_path(p, path)?;
+            let state = state_path(&cli.state, config.as_ref());
+            // A running service holds the pair: its worker does it, between its own runs.
+            let body = serde_json::json!({"path": path, "dry_run": dry_run}).to_string();
+            let route = format!("/api/pairs/{}/resync", url_escape(&p.name));
+            if let Some((code, answer)) = tandem::http::call(&state, "POST", &route, Some(&body))? {
+                let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+                if code != 200 {
+                    eprintln!("tandem: the service answered {code}: {answer}");
+                    return Ok(if code == 400 || code == 404 { 2 } else { 1 });
+                }
+                if *json {
+                    println!("{answer}");
+                } else {
+                    println!(
+                        "resynced {path} through the running service (run #{}): {} copied, {} conflicts, {} failed",
+                        v["run"], v["counts"]["copied"], v["counts"]["conflicts"], v["counts"]["failed"]
+                    );
+                }
+                return Ok(if v["ok"] == true { 0 } else { 1 });
+            }
+            let mut store = if *dry_run && !state.exists() {
+                tandem::state::Store::in_memory()?
+            } else {
+                api::open_state(&state)?
+            };
+            let rep = api::resync(&mut store, p, path, *dry_run)?;
+            print_report(&rep, *json)?;
+            Ok(rep.exit_code())
+        }
         Cmd::History {
             run: Some(id), csv, json, ..
         } => {
@@ -550,9 +610,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Cmd::Token => {
+            // Only a running service's token: a token made here would open no service.
             let state = state_path(&cli.state, None);
-            println!("{}", tandem::http::load_or_create_token(&state)?);
-            Ok(0)
+            match tandem::http::service_token(&state)? {
+                Some(token) => {
+                    println!("{token}");
+                    Ok(0)
+                }
+                None => {
+                    eprintln!(
+                        "tandem: no Tandem service is running for {}; start one with `tandem run` (or give --state FILE: the state file of the running service)",
+                        state.display()
+                    );
+                    Ok(2)
+                }
+            }
         }
         Cmd::Status { json } => {
             let state = state_path(&cli.state, None);

@@ -1,5 +1,22 @@
 -- Named queries of the state store. Each starts with a line `-- name: NAME`.
 
+-- name: open_journal_wal
+-- Every connection, on open (answers the journal mode; fails on a file that is not SQLite).
+PRAGMA journal_mode = WAL;
+
+-- name: open_synchronous
+PRAGMA synchronous = NORMAL;
+
+-- name: open_foreign_keys
+PRAGMA foreign_keys = ON;
+
+-- name: schema_version
+-- The schema version: the number of the last migration applied (0: a new file).
+PRAGMA user_version;
+
+-- name: schema_object_count
+SELECT count(*) FROM sqlite_master;
+
 -- name: pair_find
 SELECT id FROM pairs WHERE left_root = ?1 AND right_root = ?2;
 

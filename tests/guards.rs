@@ -1,0 +1,110 @@
+//! Root identity (SPEC §5): a root replaced by another folder (a different disk mounted at
+//! the same path, or the mount gone and a stale folder left behind) stops the pair instead
+//! of being synced; the one-shot CLI and the running service.
+
+use crate::common::{start_service, stderr, stdout, wait_for, Pair};
+use std::time::Duration;
+use tandem::model::Side::{Left, Right};
+
+fn synced(n: usize) -> Pair {
+    let p = Pair::new();
+    for i in 0..n {
+        p.write(Left, &format!("d/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    p.sync_ok();
+    p.assert_converged();
+    p
+}
+
+/// Move the right root aside and put another folder in its place, holding an old copy of
+/// one file and a file of its own (what a different disk or a restored backup looks like).
+fn replace_right(p: &Pair) -> std::path::PathBuf {
+    let aside = p.right.with_extension("real");
+    std::fs::rename(&p.right, &aside).unwrap();
+    p.write(Right, "d/f0.txt", b"an old version");
+    p.write(Right, "stranger.txt", b"another disk's file");
+    aside
+}
+
+#[test]
+fn guard_a_root_replaced_by_another_folder_stops_the_pair_and_changes_nothing() {
+    let p = synced(10);
+    let left_before = p.tree(Left);
+    let aside = replace_right(&p);
+    let stranger = p.tree(Right);
+    let o = p.sync(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("is not the folder this pair synced"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(p.right.to_str().unwrap()), "{}", stderr(&o));
+    assert_eq!(p.tree(Left), left_before, "nothing reached the left side");
+    assert_eq!(p.tree(Right), stranger, "the other folder was not touched");
+    assert!(p.trash(Left).is_empty());
+    let o = p.sync(&["--dry-run"]);
+    assert_eq!(o.status.code(), Some(3), "a dry run says so too: {}", stderr(&o));
+    // The real folder back: the pair syncs again.
+    std::fs::remove_dir_all(&p.right).unwrap();
+    std::fs::rename(&aside, &p.right).unwrap();
+    let (l, r) = (p.left.to_str().unwrap(), p.right.to_str().unwrap());
+    let o = p.tandem(&["sync", l, r, "--state", p.state.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).lines().count() == 1, "nothing to do: {}", stdout(&o));
+}
+
+#[test]
+fn guard_a_replaced_root_is_adopted_only_with_consent() {
+    let p = synced(4);
+    replace_right(&p);
+    assert_eq!(p.sync(&[]).status.code(), Some(3));
+    let o = p.sync(&["--allow-mass-delete"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Adopted: its marker is now the one recorded, and nothing was lost (the older f0 and
+    // the left's f0 differed: a clash keeps both).
+    assert!(p.right.join(".sync_trash/.tandem-root").exists());
+    assert_eq!(p.sync(&[]).status.code(), Some(0));
+    p.assert_converged();
+    assert!(p.tree(Left).values().any(|v| v == b"an old version"));
+    assert!(
+        p.trash(Left).values().any(|v| v == b"file 0"),
+        "the overwritten version is in the trash"
+    );
+}
+
+#[test]
+fn guard_a_mount_gone_with_an_empty_folder_left_stops_the_pair() {
+    let p = synced(6);
+    let before = p.tree(Left);
+    let aside = p.right.with_extension("real");
+    std::fs::rename(&p.right, &aside).unwrap();
+    std::fs::create_dir(&p.right).unwrap();
+    let o = p.sync(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(p.tree(Left), before);
+    assert!(p.trash(Left).is_empty());
+}
+
+#[test]
+fn guard_the_service_stops_a_pair_whose_root_was_replaced() {
+    let p = synced(10);
+    let left_before = p.tree(Left);
+    let (l, r) = (p.left.to_str().unwrap().to_string(), p.right.to_str().unwrap().to_string());
+    let _svc = start_service(&p, &[&l, &r], &[]);
+    let state = p.state.to_str().unwrap();
+    let status = || -> serde_json::Value {
+        let o = p.tandem(&["--state", state, "status", "--json"]);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    wait_for("startup run", Duration::from_secs(30), || status()["pairs"][0]["state"] == "idle");
+    replace_right(&p);
+    let stranger = p.tree(Right);
+    let o = p.tandem(&["--state", state, "sync-now"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("the pair in error", Duration::from_secs(30), || {
+        let s = status();
+        s["pairs"][0]["state"] == "error"
+            && s["pairs"][0]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("is not the folder this pair synced"))
+    });
+    assert_eq!(p.tree(Left), left_before);
+    assert_eq!(p.tree(Right), stranger);
+}
