@@ -955,6 +955,14 @@ impl<'a> Planner<'a, '_> {
         if oe.kind != kind || self.b.contains(to) || self.is_excluded(to) || self.name_problem(o, to).is_some() {
             return false;
         }
+        // A file the other side changed meanwhile is not moved along: the base would then
+        // describe the old content under the new name and the change would go unseen. Copy
+        // and delete instead (R9 + R5 keep both versions).
+        if let Some(be) = self.b.get(from).copied() {
+            if kind == Kind::File && self.classify(o, from, Some(&be), Some(&oe)) == Change::Content {
+                return false;
+            }
+        }
         let case_only = from.to_lowercase_key() == to.to_lowercase_key();
         // Where `o` ignores case, `to` "exists" there as `from` itself for a case-only rename.
         if self.view(o).contains(to) && !(case_only && self.opts.names(o).case_insensitive) {

@@ -210,7 +210,12 @@ fn trash_stamps(p: &Pair, side: Side) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(p.root(side).join(TRASH)) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // Beside the dated folders: the root's identity marker.
+    let mut out: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".tandem-root")
+        .collect();
     for s in &out {
         let b = s.as_bytes();
         let ok = b.len() == 17
