@@ -290,7 +290,9 @@ impl<'a> Exec<'a> {
 
     // ------------------------------------------------------------------ renames
 
-    fn rename(&self, side: Side, from: &RelPath, to: &RelPath, expect: &Entry, mirror: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
+    /// `mirror`: Some(refresh) when the rename mirrors the other side's (its base row moves;
+    /// with `refresh`, it also takes this side's new observation); None for a clash rename.
+    fn rename(&self, side: Side, from: &RelPath, to: &RelPath, expect: &Entry, mirror: Option<bool>, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
         let (fa, ta) = (rep.abs(from), rep.abs(to));
         let cur = match stat_entry(rep.fs, &fa) {
@@ -342,16 +344,18 @@ impl<'a> Exec<'a> {
         }
         if let Ok(Some(now)) = stat_entry(rep.fs, &ta) {
             self.fixes.lock().unwrap().insert((side, to.clone()), now);
-            if mirror {
+            if let Some(refresh) = mirror {
                 ups.push(BaseUpdate::Move {
                     from: from.clone(),
                     to: to.clone(),
                 });
-                ups.push(BaseUpdate::SetSide {
-                    path: to.clone(),
-                    side,
-                    meta: SideMeta::of(&now),
-                });
+                if refresh {
+                    ups.push(BaseUpdate::SetSide {
+                        path: to.clone(),
+                        side,
+                        meta: SideMeta::of(&now),
+                    });
+                }
             }
         }
         Outcome::Done { bytes: 0 }
@@ -728,11 +732,16 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
                 }
                 let o = match a {
                     Action::Rename {
-                        side, from, to, expect, ..
-                    } => ex.rename(*side, from, to, expect, true, ups),
+                        side,
+                        from,
+                        to,
+                        expect,
+                        edited,
+                        ..
+                    } => ex.rename(*side, from, to, expect, Some(!*edited), ups),
                     Action::ClashRename {
                         side, from, to, expect, ..
-                    } => ex.rename(*side, from, to, expect, false, ups),
+                    } => ex.rename(*side, from, to, expect, None, ups),
                     Action::MkDir { side, path, .. } => ex.mkdir(*side, path, ups),
                     Action::SetProps {
                         side,

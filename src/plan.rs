@@ -91,6 +91,10 @@ pub enum Action {
         kind: Kind,
         expect: Entry,
         rule: Rule,
+        /// The file changed on `side` since the base: its base row moves without taking
+        /// the new observation, so the next plan still sees the change.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        edited: bool,
     },
     /// Move a losing version aside under its clash name, on its own side (R1, R2, R16).
     ClashRename {
@@ -772,6 +776,7 @@ impl<'a> Planner<'a, '_> {
                 kind,
                 expect: e_lose,
                 rule: Rule::R13,
+                edited: false,
             });
             self.view_mut(lose).move_subtree(&t_lose, &t_win);
             self.moved.push((lose, t_lose, t_win.clone()));
@@ -955,14 +960,14 @@ impl<'a> Planner<'a, '_> {
         if oe.kind != kind || self.b.contains(to) || self.is_excluded(to) || self.name_problem(o, to).is_some() {
             return false;
         }
-        // A file the other side changed meanwhile is not moved along: the base would then
-        // describe the old content under the new name and the change would go unseen. Copy
-        // and delete instead (R9 + R5 keep both versions).
-        if let Some(be) = self.b.get(from).copied() {
-            if kind == Kind::File && self.classify(o, from, Some(&be), Some(&oe)) == Change::Content {
-                return false;
-            }
-        }
+        // A file the other side changed meanwhile moves along with its change; its base row
+        // must then keep that side's old observation, or the change would go unseen.
+        let edited = kind == Kind::File
+            && self
+                .b
+                .get(from)
+                .copied()
+                .is_some_and(|be| self.classify(o, from, Some(&be), Some(&oe)) == Change::Content);
         let case_only = from.to_lowercase_key() == to.to_lowercase_key();
         // Where `o` ignores case, `to` "exists" there as `from` itself for a case-only rename.
         if self.view(o).contains(to) && !(case_only && self.opts.names(o).case_insensitive) {
@@ -996,6 +1001,7 @@ impl<'a> Planner<'a, '_> {
             kind,
             expect: oe,
             rule,
+            edited,
         });
         let moved = self.view(o).subtree(from);
         self.view_mut(o).move_subtree(from, to);
