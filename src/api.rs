@@ -165,6 +165,9 @@ pub struct SyncRequest {
     /// first seen as deleted (the edit's run scans its old name); held, its deletion meets
     /// the new name's report and the planner sees a rename (R14), not a deletion and copies.
     pub hold_deletes: Option<Vec<RelPath>>,
+    /// With `hold_deletes`: new folders and the copies into them are held back the same
+    /// way (the other half of a move into a folder just created).
+    pub hold_creations: bool,
     /// Plan as if the base knew nothing at or below this path (`resync`): both sides'
     /// contents decide, and with no base no deletion can be planned (invariant 7).
     pub forget_base: Option<RelPath>,
@@ -182,6 +185,7 @@ impl Default for SyncRequest {
             hooks: None,
             caller_holds_lock: false,
             hold_deletes: None,
+            hold_creations: false,
             forget_base: None,
         }
     }
@@ -829,7 +833,7 @@ pub fn prepare_holding(
         }
     };
     let (plan, held) = match &req.hold_deletes {
-        Some(ripe) => hold_deletes(plan, ripe),
+        Some(ripe) => hold_deletes(plan, ripe, req.hold_creations),
         None => (plan, Vec::new()),
     };
     // Mass-delete guard.
@@ -852,20 +856,44 @@ pub fn prepare_holding(
 
 /// Leave out the deletions a user made (R7/R8) that do not lie at or below a `ripe` path;
 /// returns the plan without them and their paths.
-fn hold_deletes(mut plan: Plan, ripe: &[RelPath]) -> (Plan, Vec<RelPath>) {
+fn hold_deletes(mut plan: Plan, ripe: &[RelPath], creations: bool) -> (Plan, Vec<RelPath>) {
     let ripe: std::collections::BTreeSet<&RelPath> = ripe.iter().collect();
     let is_ripe = |p: &RelPath| ripe.contains(p) || p.ancestors().any(|a| ripe.contains(&a));
+    // New folders (and what is copied into them) wait like deletions: a folder moved into
+    // a folder just created may be reported as that new folder's content before its old
+    // name's removal arrives.
+    let new_dirs: std::collections::BTreeSet<RelPath> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::MkDir {
+                path,
+                rule: Rule::R9 | Rule::R10,
+                ..
+            } if creations && !is_ripe(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
     let mut held = Vec::new();
-    plan.actions.retain(|a| match a {
-        Action::Delete {
-            path,
-            rule: Rule::R7 | Rule::R8,
-            ..
-        } if !is_ripe(path) => {
-            held.push(path.clone());
-            false
+    plan.actions.retain(|a| {
+        let hold = match a {
+            Action::Delete {
+                path,
+                rule: Rule::R7 | Rule::R8,
+                ..
+            } => !is_ripe(path),
+            Action::MkDir { path, .. } => new_dirs.contains(path),
+            Action::Copy {
+                path,
+                rule: Rule::R9 | Rule::R10,
+                ..
+            } => path.ancestors().any(|a| new_dirs.contains(&a)),
+            _ => false,
+        };
+        if hold {
+            held.push(a.path().clone());
         }
-        _ => true,
+        !hold
     });
     (plan, held)
 }

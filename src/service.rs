@@ -1485,6 +1485,7 @@ impl Worker {
             caller_holds_lock: true,
             allow_mass_delete: std::mem::take(&mut self.allow_mass_delete),
             hold_deletes: scope.is_some().then_some(ripe),
+            hold_creations: true,
             ..Default::default()
         };
         let plan = match api::prepare_holding(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req) {

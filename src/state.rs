@@ -232,11 +232,22 @@ impl Store {
         self.conn
             .busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| self.err(e))?;
-        // Checks the header: a file that is not SQLite fails here.
-        let _: String = self
-            .conn
-            .query_row(q("open_journal_wal"), [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
+        // Checks the header: a file that is not SQLite fails here. Switching a new file to
+        // WAL needs an exclusive lock and SQLite may answer "locked" at once instead of
+        // calling the busy handler (another process is creating the file): retry a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.conn.query_row(q("open_journal_wal"), [], |r| r.get::<_, String>(0)) {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
         for pragma in ["open_synchronous", "open_foreign_keys"] {
             self.conn.execute_batch(q(pragma)).map_err(|e| self.err(e))?;
         }

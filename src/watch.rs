@@ -7,7 +7,7 @@
 use crate::config::{is_temp_name, Ignore, TRASH_DIR};
 use crate::fs::Fs;
 use crate::model::{RelPath, Side};
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::Watcher;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,18 +42,90 @@ pub enum WatchMsg {
     },
 }
 
-/// A running watcher of one root; dropping it stops watching.
+/// A running watcher of one root; dropping it stops watching (and its re-watch thread).
 pub struct RootWatcher {
-    _w: notify::RecommendedWatcher,
+    _w: std::sync::Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
+}
+
+/// Folders created this recently are watched again after a rename-away is reported.
+const REWATCH_WINDOW: Duration = Duration::from_secs(2);
+
+/// Works around an inotify race in the recursive watcher: when a folder is moved into a
+/// folder created a moment before (`mkdir -p a/x; mv B/y a/x/`), the walk of the new
+/// folder finds `a/x/y` and gets back the watch descriptor the kernel already had for that
+/// folder (as `B/y`); the move-away of `B/y`, handled next, then removes that descriptor
+/// and `a/x/y` goes silent for good. After every rename-away, the folders created within
+/// `REWATCH_WINDOW` are watched again (a fresh descriptor where one was lost).
+fn rewatch_loop(
+    w: std::sync::Weak<std::sync::Mutex<notify::RecommendedWatcher>>,
+    rx: std::sync::mpsc::Receiver<(PathBuf, bool, Instant)>,
+    report: impl Fn(&Path),
+) {
+    let mut recent: Vec<(PathBuf, Instant)> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        // A burst is handled once: everything queued meanwhile comes along.
+        let mut moved_away = false;
+        for (path, created, at) in std::iter::once(first).chain(rx.try_iter()) {
+            if created {
+                recent.push((path, at));
+            } else {
+                moved_away = true;
+            }
+        }
+        let now = Instant::now();
+        recent.retain(|(_, t)| now.duration_since(*t) < REWATCH_WINDOW);
+        if !moved_away {
+            continue;
+        }
+        // Let the watcher finish handling the move-away before adding watches again.
+        std::thread::sleep(Duration::from_millis(20));
+        let Some(w) = w.upgrade() else { return };
+        let mut w = w.lock().unwrap();
+        for (dir, _) in &recent {
+            if dir.is_dir() {
+                if let Err(e) = w.watch(dir, notify::RecursiveMode::Recursive) {
+                    tracing::debug!(path = %dir.display(), "cannot watch again: {e}");
+                }
+                // What changed there while it was not watched is found by a scan of it.
+                report(dir);
+            }
+        }
+    }
 }
 
 impl RootWatcher {
     /// Watch `root` recursively (folders created later included); `sink` gets the changes.
-    pub fn start(root: &Path, side: Side, ignore: Ignore, sink: impl Fn(WatchMsg) + Send + 'static) -> Result<RootWatcher, String> {
+    pub fn start(root: &Path, side: Side, ignore: Ignore, sink: impl Fn(WatchMsg) + Send + Sync + 'static) -> Result<RootWatcher, String> {
         let root_buf = root.to_path_buf();
         let canary = root.join(TRASH_DIR).join(CANARY);
+        let (rewatch_tx, rewatch_rx) = std::sync::mpsc::channel::<(PathBuf, bool, Instant)>();
+        let sink = std::sync::Arc::new(sink);
+        let report = {
+            let (sink, root) = (sink.clone(), root.to_path_buf());
+            move |dir: &Path| {
+                if let Some(Rel::Path(rel)) = relative(&root, dir) {
+                    sink(WatchMsg::Changes {
+                        side,
+                        paths: vec![(rel, Readiness::Settled)],
+                    });
+                }
+            }
+        };
         let handler = move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
+                match ev.kind {
+                    EventKind::Create(CreateKind::Folder) | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                        for p in &ev.paths {
+                            let _ = rewatch_tx.send((p.clone(), true, Instant::now()));
+                        }
+                    }
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both | RenameMode::Any)) => {
+                        if let Some(p) = ev.paths.first() {
+                            let _ = rewatch_tx.send((p.clone(), false, Instant::now()));
+                        }
+                    }
+                    _ => {}
+                }
                 if ev.need_rescan() {
                     sink(WatchMsg::Rescan {
                         side,
@@ -102,6 +174,12 @@ impl RootWatcher {
             ),
             _ => format!("{}: cannot watch: {e}", root.display()),
         })?;
+        let w = std::sync::Arc::new(std::sync::Mutex::new(w));
+        let weak = std::sync::Arc::downgrade(&w);
+        std::thread::Builder::new()
+            .name("tandem-rewatch".into())
+            .spawn(move || rewatch_loop(weak, rewatch_rx, report))
+            .map_err(|e| format!("cannot start a file watcher: {e}"))?;
         Ok(RootWatcher { _w: w })
     }
 }
@@ -218,12 +296,19 @@ impl Debouncer {
         self.pending.values().map(|p| self.due(p)).min()
     }
 
-    /// Paths due at `now`, removed from the pending set.
+    /// Paths due at `now`, removed from the pending set. When some are due, settled paths
+    /// due within the next `settle` come along: the halves of one user action (a folder
+    /// created, then something moved into it) are planned together, so the planner sees
+    /// the move, not a new folder to copy and an old one to delete.
     pub fn take_due(&mut self, now: Instant) -> Vec<RelPath> {
+        if !self.pending.values().any(|p| self.due(p) <= now) {
+            return Vec::new();
+        }
+        let soon = now + self.settle;
         let due: Vec<RelPath> = self
             .pending
             .iter()
-            .filter(|(_, p)| self.due(p) <= now)
+            .filter(|(_, p)| self.due(p) <= now || (p.settled && !p.retry_only && self.due(p) <= soon))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &due {
@@ -271,6 +356,12 @@ mod tests {
         assert_eq!(d.next_due(), Some(t0 + ms(60)));
         assert!(d.take_due(t0 + ms(59)).is_empty());
         assert_eq!(d.take_due(t0 + ms(60)), vec![p("closed")]);
+        // A settled path due a moment later comes along with one that is due now.
+        d.note(p("new folder"), Readiness::Settled, t0 + ms(61));
+        d.note(p("moved"), Readiness::Settled, t0 + ms(80));
+        let mut both = d.take_due(t0 + ms(111));
+        both.sort();
+        assert_eq!(both, vec![p("moved"), p("new folder")]);
         // Each new write pushes the quiet time out...
         for i in 1..=10 {
             d.note(p("writing"), Readiness::Writing, t0 + ms(i * 200));
@@ -288,6 +379,47 @@ mod tests {
         d.note(p("new"), Readiness::Settled, t0 + ms(6100));
         d.forget_before(t0 + ms(6050));
         assert_eq!(d.paths().cloned().collect::<Vec<_>>(), vec![p("new")]);
+    }
+
+    #[test]
+    fn regression_a_folder_moved_into_a_folder_just_created_went_silent() {
+        // Found by the randomized service test: `mkdir -p a/x; mv B/y a/x/` within a few
+        // hundred microseconds left `a/x/y` without a watch (1 to 4 times in 200).
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let n = 200;
+        for i in 0..n {
+            std::fs::create_dir_all(root.join(format!("B{i}/y"))).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let ig = Ignore::new(&crate::config::SyncOptions::default()).unwrap();
+        let _w = RootWatcher::start(&root, Side::Left, ig, move |m| {
+            if let WatchMsg::Changes { paths, .. } = m {
+                for (p, _) in paths {
+                    let _ = tx.lock().unwrap().send(p);
+                }
+            }
+        })
+        .unwrap();
+        for i in 0..n {
+            std::fs::create_dir_all(root.join(format!("a{i}/x"))).unwrap();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(2 * i as u64) {}
+            std::fs::rename(root.join(format!("B{i}/y")), root.join(format!("a{i}/x/y"))).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let mut want: std::collections::BTreeSet<String> = (0..n).map(|i| format!("a{i}/x/y/g")).collect();
+        for w in &want {
+            std::fs::write(root.join(w), b"g").unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !want.is_empty() && Instant::now() < deadline {
+            if let Ok(p) = rx.recv_timeout(Duration::from_millis(100)) {
+                want.remove(p.as_str());
+            }
+        }
+        assert!(want.is_empty(), "writes never reported: {want:?}");
     }
 
     #[test]

@@ -216,6 +216,36 @@ fn service_regression_a_folder_with_most_files_renamed_after_an_edit_tripped_the
 }
 
 #[test]
+fn service_regression_a_folder_moved_into_a_folder_just_created_was_copied_and_trashed() {
+    // Found by the randomized service test: `mkdir newA && mv B newA/` reported the new
+    // folder (planned alone: its contents copied) a moment before the old name's removal
+    // (then trashed), instead of one rename.
+    let p = Pair::new();
+    for i in 0..10 {
+        p.write(Left, &format!("B/f{i}.txt"), format!("file {i}").as_bytes());
+        p.write(Left, &format!("other/g{i}.txt"), b"filler");
+    }
+    p.write(Left, "B/sub/deep.txt", b"deep");
+    let _svc = start_pair(&p);
+    wait_settled(&p, "initial copy");
+    wait_watching(&p);
+    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let before: Vec<u64> = (0..10).map(|i| inode(&format!("B/f{i}.txt"))).collect();
+    let copied_before = total(&p, "copied");
+    std::fs::create_dir(p.path(Left, "newA")).unwrap();
+    // As a shell's `mkdir newA && mv B newA/`: the move a few milliseconds later.
+    std::thread::sleep(Duration::from_millis(10));
+    std::fs::rename(p.path(Left, "B"), p.path(Left, "newA/B")).unwrap();
+    wait_for("the move", T, || p.exists(Right, "newA/B/sub/deep.txt") && !p.exists(Right, "B"));
+    wait_settled(&p, "settled after the move");
+    let after: Vec<u64> = (0..10).map(|i| inode(&format!("newA/B/f{i}.txt"))).collect();
+    assert_eq!(before, after, "the files on the right were moved, not copied");
+    assert_eq!(total(&p, "copied"), copied_before, "nothing was copied again");
+    assert_eq!(total(&p, "trashed"), 0, "nothing was trashed");
+    p.assert_converged();
+}
+
+#[test]
 fn service_edits_made_while_paused_arrive_after_resume() {
     let p = Pair::new();
     let _svc = start_pair(&p);

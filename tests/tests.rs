@@ -3,6 +3,7 @@
 
 mod common;
 
+mod chaos;
 mod cli;
 mod crash;
 mod guards;
