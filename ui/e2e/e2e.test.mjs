@@ -257,6 +257,12 @@ test('history lists the runs, opens one, and downloads them as CSV', async () =>
   const resolved = page.locator('tr[data-run]').filter({ hasText: 'resolve' }).first();
   await resolved.locator('button').click();
   await page.locator('table.journal').first().waitFor();
+  // A path of a run can be resynced from there: a run with trigger "resync" is recorded.
+  const resync = page.locator('table.journal button.resync').first();
+  const label = await resync.getAttribute('aria-label');
+  await resync.click();
+  await page.getByText(`Resynced ${label.replace(/^Resync /, '')}`).first().waitFor();
+  await until('a resync run', async () => (await api('/api/history?limit=1000')).some((r) => r.trigger === 'resync'));
   await page.selectOption('#f-trigger', 'resolve');
   await until('only resolve runs', async () => {
     const t = await page.locator('table.runs tbody tr[data-run] td:nth-child(4)').allTextContents();

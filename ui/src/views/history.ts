@@ -1,14 +1,24 @@
 // History: the recorded runs, newest first, filtered by pair, trigger and status, paged;
 // a run opens to its actions; the filtered runs download as CSV or JSON.
 
-import { JournalRow, Run, blob, get } from '../api';
+import { JournalRow, Run, blob, enc, get, post } from '../api';
 import { actionButton, View } from '../app';
 import { fill, h } from '../dom';
 import { bytes, ms, time } from '../format';
 
 const PAGE = 50;
-const TRIGGERS = ['watch', 'poll', 'schedule', 'manual', 'reconciliation', 'startup', 'resolve'];
+const TRIGGERS = ['watch', 'poll', 'schedule', 'manual', 'reconciliation', 'startup', 'resolve', 'resync'];
 const STATUSES = ['ok', 'partial', 'error', 'stopped'];
+
+/// Forget what the state knows of a path and decide again from both sides (never deletes).
+export function resyncButton(pair: string, path: string): HTMLButtonElement {
+  return actionButton(
+    'Resync',
+    { class: 'link resync', title: `Compare ${path} on both sides again: equal copies become synced, different ones are kept as clash copies, nothing is deleted`, 'aria-label': `Resync ${path}` },
+    () => post(`/api/pairs/${enc(pair)}/resync`, { path }),
+    `Resynced ${path}`,
+  );
+}
 
 export function history(): View {
   const filter = { pair: '', trigger: '', status: '' };
@@ -68,7 +78,7 @@ export function history(): View {
           ? h(
               'table',
               { class: 'journal' },
-              h('thead', null, h('tr', null, ['#', 'Action', 'Side', 'Path', 'Rule', 'Outcome', 'Bytes'].map((c) => h('th', { scope: 'col' }, c)))),
+              h('thead', null, h('tr', null, ['#', 'Action', 'Side', 'Path', 'Rule', 'Outcome', 'Bytes', ''].map((c) => h('th', { scope: 'col' }, c)))),
               h(
                 'tbody',
                 null,
@@ -83,6 +93,7 @@ export function history(): View {
                     h('td', null, r.rule ?? ''),
                     h('td', null, r.status),
                     h('td', { class: 'num' }, bytes(r.bytes)),
+                    h('td', null, resyncButton(run.pair, r.path)),
                   ),
                 ),
               ),
