@@ -50,6 +50,14 @@ pub enum ApiError {
         percent: u64,
         max: u8,
     },
+    #[error("pair {pair}: the plan overwrites {overwrites} of {total} files ({percent}%) with older versions, more than max_delete_percent = {max}% (a side restored from an old backup?). Nothing was changed. Check the folders; run again with --allow-mass-delete if this is intended.")]
+    MassOverwrite {
+        pair: String,
+        overwrites: u64,
+        total: u64,
+        percent: u64,
+        max: u8,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("pair {pair} is being synced by another Tandem process (lock {lock})")]
@@ -80,6 +88,7 @@ impl ApiError {
             ApiError::RootEmpty { .. } => "root_empty",
             ApiError::RootChanged { .. } => "root_changed",
             ApiError::MassDelete { .. } => "mass_delete",
+            ApiError::MassOverwrite { .. } => "mass_overwrite",
             ApiError::State(StateError::Corrupt { .. }) => "state_corrupt",
             ApiError::State(_) => "state_error",
             ApiError::Locked { .. } => "pair_locked",
@@ -96,6 +105,7 @@ impl ApiError {
             | ApiError::RootEmpty { .. }
             | ApiError::RootChanged { .. }
             | ApiError::MassDelete { .. }
+            | ApiError::MassOverwrite { .. }
             | ApiError::Locked { .. } => 3,
             ApiError::Io { .. } | ApiError::Internal(_) => 1,
             _ => 2,
@@ -844,6 +854,24 @@ pub fn prepare_holding(
             deletions,
             total,
             percent: deletions * 100 / total,
+            max: pair.options.max_delete_percent,
+        };
+        if !req.dry_run {
+            record_stopped(store, pair_id, req.trigger, &e)?;
+        }
+        return Err(e);
+    }
+    // Old-versions guard: a side restored from an old backup shows every file as changed,
+    // with older times; overwriting most of the other side with older versions stops and
+    // asks like a mass deletion (the overwritten versions would go to the trash, or be
+    // lost above soft_delete_max_bytes).
+    let overwrites = plan.older_overwrites() as u64;
+    if !req.allow_mass_delete && total > 0 && overwrites * 100 > pair.options.max_delete_percent as u64 * total {
+        let e = ApiError::MassOverwrite {
+            pair: pair.name.clone(),
+            overwrites,
+            total,
+            percent: overwrites * 100 / total,
             max: pair.options.max_delete_percent,
         };
         if !req.dry_run {

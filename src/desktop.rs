@@ -151,7 +151,10 @@ pub struct Toaster {
 
 /// The error codes of the safety guards: they pause or stop a pair and say why.
 fn is_guard(code: &str) -> bool {
-    matches!(code, "mass_delete" | "root_missing" | "root_empty" | "root_unreadable")
+    matches!(
+        code,
+        "mass_delete" | "mass_overwrite" | "root_missing" | "root_empty" | "root_changed" | "root_unreadable"
+    )
 }
 
 impl Toaster {

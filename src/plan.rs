@@ -311,6 +311,17 @@ impl Plan {
         self.actions.iter().filter(|a| a.is_disk_action())
     }
     /// Number of files the plan deletes (the mass-delete guard's numerator).
+    /// Copies that replace a file with an older one (older mtime): what a side restored
+    /// from an old backup plans everywhere.
+    pub fn older_overwrites(&self) -> usize {
+        self.actions
+            .iter()
+            .filter(
+                |a| matches!(a, Action::Copy { src, dst: Some(d), rule: Rule::R3 | Rule::R4, .. } if d.is_file() && src.mtime < d.mtime),
+            )
+            .count()
+    }
+
     pub fn file_deletions(&self) -> usize {
         self.actions
             .iter()

@@ -1691,7 +1691,7 @@ impl Worker {
             message: msg.clone(),
         });
         match e {
-            ApiError::MassDelete { .. } => {
+            ApiError::MassDelete { .. } | ApiError::MassOverwrite { .. } => {
                 // Stops and asks: paused until the user resumes (with or without deletions).
                 rt.paused.store(true, Ordering::SeqCst);
                 let _ = self.store.kv_put(&kv_pause_key(&rt.cfg.name), Some(GUARD_PAUSE));

@@ -1,6 +1,7 @@
 //! Root identity (SPEC §5): a root replaced by another folder (a different disk mounted at
 //! the same path, or the mount gone and a stale folder left behind) stops the pair instead
-//! of being synced; the one-shot CLI and the running service.
+//! of being synced; the one-shot CLI and the running service. A side restored from an old
+//! backup stops before its older versions overwrite most of the other side.
 
 use crate::common::{start_service, stderr, stdout, wait_for, Pair};
 use std::time::Duration;
@@ -107,4 +108,32 @@ fn guard_the_service_stops_a_pair_whose_root_was_replaced() {
     });
     assert_eq!(p.tree(Left), left_before);
     assert_eq!(p.tree(Right), stranger);
+}
+
+#[test]
+fn guard_a_side_restored_from_an_old_backup_stops_before_overwriting_with_older_versions() {
+    let p = Pair::new();
+    for i in 0..10 {
+        p.write_at(Left, &format!("d/f{i}.txt"), format!("current {i}").as_bytes(), 1_700_000_000);
+    }
+    p.sync_ok();
+    // The left side is restored from last month's backup: older contents, older times.
+    for i in 0..8 {
+        p.write_at(Left, &format!("d/f{i}.txt"), format!("last month {i}").as_bytes(), 1_697_000_000);
+    }
+    let right_before = p.tree(Right);
+    let o = p.sync(&[]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("older versions"), "{}", stderr(&o));
+    assert_eq!(p.tree(Right), right_before, "nothing was overwritten");
+    let o = p.tandem(&["history", "--json", "--state", p.state.to_str().unwrap()]);
+    assert!(stdout(&o).lines().next().unwrap().contains("\"stopped\""), "{}", stdout(&o));
+    // With consent it goes ahead, and the newer versions are kept in the trash.
+    let o = p.sync(&["--allow-mass-delete"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(p.read(Right, "d/f0.txt").as_deref(), Some(&b"last month 0"[..]));
+    assert_eq!(p.trash(Right).len(), 8);
+    // A few older versions (at most max_delete_percent) pass without asking.
+    p.write_at(Left, "d/f9.txt", b"older f9", 1_600_000_000);
+    assert_eq!(p.sync(&[]).status.code(), Some(0));
 }
