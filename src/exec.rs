@@ -154,6 +154,13 @@ impl Drop for Exec<'_> {
     }
 }
 
+/// How a failure for want of space starts (the service reports it once, not per retry).
+pub const DISK_FULL: &str = "disk full";
+
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
 /// A write failed because the folder it wrote into is gone: the user moved or deleted it
 /// during the run. Nothing is wrong with the file: the next run plans it again.
 fn folder_gone(to: &Replica, dir: &Path, e: &std::io::Error) -> bool {
@@ -494,6 +501,11 @@ impl<'a> Exec<'a> {
                     self.known_dirs.lock().unwrap().remove(&dir);
                     return Err(Outcome::Deferred {
                         reason: format!("folder {} was moved or deleted during the copy", dir.display()),
+                    });
+                }
+                if is_disk_full(&e) {
+                    return Err(Outcome::Failed {
+                        error: format!("{DISK_FULL} on the {side} side: cannot write {}: {}", da.display(), err_text(&e)),
                     });
                 }
                 return Err(failed("copy", &sa, e));

@@ -1075,6 +1075,8 @@ struct Worker {
     failures: HashMap<RelPath, u32>,
     /// Paths whose deletion a targeted run held back, with when it was first held.
     held: HashMap<RelPath, Instant>,
+    /// A copy failed for want of space (told once; cleared by a run without that failure).
+    disk_full: Option<String>,
     full_due: Option<(Instant, Trigger)>,
     next_reconcile: Instant,
     next_poll: Option<Instant>,
@@ -1105,6 +1107,7 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         unsaved: Vec::new(),
         failures: HashMap::new(),
         held: HashMap::new(),
+        disk_full: None,
         // A schedule-only pair (watch = "off") runs when its schedules say, not at start.
         full_due: (o.watch != WatchMode::Off).then_some((now, Trigger::Startup)),
         next_reconcile: if o.watch == WatchMode::Off {
@@ -1606,6 +1609,29 @@ impl Worker {
         for p in again {
             self.deb.retry_at(p, Instant::now() + DEFER_RETRY);
         }
+        // A full disk is told once (event, log), not at every retry; the pair shows it
+        // until a run copies without running out of space.
+        let full = report.outcomes.iter().find_map(|o| match o {
+            Some(Outcome::Failed { error }) if error.starts_with(crate::exec::DISK_FULL) => Some(error.clone()),
+            _ => None,
+        });
+        match (&full, &self.disk_full) {
+            (Some(msg), None) => {
+                tracing::warn!(code = "disk_full", "{msg}; copies are retried and resume once there is space");
+                inner.emit(Event::Error {
+                    pair: Some(rt.cfg.name.clone()),
+                    code: "disk_full".into(),
+                    message: msg.clone(),
+                });
+            }
+            (None, Some(_)) if report.counts.copied > 0 || report.counts.failed == 0 => {
+                tracing::info!("space again: copies resume");
+            }
+            _ => {}
+        }
+        if full.is_some() || report.counts.copied > 0 || report.counts.failed == 0 {
+            self.disk_full = full;
+        }
         let settled: Vec<RelPath> = match &scope {
             Some(s) => s.clone(),
             None => Vec::new(),
@@ -1655,6 +1681,8 @@ impl Worker {
                 message: f,
             });
             self.error_until = Some(Instant::now() + ERROR_RETRY);
+        } else if let Some(msg) = &self.disk_full {
+            inner.set_state(&rt, PairState::Error, Some(msg.clone()));
         } else {
             inner.set_state(&rt, PairState::Idle, None);
         }
