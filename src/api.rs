@@ -1043,7 +1043,15 @@ fn scope(mut plan: Plan, only: &RelPath) -> Plan {
             _ => None,
         })
         .collect();
-    plan.actions.retain(|a| a.path().starts_with(only) || clashes.contains(a.path()));
+    // A decision on a name (R13 on a double case rename) acts on the case variants too:
+    // the losing name is renamed, the old name's base row goes.
+    let key = only.to_lowercase_key();
+    let under = |p: &RelPath| {
+        let k = p.to_lowercase_key();
+        k == key || k.starts_with(&format!("{key}/"))
+    };
+    plan.actions
+        .retain(|a| under(a.path()) || clashes.contains(a.path()) || matches!(a, Action::Rename { from, .. } if under(from)));
     plan
 }
 

@@ -756,7 +756,18 @@ impl<'a> Planner<'a, '_> {
             let (Some(le), Some(re)) = (self.l.get(&tl).copied(), self.r.get(tr).copied()) else {
                 continue;
             };
-            let winner = match self.opts.rules.r13 {
+            // A user's decision on this conflict (`conflicts resolve`) names the winner.
+            let decided = self.opts.overrides.get(&tl).or_else(|| self.opts.overrides.get(tr)).copied();
+            let rule = match decided {
+                Some(Keep::Left) => PropsOption::LeftWins,
+                Some(Keep::Right) => {
+                    self.settle_case_rename(from, tl, tr.clone(), kind, Side::Right, le, re);
+                    continue;
+                }
+                Some(Keep::Both) => PropsOption::Newer,
+                None => self.opts.rules.r13,
+            };
+            let winner = match rule {
                 PropsOption::Manual => {
                     self.conflict(&tl, Rule::R13, Some(&le), Some(&re));
                     for x in [&from, &tl, tr] {
@@ -774,6 +785,15 @@ impl<'a> Planner<'a, '_> {
                     }
                 }
             };
+            self.settle_case_rename(from, tl, tr.clone(), kind, winner, le, re);
+        }
+    }
+
+    /// Both sides renamed `from` to case variants `tl` (left) and `tr` (right): `winner`'s
+    /// name is given to the other side's file too.
+    #[allow(clippy::too_many_arguments)]
+    fn settle_case_rename(&mut self, from: RelPath, tl: RelPath, tr: RelPath, kind: Kind, winner: Side, le: Entry, re: Entry) {
+        {
             let (t_win, t_lose, e_lose) = if winner == Side::Left {
                 (tl.clone(), tr.clone(), re)
             } else {

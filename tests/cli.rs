@@ -2207,3 +2207,47 @@ fn regression_token_without_a_running_service_creates_no_token_and_names_the_sta
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("no Tandem service is running for"), "{}", show(&o));
 }
+
+#[test]
+fn regression_conflicts_resolve_could_not_settle_an_r13_conflict_on_a_double_case_rename() {
+    for (keep, name) in [("left", "report.txt"), ("right", "REPORT.txt")] {
+        let p = synced_pair(&[("Report.txt", b"report")], 0);
+        let cfg = p.dir.path().join("tandem.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[[pair]]\nname = \"p\"\nleft = {:?}\nright = {:?}\n[conflicts]\nr13 = \"manual\"\n",
+                p.left.to_str().unwrap(),
+                p.right.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        rename(&p, Left, "Report.txt", "report.txt");
+        rename(&p, Right, "Report.txt", "REPORT.txt");
+        let s = state_arg(&p);
+        let o = p.tandem(&["--state", s, "sync", "--config", cfg.to_str().unwrap()]);
+        assert_exit(&o, 0);
+        let o = p.tandem(&["--state", s, "conflicts", "list", "--json"]);
+        assert!(stdout(&o).contains("R13"), "{}", show(&o));
+        let o = p.tandem(&[
+            "--state",
+            s,
+            "conflicts",
+            "resolve",
+            "report.txt",
+            "--keep",
+            keep,
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        assert_exit(&o, 0);
+        for side in [Left, Right] {
+            let names: Vec<String> = p.tree(side).into_keys().collect();
+            assert_eq!(names, vec![name.to_string()], "{keep}: {side}");
+        }
+        let o = p.tandem(&["--state", s, "conflicts", "list", "--json"]);
+        assert!(!stdout(&o).contains("R13"), "the conflict is closed: {}", show(&o));
+        let o = p.tandem(&["--state", s, "sync", "--config", cfg.to_str().unwrap(), "--dry-run", "--json"]);
+        assert_eq!(json_lines(&o).len(), 1, "nothing left to do: {}", show(&o));
+    }
+}
