@@ -249,6 +249,30 @@ fn mail_guard_stop_always_mails() {
 }
 
 #[test]
+fn mail_a_replaced_root_stops_the_pair_and_mails() {
+    let p = Pair::new();
+    let port = free_port();
+    let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
+    for i in 0..4 {
+        p.write(Left, &format!("f{i}.txt"), b"x");
+    }
+    let cfg = config(&p, port, "granularity = \"digest\"", "");
+    assert!(sync_config(&p, &cfg).status.success());
+    // Another disk mounted where the right folder was: other files, no marker.
+    std::fs::rename(&p.right, p.right.with_extension("real")).unwrap();
+    p.write(Right, "other disk.txt", b"not ours");
+    let o = sync_config(&p, &cfg);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    wait_for("the guard mail", T, || smtp.messages().len() == 1);
+    assert!(
+        smtp.messages()[0].contains("stopped by a safety guard (root_changed)"),
+        "{}",
+        smtp.messages()[0]
+    );
+    assert_eq!(p.tree(Left).len(), 4, "nothing reached the left side");
+}
+
+#[test]
 fn notify_test_sends_or_says_what_failed() {
     let p = Pair::new();
     let port = free_port();
