@@ -846,34 +846,32 @@ pub fn prepare_holding(
         Some(ripe) => hold_deletes(plan, ripe, req.hold_creations),
         None => (plan, Vec::new()),
     };
-    // Mass-delete guard.
-    let deletions = plan.file_deletions() as u64;
-    if !req.allow_mass_delete && total > 0 && deletions * 100 > pair.options.max_delete_percent as u64 * total {
-        let e = ApiError::MassDelete {
+    // Mass guards: deleting, or overwriting with older versions (a side restored from an
+    // old backup shows every file as changed, with older times), more than
+    // max_delete_percent of the files stops and asks.
+    let max = pair.options.max_delete_percent;
+    let over = |n: usize| !req.allow_mass_delete && total > 0 && n as u64 * 100 > max as u64 * total;
+    let (deletions, overwrites) = (plan.file_deletions(), plan.older_overwrites());
+    let stop = if over(deletions) {
+        Some(ApiError::MassDelete {
             pair: pair.name.clone(),
-            deletions,
+            deletions: deletions as u64,
             total,
-            percent: deletions * 100 / total,
-            max: pair.options.max_delete_percent,
-        };
-        if !req.dry_run {
-            record_stopped(store, pair_id, req.trigger, &e)?;
-        }
-        return Err(e);
-    }
-    // Old-versions guard: a side restored from an old backup shows every file as changed,
-    // with older times; overwriting most of the other side with older versions stops and
-    // asks like a mass deletion (the overwritten versions would go to the trash, or be
-    // lost above soft_delete_max_bytes).
-    let overwrites = plan.older_overwrites() as u64;
-    if !req.allow_mass_delete && total > 0 && overwrites * 100 > pair.options.max_delete_percent as u64 * total {
-        let e = ApiError::MassOverwrite {
+            percent: deletions as u64 * 100 / total,
+            max,
+        })
+    } else if over(overwrites) {
+        Some(ApiError::MassOverwrite {
             pair: pair.name.clone(),
-            overwrites,
+            overwrites: overwrites as u64,
             total,
-            percent: overwrites * 100 / total,
-            max: pair.options.max_delete_percent,
-        };
+            percent: overwrites as u64 * 100 / total,
+            max,
+        })
+    } else {
+        None
+    };
+    if let Some(e) = stop {
         if !req.dry_run {
             record_stopped(store, pair_id, req.trigger, &e)?;
         }

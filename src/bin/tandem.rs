@@ -414,14 +414,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // A running service holds the pair: its worker does it, between its own runs.
             let body = serde_json::json!({"path": path, "dry_run": dry_run}).to_string();
             let route = format!("/api/pairs/{}/resync", url_escape(&p.name));
-            if let Some((code, answer)) = tandem::http::call(&state, "POST", &route, Some(&body))? {
-                let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-                if code != 200 {
-                    eprintln!("tandem: the service answered {code}: {answer}");
-                    return Ok(if code == 400 || code == 404 { 2 } else { 1 });
-                }
+            if let Some(answer) = through_service(&state, &route, &body)? {
+                let v = match answer {
+                    Ok(v) => v,
+                    Err(exit) => return Ok(exit),
+                };
                 if *json {
-                    println!("{answer}");
+                    println!("{v}");
                 } else {
                     println!(
                         "resynced {path} through the running service (run #{}): {} copied, {} conflicts, {} failed",
@@ -860,12 +859,11 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
             let state = state_path(&cli.state, cfg.as_ref());
             let body = serde_json::json!({"path": path, "keep": keep}).to_string();
             let route = format!("/api/pairs/{}/conflicts/resolve", url_escape(&p.name));
-            if let Some((code, answer)) = tandem::http::call(&state, "POST", &route, Some(&body))? {
-                let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-                if code != 200 {
-                    eprintln!("tandem: the service answered {code}: {answer}");
-                    return Ok(if v["error"]["code"] == "bad_path" || code == 404 { 2 } else { 1 });
-                }
+            if let Some(answer) = through_service(&state, &route, &body)? {
+                let v = match answer {
+                    Ok(v) => v,
+                    Err(exit) => return Ok(exit),
+                };
                 println!(
                     "resolved {path} through the running service (run #{}): {} copied, {} failed",
                     v["run"], v["counts"]["copied"], v["counts"]["failed"]
@@ -877,6 +875,24 @@ fn conflicts(cli: &Cli, cmd: &ConflictCmd) -> anyhow::Result<i32> {
             Ok(rep.exit_code())
         }
     }
+}
+
+/// POST to the running service of `state`, if one runs: its JSON answer, or (having said
+/// what it answered) the exit code for a refusal: 2 for a bad request or an unknown pair.
+fn through_service(state: &Path, route: &str, body: &str) -> anyhow::Result<Option<Result<serde_json::Value, i32>>> {
+    let Some((code, answer)) = tandem::http::call(state, "POST", route, Some(body))? else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    if code != 200 {
+        eprintln!("tandem: the service answered {code}: {answer}");
+        return Ok(Some(Err(if code == 400 || code == 404 || v["error"]["code"] == "bad_path" {
+            2
+        } else {
+            1
+        })));
+    }
+    Ok(Some(Ok(v)))
 }
 
 fn describe(a: &Action) -> String {
