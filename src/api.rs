@@ -843,7 +843,7 @@ pub fn prepare_holding(
         }
     };
     let (plan, held) = match &req.hold_deletes {
-        Some(ripe) => hold_deletes(plan, ripe, req.hold_creations),
+        Some(ripe) => hold_back(plan, ripe, req.hold_creations),
         None => (plan, Vec::new()),
     };
     // Mass guards: deleting, or overwriting with older versions (a side restored from an
@@ -880,9 +880,10 @@ pub fn prepare_holding(
     Ok((plan, held))
 }
 
-/// Leave out the deletions a user made (R7/R8) that do not lie at or below a `ripe` path;
-/// returns the plan without them and their paths.
-fn hold_deletes(mut plan: Plan, ripe: &[RelPath], creations: bool) -> (Plan, Vec<RelPath>) {
+/// Leave out the deletions a user made (R7/R8), and with `creations` the new folders and
+/// the copies into them, that do not lie at or below a `ripe` path; returns the plan
+/// without them and their paths.
+fn hold_back(mut plan: Plan, ripe: &[RelPath], creations: bool) -> (Plan, Vec<RelPath>) {
     let ripe: std::collections::BTreeSet<&RelPath> = ripe.iter().collect();
     let is_ripe = |p: &RelPath| ripe.contains(p) || p.ancestors().any(|a| ripe.contains(&a));
     // New folders (and what is copied into them) wait like deletions: a folder moved into

@@ -756,28 +756,21 @@ impl<'a> Planner<'a, '_> {
             let (Some(le), Some(re)) = (self.l.get(&tl).copied(), self.r.get(tr).copied()) else {
                 continue;
             };
-            // A user's decision on this conflict (`conflicts resolve`) names the winner.
+            // A user's decision on this conflict (`conflicts resolve`) names the winner;
+            // else the R13 option.
             let decided = self.opts.overrides.get(&tl).or_else(|| self.opts.overrides.get(tr)).copied();
-            let rule = match decided {
-                Some(Keep::Left) => PropsOption::LeftWins,
-                Some(Keep::Right) => {
-                    self.settle_case_rename(from, tl, tr.clone(), kind, Side::Right, le, re);
-                    continue;
-                }
-                Some(Keep::Both) => PropsOption::Newer,
-                None => self.opts.rules.r13,
-            };
-            let winner = match rule {
-                PropsOption::Manual => {
+            let winner = match (decided, self.opts.rules.r13) {
+                (Some(Keep::Left), _) | (None, PropsOption::LeftWins) => Side::Left,
+                (Some(Keep::Right), _) => Side::Right,
+                (None, PropsOption::Manual) => {
                     self.conflict(&tl, Rule::R13, Some(&le), Some(&re));
                     for x in [&from, &tl, tr] {
                         self.excluded.insert(x.clone());
                     }
                     continue;
                 }
-                PropsOption::LeftWins => Side::Left,
                 // The later rename (its change time) is the newer change.
-                PropsOption::Newer => {
+                (Some(Keep::Both), _) | (None, PropsOption::Newer) => {
                     if re.ctime > le.ctime {
                         Side::Right
                     } else {
@@ -785,15 +778,6 @@ impl<'a> Planner<'a, '_> {
                     }
                 }
             };
-            self.settle_case_rename(from, tl, tr.clone(), kind, winner, le, re);
-        }
-    }
-
-    /// Both sides renamed `from` to case variants `tl` (left) and `tr` (right): `winner`'s
-    /// name is given to the other side's file too.
-    #[allow(clippy::too_many_arguments)]
-    fn settle_case_rename(&mut self, from: RelPath, tl: RelPath, tr: RelPath, kind: Kind, winner: Side, le: Entry, re: Entry) {
-        {
             let (t_win, t_lose, e_lose) = if winner == Side::Left {
                 (tl.clone(), tr.clone(), re)
             } else {
@@ -1132,6 +1116,11 @@ impl<'a> Planner<'a, '_> {
     }
 
     fn copy(&mut self, to: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>, rule: Rule) {
+        self.copy_with_src_mode(to, p, src, dst, rule, None)
+    }
+
+    /// A copy whose source first takes `src_mode` (see [`Action::Copy`]).
+    fn copy_with_src_mode(&mut self, to: Side, p: &RelPath, src: &Entry, dst: Option<&Entry>, rule: Rule, src_mode: Option<u32>) {
         if dst.is_none() && self.blocked_by_case(to, p) {
             return;
         }
@@ -1148,7 +1137,7 @@ impl<'a> Planner<'a, '_> {
                 src: *src,
                 dst: dst.copied(),
                 rule,
-                src_mode: None,
+                src_mode,
             });
         }
     }
@@ -1317,14 +1306,8 @@ impl<'a> Planner<'a, '_> {
     fn copy_merging_mode(&mut self, p: &RelPath, from: Side, b: &BaseEntry, src: &Entry, dst: &Entry, rule: Rule) {
         let to = from.other();
         let mode_changed = dst.mode != 0 && b.side(to).mode != 0 && dst.mode != b.side(to).mode;
-        self.copy(to, p, src, Some(dst), rule);
-        if mode_changed && src.mode != 0 && src.mode != dst.mode {
-            if let Some(Action::Copy { src_mode, path, .. }) = self.actions.last_mut() {
-                if path == p {
-                    *src_mode = Some(dst.mode);
-                }
-            }
-        }
+        let src_mode = (mode_changed && src.mode != 0 && src.mode != dst.mode).then_some(dst.mode);
+        self.copy_with_src_mode(to, p, src, Some(dst), rule, src_mode);
     }
 
     /// Both sides hold the same content as files: record it, first aligning their modes

@@ -195,6 +195,9 @@ pub struct Transfer {
     pub eta_s: Option<u64>,
 }
 
+/// Where a worker sends the report of a run asked for by the user.
+type ReportTx = mpsc::Sender<Result<api::SyncReport, ApiError>>;
+
 enum Ctl {
     Watch(WatchMsg),
     /// Something changed in the flags (pause, resume): look again.
@@ -210,13 +213,13 @@ enum Ctl {
     Resolve {
         path: String,
         keep: crate::plan::Keep,
-        reply: mpsc::Sender<Result<api::SyncReport, ApiError>>,
+        reply: ReportTx,
     },
     /// `resync PATH` (between runs, even while paused).
     Resync {
         path: String,
         dry_run: bool,
-        reply: mpsc::Sender<Result<api::SyncReport, ApiError>>,
+        reply: ReportTx,
     },
     /// The large lane finished (or gave back) a copy.
     LargeDone {
@@ -793,30 +796,25 @@ impl Engine {
         api::conflicts(&self.inner.status_store.lock().unwrap(), pair)
     }
 
-    /// `resync PATH` on a pair; waits for the pair's worker to do it (it finishes the run in
-    /// progress first).
-    pub fn resync(&self, pair: &str, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
+    /// Ask a pair's worker to run `ctl` (built around the reply channel) and wait for the
+    /// report: it finishes the run in progress first.
+    fn ask(&self, pair: &str, ctl: impl FnOnce(ReportTx) -> Ctl) -> Result<api::SyncReport, ApiError> {
         let rt = self.find(pair)?;
         let (tx, rx) = mpsc::channel();
-        rt.send(Ctl::Resync {
-            path: path.to_string(),
-            dry_run,
-            reply: tx,
-        });
+        rt.send(ctl(tx));
         rx.recv().map_err(|_| ApiError::Internal("the service is stopping".into()))?
     }
 
-    /// Apply a decision on a conflict of a pair; waits for the pair's worker to do it (it
-    /// finishes the run in progress first).
+    /// `resync PATH` on a pair, through its worker.
+    pub fn resync(&self, pair: &str, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
+        let path = path.to_string();
+        self.ask(pair, |reply| Ctl::Resync { path, dry_run, reply })
+    }
+
+    /// Apply a decision on a conflict of a pair, through its worker.
     pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
-        let rt = self.find(pair)?;
-        let (tx, rx) = mpsc::channel();
-        rt.send(Ctl::Resolve {
-            path: path.to_string(),
-            keep,
-            reply: tx,
-        });
-        rx.recv().map_err(|_| ApiError::Internal("the service is stopping".into()))?
+        let path = path.to_string();
+        self.ask(pair, |reply| Ctl::Resolve { path, keep, reply })
     }
 
     /// A pair's configuration (for the API: roots, options).
@@ -1615,6 +1613,7 @@ impl Worker {
             Some(Outcome::Failed { error }) if error.starts_with(crate::exec::DISK_FULL) => Some(error.clone()),
             _ => None,
         });
+        let copies_went_through = report.counts.copied > 0 || report.counts.failed == 0;
         match (&full, &self.disk_full) {
             (Some(msg), None) => {
                 tracing::warn!(code = "disk_full", "{msg}; copies are retried and resume once there is space");
@@ -1624,12 +1623,10 @@ impl Worker {
                     message: msg.clone(),
                 });
             }
-            (None, Some(_)) if report.counts.copied > 0 || report.counts.failed == 0 => {
-                tracing::info!("space again: copies resume");
-            }
+            (None, Some(_)) if copies_went_through => tracing::info!("space again: copies resume"),
             _ => {}
         }
-        if full.is_some() || report.counts.copied > 0 || report.counts.failed == 0 {
+        if full.is_some() || copies_went_through {
             self.disk_full = full;
         }
         let settled: Vec<RelPath> = match &scope {

@@ -80,11 +80,23 @@ fn headers(msg: &str) -> Vec<String> {
 }
 
 fn config(p: &Pair, port: u16, email_extra: &str, pair_extra: &str) -> PathBuf {
+    config_with(
+        p,
+        port,
+        "\"tandem@example.com\"",
+        "[\"admin@example.com\", \"ops@example.com\"]",
+        email_extra,
+        pair_extra,
+    )
+}
+
+/// A config whose `[email]` has these `from` and `to` values (TOML literals).
+fn config_with(p: &Pair, port: u16, from: &str, to: &str, email_extra: &str, pair_extra: &str) -> PathBuf {
     let f = p.dir.path().join("tandem.toml");
     std::fs::write(
         &f,
         format!(
-            "state = {:?}\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"tandem@example.com\"\nto = [\"admin@example.com\", \"ops@example.com\"]\n{email_extra}\n\n[[pair]]\nname = \"docs\"\nleft = {:?}\nright = {:?}\n{pair_extra}\n",
+            "state = {:?}\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = {from}\nto = {to}\n{email_extra}\n\n[[pair]]\nname = \"docs\"\nleft = {:?}\nright = {:?}\n{pair_extra}\n",
             p.state.to_str().unwrap(),
             p.left.to_str().unwrap(),
             p.right.to_str().unwrap()
@@ -468,18 +480,7 @@ fn parse_csv_line(line: &str) -> Vec<String> {
 
 /// A config whose `[email]` has these `from` and `to` values (TOML literals).
 fn address_config(p: &Pair, port: u16, from: &str, to: &str) -> PathBuf {
-    let f = p.dir.path().join("addresses.toml");
-    std::fs::write(
-        &f,
-        format!(
-            "state = {:?}\n[email]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = {from}\nto = {to}\n\n[[pair]]\nname = \"docs\"\nleft = {:?}\nright = {:?}\n",
-            p.state.to_str().unwrap(),
-            p.left.to_str().unwrap(),
-            p.right.to_str().unwrap()
-        ),
-    )
-    .unwrap();
-    f
+    config_with(p, port, from, to, "", "")
 }
 
 /// Addresses were checked by hand (a dot in the domain required), so `admin@localhost`, a
