@@ -6,7 +6,7 @@
 //! parameter), the disk beyond the first-run config and the autostart file.
 
 use crate::config::{DesktopConfig, ToastKind};
-use crate::events::{Event, PairState};
+use crate::service::events::{Event, PairState};
 use crate::service::ServiceStatus;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -192,7 +192,7 @@ impl Toaster {
                 pair,
                 op,
                 path,
-                outcome: crate::exec::Outcome::Done { .. },
+                outcome: crate::engine::exec::Outcome::Done { .. },
                 ..
             } if op == "clash" => {
                 self.add(
@@ -634,7 +634,7 @@ mod tests {
                 op: "clash".into(),
                 side: Some(crate::model::Side::Left),
                 path: "report.docx".into(),
-                outcome: crate::exec::Outcome::Done { bytes: 0 },
+                outcome: crate::engine::exec::Outcome::Done { bytes: 0 },
             },
             t0 + GATHER + HOLD * 2,
         );

@@ -1,22 +1,25 @@
 //! Tandem: a two-way folder synchroniser that never loses a version.
 //!
-//! Functional core, imperative shell: [`plan`] is a pure function of three trees (left,
-//! right, base); everything that touches the disk goes through [`fs::Fs`]; [`api`] is the
-//! one façade the CLI the continuous service, the web UI's API and the desktop app call. See ARCHITECTURE.md.
+//! Functional core, imperative shell. Layers, lowest first (each imports only from the
+//! ones before it; `tests/tidy.rs` checks it): [`model`] (pure types and names),
+//! [`side`] (the replicas: every read and write of a synced tree) and [`state`] (the
+//! SQLite store), [`engine`] (scan, the pure planner, the executor and the sync pipeline),
+//! [`config`] (the TOML file), [`mail`], [`service`] (the continuous service), [`api`]
+//! (the façade the shells call), [`http`] and [`desktop`]. See ARCHITECTURE.md.
+
+pub mod model;
+
+pub mod side;
+pub mod state;
+
+pub mod engine;
+
+pub mod config;
+
+pub mod mail;
+pub mod service;
 
 pub mod api;
-pub mod config;
+
 pub mod desktop;
-pub mod events;
-pub mod exec;
-pub mod fs;
 pub mod http;
-pub mod model;
-pub mod notify;
-pub mod plan;
-pub mod scan;
-pub mod schedule;
-pub mod service;
-pub mod state;
-pub mod throttle;
-pub mod watch;

@@ -1270,7 +1270,7 @@ impl std::io::Read for SabotagedReader {
     }
 }
 
-use tandem::fs::{DirItem, FileWriter, Fs, Node, RealFs};
+use tandem::side::{DirItem, FileWriter, Fs, Node, RealFs};
 
 impl Fs for Saboteur {
     fn stat(&self, path: &Path) -> std::io::Result<Option<Node>> {
@@ -1333,12 +1333,12 @@ fn sync_lib(p: &Pair, left_fs: &dyn Fs, right_fs: &dyn Fs) -> tandem::api::SyncR
 }
 
 /// The outcome of the copy of `rel` in a report.
-fn copy_outcome(rep: &tandem::api::SyncReport, rel: &str) -> tandem::exec::Outcome {
+fn copy_outcome(rep: &tandem::api::SyncReport, rel: &str) -> tandem::engine::exec::Outcome {
     rep.plan
         .actions
         .iter()
         .zip(&rep.outcomes)
-        .find(|(a, _)| matches!(a, tandem::plan::Action::Copy { path, .. } if path.as_str() == rel))
+        .find(|(a, _)| matches!(a, tandem::engine::plan::Action::Copy { path, .. } if path.as_str() == rel))
         .and_then(|(_, o)| o.clone())
         .unwrap_or_else(|| panic!("no executed copy of {rel} in {:?}", rep.plan.actions))
 }
@@ -1374,7 +1374,7 @@ fn source_rewritten_during_copy_with_same_size_and_mtime_is_discarded_not_torn()
     assert!(fs.fired.load(Ordering::SeqCst), "the sabotage never ran");
     let o = copy_outcome(&rep, "big.bin");
     assert!(
-        matches!(o, tandem::exec::Outcome::Deferred { .. }),
+        matches!(o, tandem::engine::exec::Outcome::Deferred { .. }),
         "a copy whose source changed during the copy was not discarded: {o:?}"
     );
     assert_eq!(
@@ -1406,7 +1406,7 @@ fn source_deleted_during_copy_is_not_installed() {
     assert!(fs.fired.load(Ordering::SeqCst));
     let o = copy_outcome(&rep, "vanish.bin");
     assert!(
-        !matches!(o, tandem::exec::Outcome::Done { .. }),
+        !matches!(o, tandem::engine::exec::Outcome::Done { .. }),
         "a copy of a file deleted during the copy was installed"
     );
     assert!(!p.exists(Right, "vanish.bin"));
@@ -1432,7 +1432,10 @@ fn source_vanishing_before_copy_opens_it_loses_nothing_and_converges() {
     let rep = sync_lib(&p, &fs, &RealFs);
     assert!(fs.fired.load(Ordering::SeqCst));
     assert!(rep.exit_code() <= 1);
-    assert!(!matches!(copy_outcome(&rep, "vanish.txt"), tandem::exec::Outcome::Done { .. }));
+    assert!(!matches!(
+        copy_outcome(&rep, "vanish.txt"),
+        tandem::engine::exec::Outcome::Done { .. }
+    ));
     assert_eq!(p.read(Right, "stays.txt").unwrap(), b"stays", "the rest was not synced");
     assert!(!p.exists(Right, "vanish.txt"));
     assert!(temp_files(&p.right).is_empty());
@@ -1457,7 +1460,7 @@ fn source_deleted_just_before_its_copy_is_deferred_not_failed() {
     assert!(fs.fired.load(Ordering::SeqCst));
     let o = copy_outcome(&rep, "vanish.txt");
     assert!(
-        matches!(o, tandem::exec::Outcome::Deferred { .. }),
+        matches!(o, tandem::engine::exec::Outcome::Deferred { .. }),
         "a source deleted by the user is reported as {o:?}"
     );
     assert_eq!(rep.exit_code(), 0);
@@ -1488,7 +1491,7 @@ fn target_edited_during_copy_is_not_overwritten() {
     let rep = sync_lib(&p, &fs, &RealFs);
     assert!(fs.fired.load(Ordering::SeqCst));
     assert!(
-        !matches!(copy_outcome(&rep, "shared.bin"), tandem::exec::Outcome::Done { .. }),
+        !matches!(copy_outcome(&rep, "shared.bin"), tandem::engine::exec::Outcome::Done { .. }),
         "the right file changed after the plan but was overwritten"
     );
     assert_eq!(

@@ -548,7 +548,7 @@ fn killed_initial_copy_restarts_do_not_throw_away_the_copied_batch() {
     // and the one staged behind it, ExecOptions::default().batch_files each), never anything
     // already installed. Bytes: copies run smallest first, so a kill in the last stretch may
     // also lose every big file in flight (a copy is not resumed half-way).
-    let batch = tandem::exec::ExecOptions::default().batch_files as u64;
+    let batch = tandem::engine::exec::ExecOptions::default().batch_files as u64;
     let big_bytes: u64 = final_tree.values().map(|v| v.len() as u64).filter(|n| *n > 1 << 20).sum();
     assert!(
         wasted_files <= kills as u64 * 2 * batch,

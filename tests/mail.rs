@@ -346,11 +346,11 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
     {
         let store = tandem::state::Store::open(&p.state).unwrap();
         let id = store.pair_id("docs", &p.left, &p.right).unwrap();
-        let spec = tandem::schedule::ScheduleSpec {
+        let spec = tandem::model::schedule::ScheduleSpec {
             name: "nightly".into(),
             when: "daily 02:00".into(),
             tz: Some("UTC".into()),
-            job: tandem::schedule::Job::Sync,
+            job: tandem::model::schedule::Job::Sync,
         };
         let three_days_ago = tandem::state::now_ns() - 3 * 86_400 * 1_000_000_000;
         store

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 use tandem::config::{ClashOption, PropsOption, Rules};
+use tandem::engine::plan::{plan, Action, Keep, NameRules, PlanInput, PlanOptions};
 use tandem::model::{Base, BaseEntry, Entry, Kind, RelPath, Side, SideMeta, Snapshot};
-use tandem::plan::{plan, Action, Keep, NameRules, PlanInput, PlanOptions};
 
 fn entry(spec: &str) -> Entry {
     if spec == "d" {
@@ -108,7 +108,7 @@ impl Default for Opts {
 }
 
 /// Plan `input` with `o` (clash names in UTC).
-fn plan_with(input: &PlanInput, o: &Opts) -> tandem::plan::Plan {
+fn plan_with(input: &PlanInput, o: &Opts) -> tandem::engine::plan::Plan {
     let opts = PlanOptions {
         rules: o.rules,
         soft_delete_max_bytes: o.soft_max,

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use tandem::api::{self, SyncRequest};
 use tandem::config::{ClashOption, PairConfig, SyncOptions};
-use tandem::fs::{MemFs, MemOptions};
+use tandem::engine::plan::Action;
 use tandem::model::Side;
-use tandem::plan::Action;
+use tandem::side::{MemFs, MemOptions};
 use tandem::state::Store;
 
 const PATHS: &[&str] = &["a", "b", "A", "a.txt", "d", "d/a", "d/b", "D", "d/e", "d/e/c", "f/a", "f/g/h", "x"];
@@ -95,7 +95,7 @@ impl World {
             no_ids: k.no_ids,
             fixed_mode: k.right_fixed_mode.then_some(0o644),
         }));
-        use tandem::fs::Fs;
+        use tandem::side::Fs;
         left.create_dir_all(Path::new(LEFT)).unwrap();
         right.create_dir_all(Path::new(RIGHT)).unwrap();
         let mut options = SyncOptions::default();
@@ -135,7 +135,7 @@ impl World {
 
     /// Kind of what is at `rel` on a side: Some(true) folder, Some(false) file.
     fn kind(&self, s: Side, rel: &str) -> Option<bool> {
-        use tandem::fs::{Fs, Node};
+        use tandem::side::{Fs, Node};
         match self.fs(s).stat(&Path::new(Self::root(s)).join(rel)).unwrap() {
             Some(Node::Entry(e)) => Some(e.is_dir()),
             _ => None,
@@ -177,7 +177,7 @@ impl World {
                 vec![PATHS[p]]
             }
             Op::Rename(s, a, b) => {
-                use tandem::fs::Fs;
+                use tandem::side::Fs;
                 let (from, to) = (PATHS[a], PATHS[b]);
                 if self.kind(s, from).is_none()
                     || self.kind(s, to).is_some()
@@ -197,7 +197,7 @@ impl World {
                 vec![from, to]
             }
             Op::Chmod(s, p, x) => {
-                use tandem::fs::Fs;
+                use tandem::side::Fs;
                 let rel = PATHS[p];
                 if self.kind(s, rel) != Some(false) {
                     return vec![];
@@ -212,7 +212,7 @@ impl World {
 
     /// Modes of the files on a side (trash excluded).
     fn modes(&self, s: Side) -> BTreeMap<String, u32> {
-        use tandem::fs::{Fs, Node};
+        use tandem::side::{Fs, Node};
         self.files(s)
             .into_keys()
             .map(|k| {

@@ -468,7 +468,7 @@ fn service_refuses_a_pair_another_process_is_syncing() {
 
 #[test]
 fn service_events_tell_a_subscriber_what_happens() {
-    use tandem::events::Event;
+    use tandem::service::events::Event;
     let p = Pair::new();
     p.write(Left, "x.txt", b"to be copied");
     let pair = tandem::api::adhoc_pair(&p.left, &p.right).unwrap();
@@ -1010,7 +1010,7 @@ fn service_regression_a_vanished_root_puts_the_pair_in_error_without_spinning_an
 
 #[test]
 fn host_with_a_window_tells_its_shell_when_a_second_launch_asks_for_it() {
-    use tandem::events::Event;
+    use tandem::service::events::Event;
     let p = Pair::new();
     let pair = tandem::api::adhoc_pair(&p.left, &p.right).unwrap();
     let cfg = tandem::service::ServiceConfig {

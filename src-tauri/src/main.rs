@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tandem::desktop::{self, Toast, TrayIcon, TrayView};
-use tandem::events::Event;
 use tandem::http::{Host, HostOptions};
+use tandem::service::events::Event;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::TrayIconBuilder;
@@ -323,7 +323,12 @@ fn show_window(app: &AppHandle, page: Option<&str>) {
 /// Follow the engine: the tray's icon, line and menu after every burst of events (and every
 /// few seconds), toasts as the `Toaster` releases them, the window when a second launch
 /// asks, the autostart entry when the settings change.
-async fn follow_engine(app: AppHandle, shell: Arc<Shell>, mut events: tandem::events::Receiver, cfg: tandem::config::DesktopConfig) {
+async fn follow_engine(
+    app: AppHandle,
+    shell: Arc<Shell>,
+    mut events: tandem::service::events::Receiver,
+    cfg: tandem::config::DesktopConfig,
+) {
     let mut toaster = desktop::Toaster::new(cfg);
     let mut shown: Option<TrayView> = None;
     let mut dirty = true;

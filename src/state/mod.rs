@@ -12,11 +12,11 @@ use std::sync::OnceLock;
 
 /// Migrations: (schema version produced, SQL).
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("state/migrations/0001.sql")),
-    (2, include_str!("state/migrations/0002.sql")),
-    (3, include_str!("state/migrations/0003.sql")),
+    (1, include_str!("migrations/0001.sql")),
+    (2, include_str!("migrations/0002.sql")),
+    (3, include_str!("migrations/0003.sql")),
 ];
-const QUERIES: &str = include_str!("state/queries.sql");
+const QUERIES: &str = include_str!("queries.sql");
 
 fn q(name: &str) -> &'static str {
     static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();

@@ -8,10 +8,10 @@
 //! Must not touch: SQLite (it talks to a `Sink`), the planner's decisions, paths outside
 //! the two roots.
 
-use crate::config::{TEMP_PREFIX, TEMP_SUFFIX, TRASH_DIR};
-use crate::fs::{Fs, Node};
+use crate::engine::plan::{Action, Plan};
+use crate::model::names::{TEMP_PREFIX, TEMP_SUFFIX, TRASH_DIR};
 use crate::model::{BaseEntry, BaseUpdate, Entry, Hash, Kind, RelPath, Side, SideMeta};
-use crate::plan::{Action, Plan};
+use crate::side::{Fs, Node};
 use crate::state::{JournalRow, RunCounts};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -1011,8 +1011,8 @@ fn count(acts: &[Action], rep: &mut ExecReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::{MemFs, MemOptions};
-    use crate::plan::Rule;
+    use crate::engine::plan::Rule;
+    use crate::side::{MemFs, MemOptions};
     use std::sync::Arc;
 
     struct NullSink;
@@ -1101,18 +1101,18 @@ mod tests {
         assert_eq!(moved.len(), 1, "{moved:?}");
         assert!(moved[0].starts_with(TEMP_PREFIX), "{moved:?}");
         assert!(!temp_in_flight(&moved[0]));
-        let pair = crate::config::PairConfig {
+        let pair = crate::engine::pair::PairConfig {
             name: "p".into(),
             left: "/l".into(),
             right: "/r".into(),
             options: Default::default(),
         };
         let mut store = crate::state::Store::in_memory().unwrap();
-        let req = crate::api::SyncRequest {
+        let req = crate::engine::sync::SyncRequest {
             scope: Some(vec![RelPath::new("d").unwrap(), RelPath::new("e").unwrap()]),
             ..Default::default()
         };
-        crate::api::sync_with(&mut store, &pair, &fs, &fs, &req).unwrap();
+        crate::engine::sync::sync_with(&mut store, &pair, &fs, &fs, &req).unwrap();
         assert!(fs.files_under("/r/e").keys().all(|k| !k.starts_with(TEMP_PREFIX)));
         assert_eq!(fs.read("/r/d/f.txt").unwrap(), vec![1u8; 1000]);
     }

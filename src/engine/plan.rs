@@ -9,10 +9,48 @@
 //! needs; the caller fills those hashes into the snapshots and plans again. Only a plan
 //! with no requests may be executed.
 
-use crate::config::{ClashOption, PropsOption, Rules};
 use crate::model::{Base, BaseEntry, Entry, Hash, Kind, PathMap, RelPath, Side, SideMeta, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// R1 / R2: what to do when both sides changed a file differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClashOption {
+    /// Option 1: the newer keeps the name, the older is kept as a clash copy on both sides.
+    Clash,
+    /// Option 2: the newer overwrites; the older goes to the trash.
+    NewerWins,
+    /// Option 3: touch nothing, raise a conflict for the user.
+    Manual,
+}
+
+/// R13: properties (or case) changed on both sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PropsOption {
+    Newer,
+    LeftWins,
+    Manual,
+}
+
+/// The configurable rules' options (option 1 is the default everywhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    pub r1: ClashOption,
+    pub r2: ClashOption,
+    pub r13: PropsOption,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            r1: ClashOption::Clash,
+            r2: ClashOption::Clash,
+            r13: PropsOption::Newer,
+        }
+    }
+}
 
 /// The rule (SPEC §3) or reason behind an action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

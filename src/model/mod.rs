@@ -3,6 +3,10 @@
 //! paths, no empty components), so nothing built from a `RelPath` can leave a root.
 //! Must not touch: the disk, the clock, SQLite.
 
+pub mod names;
+pub mod schedule;
+pub mod units;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

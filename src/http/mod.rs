@@ -331,7 +331,7 @@ async fn show_window(State(st): State<AppState>, body: axum::body::Bytes) -> Res
         serde_json::from_slice(&body).map_err(|e| fail(StatusCode::BAD_REQUEST, "usage", format!("POST /api/window: {e}")))?
     };
     let page = body.page.filter(|p| !p.is_empty());
-    st.svc.announce(crate::events::Event::ShowWindow { page });
+    st.svc.announce(crate::service::events::Event::ShowWindow { page });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -412,7 +412,7 @@ fn rel_path(path: &str) -> Result<crate::model::RelPath, HttpError> {
 #[derive(Deserialize)]
 struct Decision {
     path: String,
-    keep: crate::plan::Keep,
+    keep: crate::engine::plan::Keep,
 }
 
 #[derive(Deserialize)]

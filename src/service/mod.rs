@@ -5,20 +5,25 @@
 //! huge copy never delays small ones). It reconciles each pair with a full scan at start
 //! and every `reconcile_every`; it pauses and resumes per pair and globally (events are
 //! kept while paused); it publishes [`Event`]s and a live [`ServiceStatus`].
-//! The work itself goes through [`crate::api`] (`prepare` / `apply`): this module decides
+//! The work itself goes through [`crate::engine::sync`] (`prepare` / `apply`): this module decides
 //! *when* and *what scope*, never *what to do* with a file.
 //! Must not touch: terminal output, HTTP, the planner's decisions.
 
-use crate::api::{self, ApiError, PairLock, SyncRequest, Trigger};
+pub mod events;
+pub mod throttle;
+pub mod watch;
+
+use self::events::{Event, PairState, ScanKind};
+use self::throttle::Throttle;
+use self::watch::{Debouncer, Readiness, RootWatcher, WatchMsg};
 use crate::config::{PairConfig, WatchMode};
-use crate::events::{self, Event, PairState, ScanKind};
-use crate::exec::{Hooks, Observer, Outcome};
-use crate::fs::RealFs;
+use crate::engine::exec::{Hooks, Observer, Outcome};
+use crate::engine::plan::{Action, Plan};
+use crate::engine::records;
+use crate::engine::sync::{self as api, ApiError, PairLock, SyncRequest, Trigger};
 use crate::model::{RelPath, Side};
-use crate::plan::{Action, Plan};
+use crate::side::RealFs;
 use crate::state::{now_ns, RunRow, Store};
-use crate::throttle::Throttle;
-use crate::watch::{self, Debouncer, Readiness, RootWatcher, WatchMsg};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -97,7 +102,7 @@ impl ServiceConfig {
     /// Every pair of a config file, with the state file in effect (`state` from the
     /// command line, else the file's, else the user's default).
     pub fn from_config(c: &crate::config::Config, state: Option<PathBuf>) -> ServiceConfig {
-        let state = state.or_else(|| c.state.clone()).unwrap_or_else(api::default_state_path);
+        let state = state.or_else(|| c.state.clone()).unwrap_or_else(records::default_state_path);
         ServiceConfig {
             pairs: c.pairs.clone(),
             state: std::path::absolute(&state).unwrap_or(state),
@@ -212,7 +217,7 @@ enum Ctl {
     /// Apply a user's decision on a conflict (between runs, even while paused).
     Resolve {
         path: String,
-        keep: crate::plan::Keep,
+        keep: crate::engine::plan::Keep,
         reply: ReportTx,
     },
     /// `resync PATH` (between runs, even while paused).
@@ -443,13 +448,13 @@ impl Service {
     pub fn resync(&self, pair: &str, path: &str, dry_run: bool) -> Result<api::SyncReport, ApiError> {
         self.engine().resync(pair, path, dry_run)
     }
-    pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+    pub fn resolve(&self, pair: &str, path: &str, keep: crate::engine::plan::Keep) -> Result<api::SyncReport, ApiError> {
         self.engine().resolve(pair, path, keep)
     }
     pub fn pair_config(&self, pair: &str) -> Result<PairConfig, ApiError> {
         self.engine().pair_config(pair)
     }
-    pub fn schedules(&self) -> Result<Vec<api::ScheduleInfo>, ApiError> {
+    pub fn schedules(&self) -> Result<Vec<records::ScheduleInfo>, ApiError> {
         self.engine().schedules()
     }
     pub fn set_schedule_paused(&self, pair: &str, name: &str, paused: bool) -> Result<(), ApiError> {
@@ -510,7 +515,7 @@ impl Engine {
     /// Take every pair's lock, start the watchers and the lanes. Fails (changing nothing)
     /// when the state store cannot be opened or a pair is locked by another process.
     fn start(cfg: ServiceConfig, events: events::Sender) -> Result<Engine, ApiError> {
-        let store = api::open_state(&cfg.state)?;
+        let store = records::open_state(&cfg.state)?;
         let paused_all = store.kv_get(&kv_pause_key("*"))?.is_some();
         let mut pairs = Vec::new();
         let mut receivers = Vec::new();
@@ -595,7 +600,7 @@ impl Engine {
                     reason: Some(format!("watch = \"poll\": a full scan every {} s", o.poll_interval_s)),
                 },
                 WatchMode::Auto => {
-                    let ignore = match crate::config::Ignore::new(o) {
+                    let ignore = match crate::config::Ignore::new(&o.ignore, o.use_default_ignores) {
                         Ok(i) => i,
                         Err(e) => {
                             tracing::error!(pair = %rt.cfg.name, "ignore patterns: {e}");
@@ -604,7 +609,7 @@ impl Engine {
                     };
                     // The trash folder exists before the watch starts, so the canary written
                     // into it is seen (a folder created later is watched a moment late).
-                    if let Err(e) = crate::fs::Fs::create_dir_all(&RealFs, &root.join(crate::config::TRASH_DIR)) {
+                    if let Err(e) = crate::side::Fs::create_dir_all(&RealFs, &root.join(crate::config::TRASH_DIR)) {
                         tracing::warn!(pair = %rt.cfg.name, side = %side, "cannot create the trash folder: {e}");
                     }
                     let weak = Arc::downgrade(rt);
@@ -793,7 +798,7 @@ impl Engine {
         if let Some(p) = pair {
             self.find(p)?;
         }
-        api::conflicts(&self.inner.status_store.lock().unwrap(), pair)
+        records::conflicts(&self.inner.status_store.lock().unwrap(), pair)
     }
 
     /// Ask a pair's worker to run `ctl` (built around the reply channel) and wait for the
@@ -812,7 +817,7 @@ impl Engine {
     }
 
     /// Apply a decision on a conflict of a pair, through its worker.
-    pub fn resolve(&self, pair: &str, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+    pub fn resolve(&self, pair: &str, path: &str, keep: crate::engine::plan::Keep) -> Result<api::SyncReport, ApiError> {
         let path = path.to_string();
         self.ask(pair, |reply| Ctl::Resolve { path, keep, reply })
     }
@@ -823,20 +828,20 @@ impl Engine {
     }
 
     /// The pairs' schedules with next/last run and last outcome.
-    pub fn schedules(&self) -> Result<Vec<api::ScheduleInfo>, ApiError> {
+    pub fn schedules(&self) -> Result<Vec<records::ScheduleInfo>, ApiError> {
         let pairs: Vec<PairConfig> = self.inner.pairs.iter().map(|p| p.cfg.clone()).collect();
-        api::schedules(&self.inner.status_store.lock().unwrap(), &pairs)
+        records::schedules(&self.inner.status_store.lock().unwrap(), &pairs)
     }
 
     /// Pause or resume one schedule of a pair.
     pub fn set_schedule_paused(&self, pair: &str, name: &str, paused: bool) -> Result<(), ApiError> {
         let rt = self.find(pair)?;
-        api::set_schedule_paused(&mut self.inner.status_store.lock().unwrap(), &rt.cfg, name, paused)
+        records::set_schedule_paused(&mut self.inner.status_store.lock().unwrap(), &rt.cfg, name, paused)
     }
 
     /// Recorded runs, newest first, as the filter says.
     pub fn history(&self, filter: &crate::state::RunFilter) -> Result<Vec<RunRow>, ApiError> {
-        api::history(&self.inner.status_store.lock().unwrap(), filter)
+        records::history(&self.inner.status_store.lock().unwrap(), filter)
     }
 
     /// What one run did, action by action.
@@ -1311,7 +1316,7 @@ impl Worker {
         }
     }
 
-    fn resolve(&mut self, path: &str, keep: crate::plan::Keep) -> Result<api::SyncReport, ApiError> {
+    fn resolve(&mut self, path: &str, keep: crate::engine::plan::Keep) -> Result<api::SyncReport, ApiError> {
         let rel = RelPath::new(path).map_err(|e| ApiError::Usage(e.to_string()))?;
         let req = api::resolve_request(path, keep)?;
         let cfg = self.rt.cfg.clone();
@@ -1339,7 +1344,7 @@ impl Worker {
         if req.dry_run {
             return Ok(rep);
         }
-        crate::notify::after_run(&self.store, self.inner.email.as_ref(), rt.id, &rep, trigger);
+        crate::mail::after_run(&self.store, self.inner.email.as_ref(), rt.id, &rep, trigger);
         self.inner.emit(Event::RunFinished {
             pair: rt.cfg.name.clone(),
             run: rep.run_id,
@@ -1418,7 +1423,7 @@ impl Worker {
             } else {
                 &self.rt.cfg.right
             };
-            let _ = crate::fs::Fs::remove_file(&RealFs, &root.join(crate::config::TRASH_DIR).join(watch::CANARY));
+            let _ = crate::side::Fs::remove_file(&RealFs, &root.join(crate::config::TRASH_DIR).join(watch::CANARY));
         }
         if fell_back {
             self.next_poll = Some(Instant::now() + Duration::from_secs(o.poll_interval_s));
@@ -1585,7 +1590,7 @@ impl Worker {
             l.transfers.retain(|(lane, _), _| *lane != 0);
         }
         if report.run_id.is_some() {
-            crate::notify::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
+            crate::mail::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
         }
         // What was not done is planned again: deferred soon, failed with a growing wait.
         let mut again = Vec::new();
@@ -1610,7 +1615,7 @@ impl Worker {
         // A full disk is told once (event, log), not at every retry; the pair shows it
         // until a run copies without running out of space.
         let full = report.outcomes.iter().find_map(|o| match o {
-            Some(Outcome::Failed { error }) if error.starts_with(crate::exec::DISK_FULL) => Some(error.clone()),
+            Some(Outcome::Failed { error }) if error.starts_with(crate::engine::exec::DISK_FULL) => Some(error.clone()),
             _ => None,
         });
         let copies_went_through = report.counts.copied > 0 || report.counts.failed == 0;
@@ -1705,7 +1710,7 @@ impl Worker {
         tracing::error!(code = e.code(), "{msg}");
         if e.exit_code() == 3 {
             if let Some(cfg) = &inner.email {
-                crate::notify::enqueue(&self.store, &[crate::notify::guard_mail(&rt.cfg.name, &e)]);
+                crate::mail::enqueue(&self.store, &[crate::mail::guard_mail(&rt.cfg.name, &e)]);
                 let _ = cfg;
             }
         }
@@ -1782,7 +1787,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
         };
         let outcome = match api::apply(&mut store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, plan) {
             Ok(rep) => {
-                crate::notify::after_run(&store, inner.email.as_ref(), rt.id, &rep, job.trigger.name());
+                crate::mail::after_run(&store, inner.email.as_ref(), rt.id, &rep, job.trigger.name());
                 inner.emit(Event::RunFinished {
                     pair: rt.cfg.name.clone(),
                     run: rep.run_id,
@@ -1818,7 +1823,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
 // ------------------------------------------------------------------ schedules, housekeeping, mail
 
 /// What the state store records of a schedule's definition: a change replans it.
-pub fn schedule_key(s: &crate::schedule::ScheduleSpec) -> String {
+pub fn schedule_key(s: &crate::model::schedule::ScheduleSpec) -> String {
     format!("{} | tz {} | {:?}", s.when, s.tz.as_deref().unwrap_or("local"), s.job)
 }
 
@@ -1842,7 +1847,7 @@ fn nap(inner: &Inner, d: Duration) -> bool {
 /// worker serializes them), the daily housekeeping and the daily mail digest. Wall-clock
 /// based, checked at least every 30 s, so a machine waking from sleep catches up.
 fn scheduler(inner: Arc<Inner>) {
-    use crate::schedule::{self, Job};
+    use crate::model::schedule::{self, Job};
     let store = match Store::open(&inner.state_path) {
         Ok(s) => s,
         Err(e) => {
@@ -1954,8 +1959,8 @@ fn digest(store: &Store, now: chrono::DateTime<chrono::Utc>) {
     };
     if let Ok(mut runs) = store.runs(&since) {
         runs.reverse(); // oldest first
-        if let Some(m) = crate::notify::digest_mail(&runs) {
-            crate::notify::enqueue(store, &[m]);
+        if let Some(m) = crate::mail::digest_mail(&runs) {
+            crate::mail::enqueue(store, &[m]);
         }
     }
     let _ = store.kv_put("digest:last", Some(&now_ns.to_string()));
@@ -1972,7 +1977,7 @@ fn mailer(inner: Arc<Inner>) {
         }
     };
     loop {
-        crate::notify::flush(&store, &cfg);
+        crate::mail::flush(&store, &cfg);
         if !nap(&inner, Duration::from_secs(1)) {
             return;
         }

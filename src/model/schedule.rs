@@ -73,7 +73,7 @@ impl ScheduleSpec {
         let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("{s:?} is not a time of day like \"02:00\""));
         let when = match kind {
             "every" => {
-                let ms = crate::config::parse_duration_ms(rest).ok_or_else(|| format!("{rest:?} is not a duration like \"15m\""))?;
+                let ms = crate::model::units::parse_duration_ms(rest).ok_or_else(|| format!("{rest:?} is not a duration like \"15m\""))?;
                 if ms < 60_000 {
                     return Err("an interval of at least 1 minute".into());
                 }

@@ -6,10 +6,10 @@
 //! Header injection is impossible: file names go in the body only, and every header value
 //! is stripped of control characters. Must not touch: the synced folders, the planner.
 
-use crate::api::{ApiError, SyncReport};
 use crate::config::{EmailConfig, MailGranularity, SmtpSecurity};
+use crate::engine::plan::Action;
+use crate::engine::sync::{ApiError, SyncReport};
 use crate::model::{fmt_time, Entry, Side};
-use crate::plan::Action;
 use crate::state::{now_ns, RunRow, Store};
 use std::time::Duration;
 
@@ -134,7 +134,7 @@ pub fn mails_for_run(cfg: &EmailConfig, rep: &SyncReport, trigger: &str, previou
                     expect,
                     rule,
                     ..
-                } if matches!(rep.outcomes.get(i), Some(Some(crate::exec::Outcome::Done { .. }))) => {
+                } if matches!(rep.outcomes.get(i), Some(Some(crate::engine::exec::Outcome::Done { .. }))) => {
                     // The winner is what the plan copies over the name on the loser's side.
                     let winner = rep.plan.actions.iter().find_map(|b| match b {
                         Action::Copy { side: s, path, src, .. } if s == side && path == from => Some(src),
@@ -189,7 +189,7 @@ pub fn mails_for_run(cfg: &EmailConfig, rep: &SyncReport, trigger: &str, previou
             .iter()
             .zip(&rep.outcomes)
             .filter_map(|(a, o)| match o {
-                Some(crate::exec::Outcome::Failed { error }) => Some(format!("  {}: {error}", a.path())),
+                Some(crate::engine::exec::Outcome::Failed { error }) => Some(format!("  {}: {error}", a.path())),
                 _ => None,
             })
             .collect();

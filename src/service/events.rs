@@ -3,7 +3,7 @@
 //! notifications, not state: a subscriber that falls behind misses some and asks for the
 //! status again. Must not touch: anything; this is data.
 
-use crate::exec::Outcome;
+use crate::engine::exec::Outcome;
 use crate::model::Side;
 use serde::Serialize;
 

@@ -5,8 +5,8 @@
 //! Must not touch: the planner, the state store; it reports paths, it decides nothing.
 
 use crate::config::{is_temp_name, Ignore, TRASH_DIR};
-use crate::fs::Fs;
 use crate::model::{RelPath, Side};
+use crate::side::Fs;
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -393,7 +393,7 @@ mod tests {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = std::sync::Mutex::new(tx);
-        let ig = Ignore::new(&crate::config::SyncOptions::default()).unwrap();
+        let ig = Ignore::new(&[], true).unwrap();
         let _w = RootWatcher::start(&root, Side::Left, ig, move |m| {
             if let WatchMsg::Changes { paths, .. } = m {
                 for (p, _) in paths {
@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn trash_temp_and_ignored_paths_are_not_changes() {
-        let ig = Ignore::new(&crate::config::SyncOptions::default()).unwrap();
+        let ig = Ignore::new(&[], true).unwrap();
         assert!(is_excluded(&ig, &p(".sync_trash/2026-01-01_000000/a.txt")));
         assert!(is_excluded(&ig, &p("docs/.tandem-123-4.tmp")));
         assert!(is_excluded(&ig, &p("a/.DS_Store")));

@@ -3,217 +3,12 @@
 //! key and what was expected) and the default ignore list. Must not touch: the disk beyond
 //! reading the file it is given, SQLite, the planner's decisions.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+pub use crate::engine::pair::*;
+pub use crate::engine::plan::{ClashOption, PropsOption, Rules};
+pub use crate::model::names::*;
+pub use crate::model::units::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Name of the trash folder at each root (never synced).
-pub const TRASH_DIR: &str = ".sync_trash";
-/// Prefix of Tandem's own temporary files.
-pub const TEMP_PREFIX: &str = ".tandem-";
-/// Suffix of Tandem's own temporary files.
-pub const TEMP_SUFFIX: &str = ".tmp";
-
-/// Ignored everywhere unless `use_default_ignores = false`.
-pub const DEFAULT_IGNORES: &[&str] = &["~$*", "*.tmp", "*~", ".DS_Store", "Thumbs.db", "desktop.ini", "*.swp"];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}: not valid TOML: {message}")]
-    Syntax { file: PathBuf, message: String },
-    #[error("{file}: key `{key}`: expected {expected}, found {found}")]
-    Invalid {
-        file: PathBuf,
-        key: String,
-        expected: String,
-        found: String,
-    },
-    #[error("{file}: unknown key `{key}` (known keys here: {known})")]
-    Unknown { file: PathBuf, key: String, known: String },
-}
-
-impl ConfigError {
-    /// The key an error is about, for the API and UI.
-    pub fn key(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { key, .. } | ConfigError::Unknown { key, .. } => Some(key),
-            _ => None,
-        }
-    }
-}
-
-/// R1 / R2: what to do when both sides changed a file differently.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClashOption {
-    /// Option 1: the newer keeps the name, the older is kept as a clash copy on both sides.
-    Clash,
-    /// Option 2: the newer overwrites; the older goes to the trash.
-    NewerWins,
-    /// Option 3: touch nothing, raise a conflict for the user.
-    Manual,
-}
-
-/// R13: properties (or case) changed on both sides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PropsOption {
-    Newer,
-    LeftWins,
-    Manual,
-}
-
-/// The configurable rules' options (option 1 is the default everywhere).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rules {
-    pub r1: ClashOption,
-    pub r2: ClashOption,
-    pub r13: PropsOption,
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules {
-            r1: ClashOption::Clash,
-            r2: ClashOption::Clash,
-            r13: PropsOption::Newer,
-        }
-    }
-}
-
-/// Options that apply to a pair (globals, overridable per pair).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SyncOptions {
-    pub rules: Rules,
-    /// Extra ignore patterns (glob; matched against the name, or against the relative path
-    /// when the pattern contains `/`; case-insensitive).
-    pub ignore: Vec<String>,
-    pub use_default_ignores: bool,
-    pub soft_delete_max_bytes: u64,
-    pub trash_retention_days: u32,
-    pub max_delete_percent: u8,
-    pub concurrency: usize,
-    /// Refuse names Windows cannot hold on both sides, whatever the file systems are.
-    pub portable_names: bool,
-    /// Longest relative path (in UTF-16 units) accepted when a side is Windows-like.
-    pub max_path_len: usize,
-    /// How the continuous service notices changes.
-    pub watch: WatchMode,
-    /// A change whose writer has not closed the file is taken after this much quiet (ms).
-    pub debounce_ms: u64,
-    /// A path that keeps changing is taken after at most this long (ms).
-    pub max_wait_ms: u64,
-    /// Full scan interval when a side sends no events (or `watch = "poll"`), in seconds.
-    pub poll_interval_s: u64,
-    /// Full reconciliation interval of the continuous service, in seconds.
-    pub reconcile_every_s: u64,
-    /// Copies above this size go to the large-file lane.
-    pub large_file_bytes: u64,
-    /// Workers of the large-file lane.
-    pub large_workers: usize,
-    pub bandwidth: Bandwidth,
-    /// Scheduled runs (`[[schedule]]`, or `[[pair.schedule]]` replacing them for a pair).
-    pub schedules: Vec<crate::schedule::ScheduleSpec>,
-    /// Runs and their journal older than this are pruned by the daily housekeeping.
-    pub history_retention_days: u32,
-}
-
-/// How the continuous service notices changes on a pair's roots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WatchMode {
-    /// OS events; falls back to polling a side that sends none.
-    Auto,
-    /// Full scans every `poll_interval` (network shares, cloud mounts).
-    Poll,
-    /// No watching: only schedules, reconciliations and manual syncs.
-    Off,
-}
-
-/// Bytes per second per direction (None: unlimited), optionally by time of day.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Bandwidth {
-    pub left_to_right: Option<u64>,
-    pub right_to_left: Option<u64>,
-    /// Windows of the day with other limits; the first that contains the time applies.
-    pub windows: Vec<BandwidthWindow>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BandwidthWindow {
-    /// Minutes after midnight, local time; `from > to` wraps past midnight.
-    pub from_min: u32,
-    pub to_min: u32,
-    pub left_to_right: Option<u64>,
-    pub right_to_left: Option<u64>,
-}
-
-impl Bandwidth {
-    pub fn is_unlimited(&self) -> bool {
-        self.left_to_right.is_none()
-            && self.right_to_left.is_none()
-            && self.windows.iter().all(|w| w.left_to_right.is_none() && w.right_to_left.is_none())
-    }
-
-    /// The limit (bytes/s) toward `to` at `minute` of the local day.
-    pub fn limit(&self, to: crate::model::Side, minute: u32) -> Option<u64> {
-        let pick = |l2r: Option<u64>, r2l: Option<u64>| match to {
-            crate::model::Side::Right => l2r,
-            crate::model::Side::Left => r2l,
-        };
-        for w in &self.windows {
-            let inside = if w.from_min <= w.to_min {
-                (w.from_min..w.to_min).contains(&minute)
-            } else {
-                minute >= w.from_min || minute < w.to_min
-            };
-            if inside {
-                return pick(w.left_to_right, w.right_to_left);
-            }
-        }
-        pick(self.left_to_right, self.right_to_left)
-    }
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        SyncOptions {
-            rules: Rules::default(),
-            ignore: Vec::new(),
-            use_default_ignores: true,
-            soft_delete_max_bytes: 20 * 1024 * 1024,
-            trash_retention_days: 30,
-            max_delete_percent: 50,
-            concurrency: 4,
-            portable_names: false,
-            max_path_len: 240,
-            watch: WatchMode::Auto,
-            debounce_ms: 300,
-            max_wait_ms: 10_000,
-            poll_interval_s: 30,
-            reconcile_every_s: 6 * 3600,
-            large_file_bytes: 64 << 20,
-            large_workers: 1,
-            bandwidth: Bandwidth::default(),
-            schedules: Vec::new(),
-            history_retention_days: 365,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PairConfig {
-    pub name: String,
-    pub left: PathBuf,
-    pub right: PathBuf,
-    pub options: SyncOptions,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -654,8 +449,8 @@ impl Walker<'_> {
         }
     }
 
-    fn schedules(&self, v: &toml::Value, key: &str) -> Result<Vec<crate::schedule::ScheduleSpec>, ConfigError> {
-        use crate::schedule::{Job, ScheduleSpec};
+    fn schedules(&self, v: &toml::Value, key: &str) -> Result<Vec<crate::model::schedule::ScheduleSpec>, ConfigError> {
+        use crate::model::schedule::{Job, ScheduleSpec};
         let arr = v
             .as_array()
             .ok_or_else(|| self.invalid(key, "an array of tables ([[schedule]])", v))?;
@@ -892,27 +687,6 @@ impl Walker<'_> {
             Err(e) => Err(self.invalid(key, &format!("{EXPECTED} ({e})"), v)),
         }
     }
-}
-
-/// "20 MB", "20MiB", "1.5 GB", "512" -> bytes (KB/MB/GB are powers of 1024, as file
-/// managers show them).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    Some((n * mult as f64) as u64)
 }
 
 /// Remove a schedule from the config file, keeping everything else (comments included).
@@ -1184,23 +958,6 @@ fn json_to_toml(v: &serde_json::Value) -> Option<toml_edit::Value> {
     })
 }
 
-/// "300ms", "30s", "5m", "6h", "1d", or a bare number of milliseconds.
-pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match unit.trim() {
-        "" | "ms" => 1.0,
-        "s" => 1e3,
-        "m" | "min" => 60e3,
-        "h" => 3600e3,
-        "d" => 86400e3,
-        _ => return None,
-    };
-    (n.is_finite() && n >= 0.0).then_some((n * mult) as u64)
-}
-
 fn show_ms(ms: u64) -> String {
     if ms >= 3_600_000 && ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
@@ -1216,52 +973,6 @@ fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
     (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
-}
-
-fn glob(p: &str) -> Result<globset::Glob, globset::Error> {
-    GlobBuilder::new(p)
-        .case_insensitive(true)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-}
-
-/// Compiled ignore patterns.
-#[derive(Clone, Debug)]
-pub struct Ignore {
-    by_name: GlobSet,
-    by_path: GlobSet,
-}
-
-impl Ignore {
-    pub fn new(opts: &SyncOptions) -> Result<Ignore, globset::Error> {
-        let mut by_name = GlobSetBuilder::new();
-        let mut by_path = GlobSetBuilder::new();
-        let defaults = if opts.use_default_ignores { DEFAULT_IGNORES } else { &[] };
-        for p in defaults.iter().copied().chain(opts.ignore.iter().map(String::as_str)) {
-            let p = p.trim_start_matches('/');
-            if p.contains('/') {
-                by_path.add(glob(p)?);
-            } else {
-                by_name.add(glob(p)?);
-            }
-        }
-        Ok(Ignore {
-            by_name: by_name.build()?,
-            by_path: by_path.build()?,
-        })
-    }
-
-    /// Whether a relative path (its last component is `name`) is ignored. The trash folder
-    /// at the root and Tandem's temporary files always are.
-    pub fn is_ignored(&self, rel: &str, name: &str) -> bool {
-        rel == TRASH_DIR || is_temp_name(name) || self.by_name.is_match(name) || (!self.by_path.is_empty() && self.by_path.is_match(rel))
-    }
-}
-
-/// Tandem's temporary copy names: `.tandem-<anything>.tmp`.
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
 }
 
 #[cfg(test)]
@@ -1534,7 +1245,7 @@ right_to_left = "unlimited"
 
     #[test]
     fn default_ignores_match() {
-        let ig = Ignore::new(&SyncOptions::default()).unwrap();
+        let ig = Ignore::new(&[], true).unwrap();
         for n in [
             "~$Budget.xlsx",
             "x.tmp",

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tandem::api::{self, ApiError, SyncReport, SyncRequest};
 use tandem::config::{Config, PairConfig};
+use tandem::engine::plan::{Action, Keep};
 use tandem::model::fmt_time;
-use tandem::plan::{Action, Keep};
 
 #[derive(Parser)]
 #[command(name = "tandem", version, about = "Two-way folder sync that never loses a version")]
@@ -326,13 +326,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     Ok(rep) => {
                         print_report(&rep, *json)?;
                         if let Some(id) = rep.run_id.and_then(|_| store.find_pair(&p.left, &p.right).ok().flatten()) {
-                            tandem::notify::after_run(&store, email.as_ref(), id, &rep, "manual");
+                            tandem::mail::after_run(&store, email.as_ref(), id, &rep, "manual");
                         }
                         rep.exit_code()
                     }
                     Err(e) => {
                         if e.exit_code() == 3 && email.is_some() {
-                            tandem::notify::enqueue(&store, &[tandem::notify::guard_mail(&p.name, &e)]);
+                            tandem::mail::enqueue(&store, &[tandem::mail::guard_mail(&p.name, &e)]);
                         }
                         if pairs.len() > 1 {
                             eprintln!("tandem: {e} [{}]", e.code());
@@ -348,7 +348,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // Mail goes out now if the server answers; otherwise it stays queued for the
             // next run or the service (never lost, never blocking the sync's result).
             if let Some(cfg) = &email {
-                let (_, failed) = tandem::notify::flush(&store, cfg);
+                let (_, failed) = tandem::mail::flush(&store, cfg);
                 if failed > 0 {
                     eprintln!(
                         "tandem: mail server unreachable; {} mail(s) queued for later",
@@ -364,7 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Scan { target, json } => {
             let (_, pairs) = pairs(target)?;
             for p in &pairs {
-                let s = api::scan_summary(p, &tandem::fs::RealFs, &tandem::fs::RealFs)?;
+                let s = api::scan_summary(p, &tandem::side::RealFs, &tandem::side::RealFs)?;
                 if *json {
                     println!("{}", serde_json::to_string(&s)?);
                 } else {
@@ -574,7 +574,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let Some(email) = &c.email else {
                 anyhow::bail!("{}: no [email] table configured", config.display());
             };
-            match tandem::notify::send(
+            match tandem::mail::send(
                 email,
                 "test mail",
                 "This is a test mail from Tandem. If you can read it, mail notifications work.\n",
@@ -944,8 +944,8 @@ fn print_report(rep: &SyncReport, json: bool) -> anyhow::Result<()> {
             writeln!(out, "{v}")?;
         } else if a.is_disk_action() || matches!(a, Action::Conflict { .. }) || is_new_skip(rep, a) {
             let tail = match o {
-                Some(tandem::exec::Outcome::Failed { error }) => format!("  FAILED: {error}"),
-                Some(tandem::exec::Outcome::Deferred { reason }) => format!("  deferred: {reason}"),
+                Some(tandem::engine::exec::Outcome::Failed { error }) => format!("  FAILED: {error}"),
+                Some(tandem::engine::exec::Outcome::Deferred { reason }) => format!("  deferred: {reason}"),
                 _ => String::new(),
             };
             writeln!(out, "{}{}", describe(a), tail)?;

@@ -4,9 +4,9 @@
 //! listed as unknown so the planner leaves them alone. Hashes are computed elsewhere,
 //! lazily. Must not touch: SQLite, the planner's decisions, anything outside the root.
 
-use crate::config::{is_temp_name, Ignore};
-use crate::fs::{Fs, Node};
+use crate::model::names::{is_temp_name, Ignore};
 use crate::model::{Entry, Kind, RelPath, Snapshot};
+use crate::side::{Fs, Node};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -52,9 +52,11 @@ pub fn check_root(fs: &dyn Fs, root: &Path) -> Result<bool, ScanError> {
     }
     // Read the root here so an unreadable root is an error, not an empty tree.
     match fs.read_dir(root) {
-        Ok(items) => Ok(items
-            .iter()
-            .any(|i| i.name.as_ref().is_ok_and(|n| n != crate::config::TRASH_DIR && !is_temp_name(n)))),
+        Ok(items) => Ok(items.iter().any(|i| {
+            i.name
+                .as_ref()
+                .is_ok_and(|n| n != crate::model::names::TRASH_DIR && !is_temp_name(n))
+        })),
         Err(source) => Err(ScanError::RootUnreadable { root: root.into(), source }),
     }
 }
