@@ -10,10 +10,11 @@ use crate::engine::pair::SyncOptions;
 use crate::engine::plan::Keep;
 pub use crate::engine::records::*;
 pub use crate::engine::sync::*;
-use crate::side::Fs;
+use crate::side::Replica;
 use crate::state::Store;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// An ad-hoc pair (no config file) with the SPEC defaults. Roots are made absolute.
 pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
@@ -46,9 +47,25 @@ pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
     })
 }
 
-/// One-shot sync on the real file systems.
+/// A path a user typed (for `resync`): an absolute one resolved through symbolic links, so
+/// a path given through a symlinked folder is found below the pair's (resolved) roots.
+pub fn user_path(path: &str) -> String {
+    let given = Path::new(path);
+    if !given.is_absolute() {
+        return path.to_string();
+    }
+    std::fs::canonicalize(given).map_or_else(|_| path.to_string(), |p| p.display().to_string())
+}
+
+/// A pair's two sides, opened from its configured locations.
+pub fn open_sides(pair: &PairConfig) -> (Arc<dyn Replica>, Arc<dyn Replica>) {
+    (crate::side::open(&pair.left), crate::side::open(&pair.right))
+}
+
+/// One-shot sync of a pair through its sides.
 pub fn sync(store: &mut Store, pair: &PairConfig, req: &SyncRequest) -> Result<SyncReport, ApiError> {
-    sync_with(store, pair, &crate::side::RealFs, &crate::side::RealFs, req)
+    let (l, r) = open_sides(pair);
+    sync_with(store, pair, &*l, &*r, req)
 }
 
 /// `tandem scan`: counts without changing anything.
@@ -67,8 +84,9 @@ pub struct ScanSummary {
     pub unknown: u64,
 }
 
-pub fn scan_summary(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<ScanSummary, ApiError> {
-    let (l, r) = scan_both(pair, lfs, rfs)?;
+pub fn scan_summary(pair: &PairConfig) -> Result<ScanSummary, ApiError> {
+    let (lfs, rfs) = open_sides(pair);
+    let (l, r) = scan_both(pair, &*lfs, &*rfs)?;
     let mut s = ScanSummary {
         pair: pair.name.clone(),
         unknown: (l.unknown.len() + r.unknown.len()) as u64,

@@ -763,7 +763,7 @@ fn regression_a_base_with_two_modes_for_one_content_converges() {
     chmod(&p, Right, "tool.sh", 0o644);
     let db = rusqlite::Connection::open(&p.state).unwrap();
     let n_rows = db
-        .execute("UPDATE base SET r_mode = 420, r_ctime = 0 WHERE path = 'tool.sh'", [])
+        .execute("UPDATE base SET r_mode = 420, r_version = 0 WHERE path = 'tool.sh'", [])
         .unwrap();
     assert_eq!(n_rows, 1);
     drop(db);
@@ -1270,66 +1270,84 @@ impl std::io::Read for SabotagedReader {
     }
 }
 
-use tandem::side::{DirItem, FileWriter, Fs, Node, RealFs};
+use tandem::model::RelPath;
+use tandem::side::local::LocalSide;
+use tandem::side::{Caps, DirItem, FileWriter, Node, Replica};
 
-impl Fs for Saboteur {
-    fn stat(&self, path: &Path) -> std::io::Result<Option<Node>> {
-        RealFs.stat(path)
+/// A local side with a [`Saboteur`] on its reads.
+struct Sabotaged<'a> {
+    s: &'a Saboteur,
+    inner: LocalSide,
+}
+
+impl Replica for Sabotaged<'_> {
+    fn caps(&self) -> Caps {
+        self.inner.caps()
     }
-    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<DirItem>> {
-        RealFs.read_dir(path)
+    fn describe(&self, p: &RelPath) -> String {
+        self.inner.describe(p)
     }
-    fn open_read(&self, path: &Path) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        if path == self.trigger && !self.fired.swap(true, Ordering::SeqCst) {
-            if !self.after_first_chunk {
-                (self.action)();
-                return RealFs.open_read(path);
+    fn stat(&self, p: &RelPath) -> std::io::Result<Option<Node>> {
+        self.inner.stat(p)
+    }
+    fn read_dir(&self, p: &RelPath) -> std::io::Result<Vec<DirItem>> {
+        self.inner.read_dir(p)
+    }
+    fn open_read(&self, p: &RelPath) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        let s = self.s;
+        if Path::new(&self.inner.describe(p)) == s.trigger && !s.fired.swap(true, Ordering::SeqCst) {
+            if !s.after_first_chunk {
+                (s.action)();
+                return self.inner.open_read(p);
             }
-            let inner = RealFs.open_read(path)?;
+            let inner = self.inner.open_read(p)?;
             return Ok(Box::new(SabotagedReader {
                 inner,
-                action: Some(self.action.clone()),
+                action: Some(s.action.clone()),
             }));
         }
-        RealFs.open_read(path)
+        self.inner.open_read(p)
     }
-    fn create_new(&self, path: &Path) -> std::io::Result<Box<dyn FileWriter>> {
-        RealFs.create_new(path)
+    fn create_new(&self, p: &RelPath) -> std::io::Result<Box<dyn FileWriter>> {
+        self.inner.create_new(p)
     }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        RealFs.rename(from, to)
+    fn rename(&self, from: &RelPath, to: &RelPath) -> std::io::Result<()> {
+        self.inner.rename(from, to)
     }
-    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        RealFs.hard_link(from, to)
+    fn keep_copy(&self, from: &RelPath, to: &RelPath) -> std::io::Result<()> {
+        self.inner.keep_copy(from, to)
     }
-    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
-        RealFs.remove_file(path)
+    fn remove_file(&self, p: &RelPath) -> std::io::Result<()> {
+        self.inner.remove_file(p)
     }
-    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
-        RealFs.remove_dir(path)
+    fn remove_dir(&self, p: &RelPath) -> std::io::Result<()> {
+        self.inner.remove_dir(p)
     }
-    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
-        RealFs.create_dir_all(path)
+    fn create_dir_all(&self, p: &RelPath) -> std::io::Result<()> {
+        self.inner.create_dir_all(p)
     }
-    fn set_mtime(&self, path: &Path, mtime_ns: i64) -> std::io::Result<()> {
-        RealFs.set_mtime(path, mtime_ns)
+    fn set_mtime(&self, p: &RelPath, mtime_ns: i64) -> std::io::Result<()> {
+        self.inner.set_mtime(p, mtime_ns)
     }
-    fn set_mode(&self, path: &Path, mode: u32) -> std::io::Result<()> {
-        RealFs.set_mode(path, mode)
+    fn set_mode(&self, p: &RelPath, mode: u32) -> std::io::Result<()> {
+        self.inner.set_mode(p, mode)
     }
-    fn make_durable(&self, files: &[PathBuf], dirs: &[PathBuf]) -> std::io::Result<()> {
-        RealFs.make_durable(files, dirs)
-    }
-    fn case_insensitive(&self, root: &Path) -> bool {
-        RealFs.case_insensitive(root)
+    fn make_durable(&self, files: &[RelPath], dirs: &[RelPath]) -> std::io::Result<()> {
+        self.inner.make_durable(files, dirs)
     }
 }
 
-/// One sync through the library with `left_fs` on the left side; returns the report.
-fn sync_lib(p: &Pair, left_fs: &dyn Fs, right_fs: &dyn Fs) -> tandem::api::SyncReport {
+/// One sync through the library with `left` sabotaging the left side's reads; returns the
+/// report.
+fn sync_lib(p: &Pair, left: &Saboteur) -> tandem::api::SyncReport {
     let mut store = tandem::api::open_state(&p.state).unwrap();
     let pair = tandem::api::adhoc_pair(&p.left, &p.right).unwrap();
-    tandem::api::sync_with(&mut store, &pair, left_fs, right_fs, &tandem::api::SyncRequest::default()).unwrap()
+    let l = Sabotaged {
+        s: left,
+        inner: LocalSide::new(&pair.left),
+    };
+    let r = LocalSide::new(&pair.right);
+    tandem::api::sync_with(&mut store, &pair, &l, &r, &tandem::api::SyncRequest::default()).unwrap()
 }
 
 /// The outcome of the copy of `rel` in a report.
@@ -1370,7 +1388,7 @@ fn source_rewritten_during_copy_with_same_size_and_mtime_is_discarded_not_torn()
         }),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst), "the sabotage never ran");
     let o = copy_outcome(&rep, "big.bin");
     assert!(
@@ -1402,7 +1420,7 @@ fn source_deleted_during_copy_is_not_installed() {
         action: Arc::new(move || std::fs::remove_file(&t2).unwrap()),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst));
     let o = copy_outcome(&rep, "vanish.bin");
     assert!(
@@ -1429,7 +1447,7 @@ fn source_vanishing_before_copy_opens_it_loses_nothing_and_converges() {
         action: Arc::new(move || std::fs::remove_file(&t2).unwrap()),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst));
     assert!(rep.exit_code() <= 1);
     assert!(!matches!(
@@ -1456,7 +1474,7 @@ fn source_deleted_just_before_its_copy_is_deferred_not_failed() {
         action: Arc::new(move || std::fs::remove_file(&t2).unwrap()),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst));
     let o = copy_outcome(&rep, "vanish.txt");
     assert!(
@@ -1488,7 +1506,7 @@ fn target_edited_during_copy_is_not_overwritten() {
         }),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst));
     assert!(
         !matches!(copy_outcome(&rep, "shared.bin"), tandem::engine::exec::Outcome::Done { .. }),
@@ -1522,7 +1540,7 @@ fn file_edited_after_the_plan_is_not_deleted() {
         action: Arc::new(move || std::fs::write(&right_y, b"y edited on the right after the plan").unwrap()),
         fired: AtomicBool::new(false),
     };
-    let rep = sync_lib(&p, &fs, &RealFs);
+    let rep = sync_lib(&p, &fs);
     assert!(fs.fired.load(Ordering::SeqCst));
     assert_eq!(
         p.read(Right, "y.txt").as_deref(),
@@ -2252,5 +2270,37 @@ fn regression_conflicts_resolve_could_not_settle_an_r13_conflict_on_a_double_cas
         assert!(!stdout(&o).contains("R13"), "the conflict is closed: {}", show(&o));
         let o = p.tandem(&["--state", s, "sync", "--config", cfg.to_str().unwrap(), "--dry-run", "--json"]);
         assert_eq!(json_lines(&o).len(), 1, "nothing left to do: {}", show(&o));
+    }
+}
+
+#[test]
+fn regression_a_double_case_folder_rename_onto_a_name_a_new_file_holds_never_converged() {
+    // Left renames d -> a, right renames d -> A and creates a file "a": the R13 winner
+    // "a" is taken on the right, so the right's name wins (no rename onto the file,
+    // deferred forever).
+    let p = synced_pair(&[("d/e", b"e")], 0);
+    rename(&p, Left, "d", "a");
+    rename(&p, Right, "d", "A");
+    p.write_at(Right, "a", b"new file", T1);
+    sync_settled(&p);
+    assert_eq!(p.read(Left, "A/e").unwrap(), b"e");
+    assert_eq!(p.read(Left, "a").unwrap(), b"new file");
+    assert_eq!(p.read(Right, "A/e").unwrap(), b"e");
+}
+
+#[test]
+fn regression_a_double_case_folder_rename_with_both_names_taken_failed_every_run() {
+    // As above, and the left also has a new file "A": neither name is free, so the two
+    // renames are ordinary renames meeting new files (clash copies), not a case rename
+    // that renames one folder onto the other side's file.
+    let p = synced_pair(&[("d/e", b"e")], 0);
+    rename(&p, Left, "d", "a");
+    rename(&p, Right, "d", "A");
+    p.write_at(Right, "a", b"new right file", T1);
+    p.write_at(Left, "A", b"new left file", T1);
+    sync_settled(&p);
+    for s in [Left, Right] {
+        assert_eq!(p.read(s, "a/e").unwrap(), b"e");
+        assert_eq!(p.read(s, "A/e").unwrap(), b"e");
     }
 }

@@ -354,15 +354,7 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
         };
         let three_days_ago = tandem::state::now_ns() - 3 * 86_400 * 1_000_000_000;
         store
-            .schedule_put(
-                id,
-                "nightly",
-                &tandem::service::schedule_key(&spec),
-                Some(three_days_ago),
-                None,
-                None,
-                false,
-            )
+            .schedule_put(id, "nightly", &spec.key(), Some(three_days_ago), None, None, false)
             .unwrap();
     }
     let mut svc = start_service(&p, &["--config", cfg.to_str().unwrap()], &[]);

@@ -17,7 +17,7 @@ fn entry(spec: &str) -> Entry {
             mtime: 0,
             mode: 0,
             file_id: 0,
-            ctime: 0,
+            version: 0,
             hash: None,
         };
     }
@@ -30,7 +30,7 @@ fn entry(spec: &str) -> Entry {
         mtime: t * 1_000_000_000,
         mode: 0,
         file_id: 0,
-        ctime: 0,
+        version: 0,
         hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
     }
 }

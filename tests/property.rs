@@ -1,7 +1,9 @@
 //! Randomized property test (Dropbox Nucleus style): random creates, edits, deletes and
-//! renames and mode changes on both sides of an in-memory pair (`MemFs`, with case-insensitive, coarse-mtime
-//! and no-file-id knobs), synced through the real `api::sync_with` and a real (in-memory)
-//! SQLite state. Asserts: converged within 2 runs, the run after that plans nothing, and
+//! renames and mode changes on both sides of an in-memory pair (`MemSide`s over `MemFs`,
+//! with case-insensitive, coarse-mtime, no-file-id, fixed-mode, no-hard-link and
+//! no-atomic-replace knobs, each wrapped in a `FaultSide` that injects failures), synced
+//! through the real `api::sync_with` and a real (in-memory) SQLite state. A run with
+//! injected faults may fail operations; the runs after it (faults cleared) must converge. Asserts: converged within 2 runs, the run after that plans nothing, and
 //! every version present on either side before a sync is afterwards still on a side (under
 //! its name or a clash name) or in a trash. With the `targeted` knob both runs are targeted
 //! runs of exactly the paths the steps touched (what the watcher reports), and the full
@@ -17,7 +19,8 @@ use tandem::api::{self, SyncRequest};
 use tandem::config::{ClashOption, PairConfig, SyncOptions};
 use tandem::engine::plan::Action;
 use tandem::model::Side;
-use tandem::side::{MemFs, MemOptions};
+use tandem::side::fault::{FaultOp, FaultSide};
+use tandem::side::mem::{MemFs, MemOptions, MemSide};
 use tandem::state::Store;
 
 const PATHS: &[&str] = &["a", "b", "A", "a.txt", "d", "d/a", "d/b", "D", "d/e", "d/e/c", "f/a", "f/g/h", "x"];
@@ -31,8 +34,19 @@ enum Op {
     Rename(Side, usize, usize),
     /// Make a file executable (0755) or not (0644).
     Chmod(Side, usize, bool),
+    /// The next sync's first run fails this kind of call on this path's name on a side.
+    Fault(Side, usize, u8),
     Sync,
 }
+
+const FAULTS: [FaultOp; 6] = [
+    FaultOp::Read,
+    FaultOp::Create,
+    FaultOp::Rename,
+    FaultOp::Remove,
+    FaultOp::SetMeta,
+    FaultOp::Stat,
+];
 
 #[derive(Clone, Debug)]
 struct Knobs {
@@ -43,6 +57,9 @@ struct Knobs {
     targeted: bool,
     /// The right side shows every file as 0644 and ignores mode changes (a FUSE cloud mount).
     right_fixed_mode: bool,
+    /// The right side has no hard links (0), or neither hard links nor atomic replace (1):
+    /// the executor keeps overwritten versions by copy or by moving them aside.
+    right_plain: Option<u8>,
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -56,24 +73,37 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (side(), 0..n).prop_map(|(s, p)| Op::Delete(s, p)),
         2 => (side(), 0..n, 0..n).prop_map(|(s, a, b)| Op::Rename(s, a, b)),
         1 => (side(), 0..n, any::<bool>()).prop_map(|(s, p, x)| Op::Chmod(s, p, x)),
+        1 => (side(), 0..n, 0..FAULTS.len() as u8).prop_map(|(s, p, f)| Op::Fault(s, p, f)),
         1 => Just(Op::Sync),
     ]
 }
 
 fn knobs() -> impl Strategy<Value = Knobs> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 0..4u8).prop_map(|(a, b, c, d, e, f)| Knobs {
-        right_case_insensitive: a,
-        coarse_mtime: b,
-        no_ids: c,
-        newer_wins: d,
-        targeted: e,
-        right_fixed_mode: f == 0,
-    })
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        0..4u8,
+        0..4u8,
+    )
+        .prop_map(|(a, b, c, d, e, f, g)| Knobs {
+            right_case_insensitive: a,
+            coarse_mtime: b,
+            no_ids: c,
+            newer_wins: d,
+            targeted: e,
+            right_fixed_mode: f == 0,
+            right_plain: (g < 2).then_some(g),
+        })
 }
 
 struct World {
     left: Arc<MemFs>,
     right: Arc<MemFs>,
+    /// The sides the engine syncs (the `MemFs` above, rooted, with fault injection).
+    sides: [FaultSide; 2],
     store: Store,
     pair: PairConfig,
     clock: i64,
@@ -88,14 +118,20 @@ impl World {
             mtime_granularity_ns: g,
             no_ids: k.no_ids,
             fixed_mode: None,
+            ..Default::default()
         }));
         let right = Arc::new(MemFs::new(MemOptions {
             case_insensitive: k.right_case_insensitive,
             mtime_granularity_ns: g,
             no_ids: k.no_ids,
             fixed_mode: k.right_fixed_mode.then_some(0o644),
+            no_hard_links: k.right_plain.is_some(),
+            no_atomic_replace: k.right_plain == Some(1),
         }));
-        use tandem::side::Fs;
+        let sides = [
+            FaultSide::new(Arc::new(MemSide::new(&left, LEFT))),
+            FaultSide::new(Arc::new(MemSide::new(&right, RIGHT))),
+        ];
         left.create_dir_all(Path::new(LEFT)).unwrap();
         right.create_dir_all(Path::new(RIGHT)).unwrap();
         let mut options = SyncOptions::default();
@@ -107,6 +143,7 @@ impl World {
         World {
             left,
             right,
+            sides,
             store: Store::in_memory().unwrap(),
             pair: PairConfig {
                 name: "p".into(),
@@ -135,7 +172,7 @@ impl World {
 
     /// Kind of what is at `rel` on a side: Some(true) folder, Some(false) file.
     fn kind(&self, s: Side, rel: &str) -> Option<bool> {
-        use tandem::side::{Fs, Node};
+        use tandem::side::Node;
         match self.fs(s).stat(&Path::new(Self::root(s)).join(rel)).unwrap() {
             Some(Node::Entry(e)) => Some(e.is_dir()),
             _ => None,
@@ -177,7 +214,6 @@ impl World {
                 vec![PATHS[p]]
             }
             Op::Rename(s, a, b) => {
-                use tandem::side::Fs;
                 let (from, to) = (PATHS[a], PATHS[b]);
                 if self.kind(s, from).is_none()
                     || self.kind(s, to).is_some()
@@ -197,7 +233,6 @@ impl World {
                 vec![from, to]
             }
             Op::Chmod(s, p, x) => {
-                use tandem::side::Fs;
                 let rel = PATHS[p];
                 if self.kind(s, rel) != Some(false) {
                     return vec![];
@@ -206,13 +241,18 @@ impl World {
                 self.fs(s).set_mode(&abs, if x { 0o755 } else { 0o644 }).unwrap();
                 vec![rel]
             }
+            Op::Fault(s, p, f) => {
+                let name = PATHS[p].rsplit('/').next().unwrap();
+                self.sides[s as usize].inject(FAULTS[f as usize], name);
+                vec![]
+            }
             Op::Sync => vec![],
         }
     }
 
     /// Modes of the files on a side (trash excluded).
     fn modes(&self, s: Side) -> BTreeMap<String, u32> {
-        use tandem::side::{Fs, Node};
+        use tandem::side::Node;
         self.files(s)
             .into_keys()
             .map(|k| {
@@ -236,7 +276,7 @@ impl World {
             scope,
             ..Default::default()
         };
-        api::sync_with(&mut self.store, &self.pair, &self.left, &self.right, &req).expect("sync runs")
+        api::sync_with(&mut self.store, &self.pair, &self.sides[0], &self.sides[1], &req).expect("sync runs")
     }
 
     /// Files on a side (trash excluded), path -> content.
@@ -299,9 +339,21 @@ fn check_case(k: &Knobs, ops: &[Op]) -> Result<(), TestCaseError> {
         let before = w.all_contents();
         let mut converged = false;
         let mut last = None;
+        let faulty = chunk.iter().any(|o| matches!(o, Op::Fault(..)));
+        if faulty {
+            // One run with the faults: operations may fail, nothing may be lost; the runs
+            // below (faults cleared) must converge as if it had not happened.
+            w.sync_in(false, scope.clone());
+            for s in &w.sides {
+                s.clear();
+            }
+        }
         for _run in 0..2 {
-            let rep = if scope.as_ref().is_some_and(|s| s.is_empty()) {
+            let rep = if scope.as_ref().is_some_and(|s| s.is_empty()) && !faulty {
                 w.sync(true)
+            } else if faulty {
+                // What the faulty run left undone lies outside the touched paths too.
+                w.sync_in(false, None)
             } else {
                 w.sync_in(false, scope.clone())
             };

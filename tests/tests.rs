@@ -12,3 +12,4 @@ mod planner;
 mod property;
 mod resync;
 mod service;
+mod tidy;

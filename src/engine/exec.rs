@@ -10,26 +10,13 @@
 
 use crate::engine::plan::{Action, Plan};
 use crate::model::names::{TEMP_PREFIX, TEMP_SUFFIX, TRASH_DIR};
-use crate::model::{BaseEntry, BaseUpdate, Entry, Hash, Kind, RelPath, Side, SideMeta};
-use crate::side::{Fs, Node};
+use crate::model::{BaseEntry, BaseUpdate, Entry, Hash, RelPath, Side, SideMeta};
+use crate::side::{stat_entry, KeepVersion, Node, Replica};
 use crate::state::{JournalRow, RunCounts};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-/// One side of a pair: its root and the file system it lives on.
-pub struct Replica<'a> {
-    pub root: PathBuf,
-    pub fs: &'a dyn Fs,
-}
-
-impl Replica<'_> {
-    pub fn abs(&self, p: &RelPath) -> PathBuf {
-        self.root.join(p.as_str())
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
@@ -117,11 +104,13 @@ pub struct ExecReport {
     pub deferred: u64,
     /// Set when the sink failed: the run stopped there.
     pub fatal: Option<String>,
+    /// Set when a copy failed for want of space on its target (the first such message).
+    pub disk_full: Option<String>,
 }
 
 struct Exec<'a> {
-    l: &'a Replica<'a>,
-    r: &'a Replica<'a>,
+    l: &'a dyn Replica,
+    r: &'a dyn Replica,
     opts: &'a ExecOptions,
     /// Entries as they are after our own renames (their change time moved).
     fixes: Mutex<HashMap<(Side, RelPath), Entry>>,
@@ -129,10 +118,12 @@ struct Exec<'a> {
     /// This run's trash folder name (unique on both sides).
     trash_stamp: String,
     /// Folders known to exist (saves a failing mkdir and a stat per copied file).
-    known_dirs: Mutex<std::collections::HashSet<PathBuf>>,
+    known_dirs: Mutex<std::collections::HashSet<(Side, RelPath)>>,
     pid: u32,
     /// Names of the temporary files this run created (in [`IN_FLIGHT`] until it ends).
     temps: Mutex<Vec<String>>,
+    /// The first copy that failed for want of space.
+    disk_full: Mutex<Option<String>>,
 }
 
 /// Temporary file names of the executors running in this process. Any other temporary file
@@ -163,25 +154,8 @@ fn is_disk_full(e: &std::io::Error) -> bool {
 
 /// A write failed because the folder it wrote into is gone: the user moved or deleted it
 /// during the run. Nothing is wrong with the file: the next run plans it again.
-fn folder_gone(to: &Replica, dir: &Path, e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::NotFound && !matches!(to.fs.stat(dir), Ok(Some(Node::Entry(d))) if d.is_dir())
-}
-
-fn stat_entry(fs: &dyn Fs, p: &Path) -> std::io::Result<Option<Entry>> {
-    Ok(match fs.stat(p)? {
-        Some(Node::Entry(e)) => Some(e),
-        // A link or device where we expected a file: never matches an expectation.
-        Some(_) => Some(Entry {
-            kind: Kind::File,
-            size: u64::MAX,
-            mtime: i64::MIN,
-            mode: 0,
-            file_id: 0,
-            ctime: 0,
-            hash: None,
-        }),
-        None => None,
-    })
+fn folder_gone(to: &dyn Replica, dir: &RelPath, e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound && !matches!(to.stat(dir), Ok(Some(Node::Entry(d))) if d.is_dir())
 }
 
 fn err_text(e: &std::io::Error) -> String {
@@ -189,7 +163,7 @@ fn err_text(e: &std::io::Error) -> String {
 }
 
 impl<'a> Exec<'a> {
-    fn rep(&self, s: Side) -> &'a Replica<'a> {
+    fn rep(&self, s: Side) -> &'a dyn Replica {
         match s {
             Side::Left => self.l,
             Side::Right => self.r,
@@ -248,7 +222,7 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn temp_path(&self, dir: &Path) -> PathBuf {
+    fn temp_path(&self, dir: &RelPath) -> RelPath {
         // One counter per process: executors running side by side (the service's lanes)
         // never pick the same name.
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -256,31 +230,33 @@ impl<'a> Exec<'a> {
         let name = format!("{TEMP_PREFIX}{}-{n}{TEMP_SUFFIX}", self.pid);
         IN_FLIGHT.lock().unwrap().insert(name.clone());
         self.temps.lock().unwrap().push(name.clone());
-        dir.join(name)
+        dir.join(&name).expect("a temporary file name is a valid name")
     }
 
-    fn trash_path(&self, side: Side, p: &RelPath) -> PathBuf {
+    fn trash_path(&self, side: Side, p: &RelPath) -> RelPath {
         let rep = self.rep(side);
-        let base = rep.root.join(TRASH_DIR).join(&self.trash_stamp).join(p.as_str());
-        if rep.fs.stat(&base).ok().flatten().is_none() {
+        let at = |s: String| RelPath::new(&s).expect("a trash path is a valid path");
+        let base = at(format!("{TRASH_DIR}/{}/{p}", self.trash_stamp));
+        if rep.stat(&base).ok().flatten().is_none() {
             return base;
         }
         (2..)
-            .map(|n| PathBuf::from(format!("{}.{n}", base.display())))
-            .find(|c| rep.fs.stat(c).ok().flatten().is_none())
+            .map(|n| at(format!("{base}.{n}")))
+            .find(|c| rep.stat(c).ok().flatten().is_none())
             .unwrap()
     }
 
     /// Keep the version at `abs` in the trash (a second name, so the original stays in
-    /// place until it is atomically replaced).
-    fn keep_in_trash(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
-        let fs = self.rep(side).fs;
+    /// place until it is atomically replaced), as the side's capabilities allow: a link or
+    /// a server-side copy, else a copy through Tandem.
+    fn keep_in_trash(&self, side: Side, p: &RelPath, abs: &RelPath) -> std::io::Result<()> {
+        let fs = self.rep(side);
         let dest = self.trash_path(side, p);
-        fs.create_dir_all(dest.parent().unwrap())?;
-        if fs.hard_link(abs, &dest).is_ok() {
+        fs.create_dir_all(&dest.dir())?;
+        if matches!(fs.caps().keep_version, KeepVersion::HardLink | KeepVersion::ServerCopy) && fs.keep_copy(abs, &dest).is_ok() {
             return Ok(());
         }
-        // No hard links here (FAT, some network drives): keep a copy instead.
+        // No links here after all (FAT, some network drives): keep a copy instead.
         let mut r = fs.open_read(abs)?;
         let mut w = fs.create_new(&dest)?;
         std::io::copy(&mut r, &mut w)?;
@@ -288,10 +264,10 @@ impl<'a> Exec<'a> {
         w.finish(mtime, mode)
     }
 
-    fn move_to_trash(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
-        let fs = self.rep(side).fs;
+    fn move_to_trash(&self, side: Side, p: &RelPath, abs: &RelPath) -> std::io::Result<()> {
+        let fs = self.rep(side);
         let dest = self.trash_path(side, p);
-        fs.create_dir_all(dest.parent().unwrap())?;
+        fs.create_dir_all(&dest.dir())?;
         fs.rename(abs, &dest)
     }
 
@@ -301,55 +277,55 @@ impl<'a> Exec<'a> {
     /// with `refresh`, it also takes this side's new observation); None for a clash rename.
     fn rename(&self, side: Side, from: &RelPath, to: &RelPath, expect: &Entry, mirror: Option<bool>, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
-        let (fa, ta) = (rep.abs(from), rep.abs(to));
-        let cur = match stat_entry(rep.fs, &fa) {
+        let (fa, ta) = (from.clone(), to.clone());
+        let cur = match stat_entry(rep, &fa) {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed {
-                    error: format!("{}: {}", fa.display(), err_text(&e)),
+                    error: format!("{}: {}", rep.describe(&fa), err_text(&e)),
                 }
             }
         };
         if !self.matches(side, from, Some(expect), cur.as_ref()) {
             return Outcome::Deferred {
-                reason: format!("{} changed since the scan", fa.display()),
+                reason: format!("{} changed since the scan", rep.describe(&fa)),
             };
         }
         let case_only = from.to_lowercase_key() == to.to_lowercase_key();
-        match stat_entry(rep.fs, &ta) {
+        match stat_entry(rep, &ta) {
             Ok(None) => {}
             Ok(Some(t)) if case_only && t.file_id == expect.file_id => {}
-            Ok(Some(_)) if case_only && rep.fs.case_insensitive(&rep.root) => {}
+            Ok(Some(_)) if case_only && rep.caps().case_insensitive => {}
             Ok(Some(_)) => {
                 return Outcome::Deferred {
-                    reason: format!("{} appeared since the scan", ta.display()),
+                    reason: format!("{} appeared since the scan", rep.describe(&ta)),
                 }
             }
             Err(e) => {
                 return Outcome::Failed {
-                    error: format!("{}: {}", ta.display(), err_text(&e)),
+                    error: format!("{}: {}", rep.describe(&ta), err_text(&e)),
                 }
             }
         }
         let result = (|| -> std::io::Result<()> {
             if let Some(parent) = ta.parent() {
-                rep.fs.create_dir_all(parent)?;
+                rep.create_dir_all(&parent)?;
             }
             if case_only {
                 // Through a temporary name: some file systems ignore a case-only rename.
-                let tmp = self.temp_path(ta.parent().unwrap_or(&rep.root));
-                rep.fs.rename(&fa, &tmp)?;
-                rep.fs.rename(&tmp, &ta)
+                let tmp = self.temp_path(&ta.dir());
+                rep.rename(&fa, &tmp)?;
+                rep.rename(&tmp, &ta)
             } else {
-                rep.fs.rename(&fa, &ta)
+                rep.rename(&fa, &ta)
             }
         })();
         if let Err(e) = result {
             return Outcome::Failed {
-                error: format!("rename {} -> {}: {}", fa.display(), ta.display(), err_text(&e)),
+                error: format!("rename {} -> {}: {}", rep.describe(&fa), rep.describe(&ta), err_text(&e)),
             };
         }
-        if let Ok(Some(now)) = stat_entry(rep.fs, &ta) {
+        if let Ok(Some(now)) = stat_entry(rep, &ta) {
             self.fixes.lock().unwrap().insert((side, to.clone()), now);
             if let Some(refresh) = mirror {
                 ups.push(BaseUpdate::Move {
@@ -370,14 +346,14 @@ impl<'a> Exec<'a> {
 
     fn mkdir(&self, side: Side, p: &RelPath, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
-        let abs = rep.abs(p);
-        if let Err(e) = rep.fs.create_dir_all(&abs) {
+        let abs = p.clone();
+        if let Err(e) = rep.create_dir_all(&abs) {
             return Outcome::Failed {
-                error: format!("create folder {}: {}", abs.display(), err_text(&e)),
+                error: format!("create folder {}: {}", rep.describe(&abs), err_text(&e)),
             };
         }
         let other = self.rep(side.other());
-        if let (Ok(Some(a)), Ok(Some(b))) = (stat_entry(rep.fs, &abs), stat_entry(other.fs, &other.abs(p))) {
+        if let (Ok(Some(a)), Ok(Some(b))) = (stat_entry(rep, &abs), stat_entry(other, p)) {
             if a.is_dir() && b.is_dir() {
                 let (l, r) = if side == Side::Left { (a, b) } else { (b, a) };
                 ups.push(BaseUpdate::Set(p.clone(), BaseEntry::from_pair(&l, &r, None)));
@@ -409,40 +385,40 @@ impl<'a> Exec<'a> {
         };
         let (side, dst, src_mode) = (*side, dst.as_ref(), *src_mode);
         let (from, to) = (self.rep(side.other()), self.rep(side));
-        let (sa, da) = (from.abs(p), to.abs(p));
-        let failed = |what: &str, path: &Path, e: std::io::Error| Outcome::Failed {
-            error: format!("{what} {}: {}", path.display(), err_text(&e)),
+        let (sa, da) = (p.clone(), p.clone());
+        let failed = |what: &str, on: &dyn Replica, path: &RelPath, e: std::io::Error| Outcome::Failed {
+            error: format!("{what} {}: {}", on.describe(path), err_text(&e)),
         };
-        let s0 = stat_entry(from.fs, &sa).map_err(|e| failed("read", &sa, e))?;
+        let s0 = stat_entry(from, &sa).map_err(|e| failed("read", from, &sa, e))?;
         if !self.matches(side.other(), p, Some(src), s0.as_ref()) {
             return Err(Outcome::Deferred {
-                reason: format!("{} changed since the scan", sa.display()),
+                reason: format!("{} changed since the scan", from.describe(&sa)),
             });
         }
         let mut s0 = s0.unwrap();
         // The target side's mode change, merged: the source takes it first (a property
         // change only; its content stays as planned).
         if let Some(m) = src_mode.filter(|m| *m != 0 && *m != s0.mode && s0.mode != 0) {
-            from.fs.set_mode(&sa, m).map_err(|e| failed("set mode of", &sa, e))?;
-            match stat_entry(from.fs, &sa) {
+            from.set_mode(&sa, m).map_err(|e| failed("set mode of", from, &sa, e))?;
+            match stat_entry(from, &sa) {
                 Ok(Some(now)) if now.size == s0.size && now.mtime == s0.mtime => s0 = now,
                 _ => {
                     return Err(Outcome::Deferred {
-                        reason: format!("{} changed since the scan", sa.display()),
+                        reason: format!("{} changed since the scan", from.describe(&sa)),
                     })
                 }
             }
         }
-        let d0 = stat_entry(to.fs, &da).map_err(|e| failed("read", &da, e))?;
+        let d0 = stat_entry(to, &da).map_err(|e| failed("read", to, &da, e))?;
         if !self.matches(side, p, dst, d0.as_ref()) {
             return Err(Outcome::Deferred {
-                reason: format!("{} changed since the scan", da.display()),
+                reason: format!("{} changed since the scan", to.describe(&da)),
             });
         }
-        let dir = da.parent().unwrap_or(&to.root).to_path_buf();
-        if !self.known_dirs.lock().unwrap().contains(&dir) {
-            to.fs.create_dir_all(&dir).map_err(|e| failed("create folder", &dir, e))?;
-            self.known_dirs.lock().unwrap().insert(dir.clone());
+        let dir = da.dir();
+        if !self.known_dirs.lock().unwrap().contains(&(side, dir.clone())) {
+            to.create_dir_all(&dir).map_err(|e| failed("create folder", to, &dir, e))?;
+            self.known_dirs.lock().unwrap().insert((side, dir.clone()));
         }
         let tmp = self.temp_path(&dir);
         let hooks = self.opts.hooks.as_ref().map(|h| &h.0);
@@ -451,8 +427,8 @@ impl<'a> Exec<'a> {
         }
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let copied = (|| -> std::io::Result<(Hash, u64)> {
-            let mut r = from.fs.open_read(&sa)?;
-            let mut w = to.fs.create_new(&tmp)?;
+            let mut r = from.open_read(&sa)?;
+            let mut w = to.create_new(&tmp)?;
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
             let mut n = 0u64;
@@ -483,89 +459,106 @@ impl<'a> Exec<'a> {
         let (hash, bytes) = match copied {
             Ok(x) => x,
             Err(_) if stopped.load(Ordering::SeqCst) => {
-                let _ = to.fs.remove_file(&tmp);
+                let _ = to.remove_file(&tmp);
                 return Err(Outcome::Deferred {
                     reason: "stopped before the copy finished (pause or shutdown); rolled back".into(),
                 });
             }
             Err(e) => {
-                let _ = to.fs.remove_file(&tmp);
+                let _ = to.remove_file(&tmp);
                 // Gone or changed since the scan (deleted by the user a moment ago): the next
                 // run re-plans it. Otherwise it is a real read failure.
-                if !stat_entry(from.fs, &sa).ok().flatten().is_some_and(|now| now.same_meta(&s0)) {
+                if !stat_entry(from, &sa).ok().flatten().is_some_and(|now| now.same_meta(&s0)) {
                     return Err(Outcome::Deferred {
-                        reason: format!("{} changed during the copy", sa.display()),
+                        reason: format!("{} changed during the copy", from.describe(&sa)),
                     });
                 }
                 if folder_gone(to, &dir, &e) {
-                    self.known_dirs.lock().unwrap().remove(&dir);
+                    self.known_dirs.lock().unwrap().remove(&(side, dir.clone()));
                     return Err(Outcome::Deferred {
-                        reason: format!("folder {} was moved or deleted during the copy", dir.display()),
+                        reason: format!("folder {} was moved or deleted during the copy", to.describe(&dir)),
                     });
                 }
                 if is_disk_full(&e) {
-                    return Err(Outcome::Failed {
-                        error: format!("{DISK_FULL} on the {side} side: cannot write {}: {}", da.display(), err_text(&e)),
-                    });
+                    let error = format!(
+                        "{DISK_FULL} on the {side} side: cannot write {}: {}",
+                        to.describe(&da),
+                        err_text(&e)
+                    );
+                    self.disk_full.lock().unwrap().get_or_insert_with(|| error.clone());
+                    return Err(Outcome::Failed { error });
                 }
-                return Err(failed("copy", &sa, e));
+                return Err(failed("copy", from, &sa, e));
             }
         };
         // A source that changed while we read it gave a torn copy: discard it.
-        let s1 = stat_entry(from.fs, &sa).ok().flatten();
+        let s1 = stat_entry(from, &sa).ok().flatten();
         if bytes != s0.size || !s1.is_some_and(|s1| s1.same_meta(&s0)) {
-            let _ = to.fs.remove_file(&tmp);
+            let _ = to.remove_file(&tmp);
             return Err(Outcome::Deferred {
-                reason: format!("{} changed during the copy", sa.display()),
+                reason: format!("{} changed during the copy", from.describe(&sa)),
             });
         }
-        Ok(Staged { tmp, src: s0, hash, bytes })
+        Ok(Staged {
+            side,
+            tmp,
+            src: s0,
+            hash,
+            bytes,
+        })
     }
 
     /// Put a durable staged copy in place.
     fn install(&self, side: Side, p: &RelPath, dst: Option<&Entry>, st: &Staged, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let to = self.rep(side);
-        let da = to.abs(p);
+        let da = p.clone();
         let discard = |o: Outcome| {
-            let _ = to.fs.remove_file(&st.tmp);
+            let _ = to.remove_file(&st.tmp);
             o
         };
-        let d1 = match stat_entry(to.fs, &da) {
+        let d1 = match stat_entry(to, &da) {
             Ok(d) => d,
             Err(e) => {
                 return discard(Outcome::Failed {
-                    error: format!("{}: {}", da.display(), err_text(&e)),
+                    error: format!("{}: {}", to.describe(&da), err_text(&e)),
                 })
             }
         };
         if !self.matches(side, p, dst, d1.as_ref()) {
             return discard(Outcome::Deferred {
-                reason: format!("{} changed since the scan", da.display()),
+                reason: format!("{} changed since the scan", to.describe(&da)),
             });
         }
         if let Some(old) = d1 {
-            if old.is_file() && old.size <= self.opts.soft_delete_max_bytes {
-                if let Err(e) = self.keep_in_trash(side, p, &da) {
-                    return discard(Outcome::Failed {
-                        error: format!("keep old version of {} in the trash: {}", da.display(), err_text(&e)),
-                    });
-                }
+            let keep = old.is_file() && old.size <= self.opts.soft_delete_max_bytes;
+            // A side without atomic replace: the old version moves out of the way first
+            // (to the trash, or away when it is too large to keep), then the copy moves in.
+            let res = match (to.caps().atomic_replace, keep) {
+                (true, true) => self.keep_in_trash(side, p, &da),
+                (true, false) => Ok(()),
+                (false, true) => self.move_to_trash(side, p, &da),
+                (false, false) => to.remove_file(&da),
+            };
+            if let Err(e) = res {
+                return discard(Outcome::Failed {
+                    error: format!("keep old version of {} in the trash: {}", to.describe(&da), err_text(&e)),
+                });
             }
         }
-        if let Err(e) = to.fs.rename(&st.tmp, &da) {
-            let dir = da.parent().unwrap_or(&to.root);
-            if folder_gone(to, dir, &e) {
+        if let Err(e) = to.rename(&st.tmp, &da) {
+            let dir = da.dir();
+            if folder_gone(to, &dir, &e) {
                 // The temporary file went wherever its folder went; the scan that sees it
                 // there removes it (it is no longer in flight).
                 return discard(Outcome::Deferred {
-                    reason: format!("folder {} was moved or deleted during the copy", dir.display()),
+                    reason: format!("folder {} was moved or deleted during the copy", to.describe(&dir)),
                 });
             }
             return discard(Outcome::Failed {
-                error: format!("rename into place {}: {}", da.display(), err_text(&e)),
+                error: format!("rename into place {}: {}", to.describe(&da), err_text(&e)),
             });
         }
-        match stat_entry(to.fs, &da) {
+        match stat_entry(to, &da) {
             Ok(Some(now)) => {
                 let now = kept_mode(now, st.src.mode);
                 let (l, r) = if side == Side::Left { (now, st.src) } else { (st.src, now) };
@@ -584,29 +577,29 @@ impl<'a> Exec<'a> {
 
     fn set_props(&self, side: Side, p: &RelPath, src: &Entry, expect: &Entry, mode_only: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
-        let abs = rep.abs(p);
-        let cur = stat_entry(rep.fs, &abs).ok().flatten();
+        let abs = p.clone();
+        let cur = stat_entry(rep, &abs).ok().flatten();
         if !self.matches(side, p, Some(expect), cur.as_ref()) {
             return Outcome::Deferred {
-                reason: format!("{} changed since the scan", abs.display()),
+                reason: format!("{} changed since the scan", rep.describe(&abs)),
             };
         }
         let cur = cur.unwrap();
         let res = (|| -> std::io::Result<()> {
             if src.mode != 0 && cur.mode != 0 && src.mode != cur.mode {
-                rep.fs.set_mode(&abs, src.mode)?;
+                rep.set_mode(&abs, src.mode)?;
             }
             if src.mtime != cur.mtime && !mode_only {
-                rep.fs.set_mtime(&abs, src.mtime)?;
+                rep.set_mtime(&abs, src.mtime)?;
             }
             Ok(())
         })();
         if let Err(e) = res {
             return Outcome::Failed {
-                error: format!("set properties of {}: {}", abs.display(), err_text(&e)),
+                error: format!("set properties of {}: {}", rep.describe(&abs), err_text(&e)),
             };
         }
-        if let Ok(Some(now)) = stat_entry(rep.fs, &abs) {
+        if let Ok(Some(now)) = stat_entry(rep, &abs) {
             let now = if cur.mode != 0 { kept_mode(now, src.mode) } else { now };
             let (l, r) = if side == Side::Left { (now, *src) } else { (*src, now) };
             ups.push(BaseUpdate::Set(p.clone(), BaseEntry::from_pair(&l, &r, src.hash.or(expect.hash))));
@@ -618,12 +611,12 @@ impl<'a> Exec<'a> {
 
     fn delete(&self, side: Side, p: &RelPath, expect: &Entry, soft: bool, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let rep = self.rep(side);
-        let abs = rep.abs(p);
-        let cur = match stat_entry(rep.fs, &abs) {
+        let abs = p.clone();
+        let cur = match stat_entry(rep, &abs) {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed {
-                    error: format!("{}: {}", abs.display(), err_text(&e)),
+                    error: format!("{}: {}", rep.describe(&abs), err_text(&e)),
                 }
             }
         };
@@ -633,7 +626,7 @@ impl<'a> Exec<'a> {
         }
         if !self.matches(side, p, Some(expect), cur.as_ref()) {
             return Outcome::Deferred {
-                reason: format!("{} changed since the scan", abs.display()),
+                reason: format!("{} changed since the scan", rep.describe(&abs)),
             };
         }
         let res = if expect.is_dir() {
@@ -641,7 +634,7 @@ impl<'a> Exec<'a> {
         } else if soft {
             self.move_to_trash(side, p, &abs)
         } else {
-            rep.fs.remove_file(&abs)
+            rep.remove_file(&abs)
         };
         match res {
             Ok(()) => {
@@ -649,18 +642,18 @@ impl<'a> Exec<'a> {
                 Outcome::Done { bytes: 0 }
             }
             Err(e) if expect.is_dir() => Outcome::Deferred {
-                reason: format!("folder {} kept: {}", abs.display(), err_text(&e)),
+                reason: format!("folder {} kept: {}", rep.describe(&abs), err_text(&e)),
             },
             Err(e) => Outcome::Failed {
-                error: format!("delete {}: {}", abs.display(), err_text(&e)),
+                error: format!("delete {}: {}", rep.describe(&abs), err_text(&e)),
             },
         }
     }
 
     /// Remove an empty folder; system clutter that the ignore list hides (Thumbs.db,
     /// .DS_Store, desktop.ini) goes to the trash first. Anything else keeps the folder.
-    fn remove_dir(&self, side: Side, p: &RelPath, abs: &Path) -> std::io::Result<()> {
-        let fs = self.rep(side).fs;
+    fn remove_dir(&self, side: Side, p: &RelPath, abs: &RelPath) -> std::io::Result<()> {
+        let fs = self.rep(side);
         if fs.remove_dir(abs).is_ok() {
             return Ok(());
         }
@@ -672,7 +665,7 @@ impl<'a> Exec<'a> {
         }
         for n in names {
             let child = p.join(&n).map_err(std::io::Error::other)?;
-            self.move_to_trash(side, &child, &abs.join(&n))?;
+            self.move_to_trash(side, &child, &child)?;
         }
         fs.remove_dir(abs)
     }
@@ -691,20 +684,20 @@ fn kept_mode(now: Entry, wanted: u32) -> Entry {
 }
 
 struct Staged {
-    tmp: PathBuf,
+    side: Side,
+    tmp: RelPath,
     src: Entry,
     hash: Hash,
     bytes: u64,
 }
 
 /// Apply `plan` (which must have no hash requests) to the two replicas.
-pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: &mut dyn Sink) -> ExecReport {
+pub fn execute(plan: &Plan, l: &dyn Replica, r: &dyn Replica, opts: &ExecOptions, sink: &mut dyn Sink) -> ExecReport {
     assert!(plan.hash_requests.is_empty(), "a plan with open hash requests is provisional");
     // Each run gets a trash folder of its own, even when two runs start in the same second.
     let taken = |stamp: &str| {
-        [l, r]
-            .iter()
-            .any(|x| x.fs.stat(&x.root.join(TRASH_DIR).join(stamp)).ok().flatten().is_some())
+        let dir = RelPath::new(&format!("{TRASH_DIR}/{stamp}")).expect("a trash folder name is a valid path");
+        [l, r].iter().any(|x| x.stat(&dir).ok().flatten().is_some())
     };
     let trash_stamp = std::iter::once(opts.trash_stamp.clone())
         .chain((2..).map(|n| format!("{}-{n}", opts.trash_stamp)))
@@ -720,6 +713,7 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         known_dirs: Mutex::new(std::collections::HashSet::new()),
         pid: std::process::id(),
         temps: Mutex::new(Vec::new()),
+        disk_full: Mutex::new(None),
     };
     let mut rep = ExecReport {
         outcomes: vec![None; plan.actions.len()],
@@ -776,9 +770,7 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
                     Action::Conflict { .. } | Action::Skip { .. } | Action::Copy { .. } => continue,
                 };
                 if let Some(s) = a.side() {
-                    if let Some(parent) = ex.rep(s).abs(a.path()).parent() {
-                        dirs.push((s, parent.to_path_buf()));
-                    }
+                    dirs.push((s, a.path().dir()));
                 }
                 if !matches!(a, Action::Record { .. }) {
                     rows.push(ex.journal(a, &o));
@@ -795,38 +787,36 @@ pub fn execute(plan: &Plan, l: &Replica, r: &Replica, opts: &ExecOptions, sink: 
         flush_and_commit(&ex, &[], &pending.dirs, &pending.ups, &pending.rows, &mut rep, sink);
     }
     count(acts, &mut rep);
+    rep.disk_full = ex.disk_full.lock().unwrap().take();
     rep
 }
 
 fn flush_and_commit(
     ex: &Exec,
-    files: &[(Side, PathBuf)],
-    dirs: &[(Side, PathBuf)],
+    files: &[(Side, RelPath)],
+    dirs: &[(Side, RelPath)],
     ups: &[BaseUpdate],
     rows: &[JournalRow],
     rep: &mut ExecReport,
     sink: &mut dyn Sink,
 ) {
-    // Both roots on the OS: one call, so one syncfs per file system, not per side.
-    if ex.l.fs.is_os() && ex.r.fs.is_os() {
-        let f: Vec<PathBuf> = files.iter().map(|x| x.1.clone()).collect();
-        let mut d: Vec<PathBuf> = dirs.iter().map(|x| x.1.clone()).collect();
+    // Per side, and only where the side needs a flush (a server that commits an upload
+    // when it answers needs none). Two local sides on one file system: the first side's
+    // syncfs flushes the other's data too, so the second finds little to do.
+    for s in Side::BOTH {
+        if !ex.rep(s).caps().needs_flush {
+            continue;
+        }
+        let f: Vec<RelPath> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
+        let mut d: Vec<RelPath> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
         d.sort();
         d.dedup();
-        if let Err(e) = ex.l.fs.make_durable(&f, &d) {
-            rep.fatal = Some(format!("flush to disk failed: {e}"));
-            return;
+        if f.is_empty() && d.is_empty() {
+            continue;
         }
-    } else {
-        for s in Side::BOTH {
-            let f: Vec<PathBuf> = files.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
-            let mut d: Vec<PathBuf> = dirs.iter().filter(|x| x.0 == s).map(|x| x.1.clone()).collect();
-            d.sort();
-            d.dedup();
-            if let Err(e) = ex.rep(s).fs.make_durable(&f, &d) {
-                rep.fatal = Some(format!("flush to disk on the {s} side failed: {e}"));
-                return;
-            }
+        if let Err(e) = ex.rep(s).make_durable(&f, &d) {
+            rep.fatal = Some(format!("flush to disk on the {s} side failed: {e}"));
+            return;
         }
     }
     if ups.is_empty() && rows.is_empty() {
@@ -878,7 +868,7 @@ fn copy_phase(ex: &Exec, acts: &[Action], start: usize, end: usize, pending: &mu
 /// Renames done but not yet known durable, with the state they will commit.
 #[derive(Default)]
 struct Installed {
-    dirs: Vec<(Side, PathBuf)>,
+    dirs: Vec<(Side, RelPath)>,
     ups: Vec<BaseUpdate>,
     rows: Vec<JournalRow>,
 }
@@ -924,9 +914,7 @@ fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usiz
 fn discard(ex: &Exec, batch: &Batch) {
     for (_, s) in batch {
         if let Ok(st) = s {
-            for side in Side::BOTH {
-                let _ = ex.rep(side).fs.remove_file(&st.tmp);
-            }
+            let _ = ex.rep(st.side).remove_file(&st.tmp);
         }
     }
 }
@@ -935,7 +923,7 @@ fn discard(ex: &Exec, batch: &Batch) {
 /// then the previous batch's state is committed and this batch is renamed into place. Its
 /// renames are made durable (and committed) by the next batch's flush, or the final one.
 fn install_batch(ex: &Exec, acts: &[Action], batch: Batch, prev: Installed, rep: &mut ExecReport, sink: &mut dyn Sink) -> Installed {
-    let files: Vec<(Side, PathBuf)> = batch
+    let files: Vec<(Side, RelPath)> = batch
         .iter()
         .filter_map(|(k, s)| match (s, &acts[*k]) {
             (Ok(st), Action::Copy { side, .. }) => Some((*side, st.tmp.clone())),
@@ -954,7 +942,7 @@ fn install_batch(ex: &Exec, acts: &[Action], batch: Batch, prev: Installed, rep:
         };
         let o = match s {
             Ok(st) => {
-                now.dirs.push((*side, st.tmp.parent().unwrap().to_path_buf()));
+                now.dirs.push((*side, st.tmp.dir()));
                 ex.install(*side, path, dst.as_ref(), &st, &mut now.ups)
             }
             Err(o) => o,
@@ -1012,7 +1000,8 @@ fn count(acts: &[Action], rep: &mut ExecReport) {
 mod tests {
     use super::*;
     use crate::engine::plan::Rule;
-    use crate::side::{MemFs, MemOptions};
+    use crate::side::mem::{MemFs, MemOptions, MemSide};
+    use std::path::Path;
     use std::sync::Arc;
 
     struct NullSink;
@@ -1060,16 +1049,7 @@ mod tests {
         let fs = Arc::new(MemFs::new(MemOptions::default()));
         fs.write("/l/d/f.txt", &[1u8; 1000], 1_000_000_000);
         fs.create_dir_all(Path::new("/r/d")).unwrap();
-        let (l, r) = (
-            Replica {
-                root: "/l".into(),
-                fs: &fs,
-            },
-            Replica {
-                root: "/r".into(),
-                fs: &fs,
-            },
-        );
+        let (l, r) = (MemSide::new(&fs, "/l"), MemSide::new(&fs, "/r"));
         let (entered_tx, entered_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel();
         let gate = Gate {
@@ -1112,7 +1092,7 @@ mod tests {
             scope: Some(vec![RelPath::new("d").unwrap(), RelPath::new("e").unwrap()]),
             ..Default::default()
         };
-        crate::engine::sync::sync_with(&mut store, &pair, &fs, &fs, &req).unwrap();
+        crate::engine::sync::sync_with(&mut store, &pair, &l, &r, &req).unwrap();
         assert!(fs.files_under("/r/e").keys().all(|k| !k.starts_with(TEMP_PREFIX)));
         assert_eq!(fs.read("/r/d/f.txt").unwrap(), vec![1u8; 1000]);
     }
@@ -1123,16 +1103,7 @@ mod tests {
         fs.write("/l/big.bin", &[1u8; 1000], 1_000_000_000);
         fs.write("/l/small.txt", b"small", 2_000_000_000);
         fs.create_dir_all(Path::new("/r")).unwrap();
-        let (l, r) = (
-            Replica {
-                root: "/l".into(),
-                fs: &fs,
-            },
-            Replica {
-                root: "/r".into(),
-                fs: &fs,
-            },
-        );
+        let (l, r) = (MemSide::new(&fs, "/l"), MemSide::new(&fs, "/r"));
         let (entered_tx, entered_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel();
         let gate = Gate {

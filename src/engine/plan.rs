@@ -576,6 +576,8 @@ struct Planner<'a, 'o> {
     moved: Vec<(Side, RelPath, RelPath)>,
     /// For a case-insensitive side: lower-cased path -> the path as it is there.
     ci_index: [Option<HashMap<String, RelPath>>; 2],
+    /// Base rows an R13 double case rename moved to the winning name.
+    rebased: Vec<(RelPath, BaseEntry)>,
 }
 
 /// Plan one pass. See the module doc for `hash_requests`.
@@ -593,6 +595,7 @@ pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
         dir_deletes: Vec::new(),
         moved: Vec::new(),
         ci_index: [None, None],
+        rebased: Vec::new(),
     };
     for (side, path, reason) in &input.unknown {
         p.excluded.insert(path.clone());
@@ -610,6 +613,7 @@ pub fn plan(input: &PlanInput, opts: &PlanOptions) -> Plan {
     p.check_names();
     p.merge();
     p.finish_dir_deletes();
+    p.record_rebased();
     let mut actions = p.actions;
     // Stable: within a phase the emission order (parents first, renames in dependency
     // order) is kept; copies go smallest first.
@@ -778,10 +782,14 @@ impl<'a> Planner<'a, '_> {
     /// R13 for names: a synced path renamed on both sides to names that differ only in
     /// case. One name wins by the R13 option; the other side is renamed to it (no copy).
     fn settle_double_case_renames(&mut self) {
-        let fl = self.find_renames(Side::Left);
+        let mut fl = self.find_renames(Side::Left);
         if fl.is_empty() {
             return;
         }
+        // A folder before what lies below it: once a folder is settled its contents moved
+        // with it (renaming a file first would create the winning folder name and make the
+        // folder's own rename fail).
+        fl.sort_by(|a, b| a.0.cmp(&b.0));
         let fr = self.find_renames(Side::Right);
         for (from, tl, kind) in fl {
             let lower = tl.to_lowercase_key();
@@ -791,6 +799,10 @@ impl<'a> Planner<'a, '_> {
             else {
                 continue;
             };
+            // Below a double rename already settled as a conflict: the user decides there.
+            if [&from, &tl, tr].iter().any(|x| self.is_excluded(x)) {
+                continue;
+            }
             let (Some(le), Some(re)) = (self.l.get(&tl).copied(), self.r.get(tr).copied()) else {
                 continue;
             };
@@ -809,12 +821,28 @@ impl<'a> Planner<'a, '_> {
                 }
                 // The later rename (its change time) is the newer change.
                 (Some(Keep::Both), _) | (None, PropsOption::Newer) => {
-                    if re.ctime > le.ctime {
+                    if re.version > le.version {
                         Side::Right
                     } else {
                         Side::Left
                     }
                 }
+            };
+            // The winning name must be free on the losing side (a new file there may hold
+            // it, where names keep case); else the other name wins, and where neither is
+            // free the user decides.
+            let name_of = |s: Side| if s == Side::Left { &tl } else { tr };
+            let taken = |this: &Self, s: Side| {
+                let there = this.view(s.other());
+                let name = name_of(s);
+                there.get(name).is_some() || name.ancestors().any(|a| there.get(&a).is_some_and(|e| !e.is_dir()))
+            };
+            let winner = match (taken(self, winner), taken(self, winner.other())) {
+                (false, _) => winner,
+                (true, false) => winner.other(),
+                // Neither name is free: not a case rename to settle here; the ordinary
+                // rules see two renames and the names they collide with.
+                (true, true) => continue,
             };
             let (t_win, t_lose, e_lose) = if winner == Side::Left {
                 (tl.clone(), tr.clone(), re)
@@ -833,16 +861,19 @@ impl<'a> Planner<'a, '_> {
             });
             self.view_mut(lose).move_subtree(&t_lose, &t_win);
             self.moved.push((lose, t_lose, t_win.clone()));
+            // The base rows move to the winning name: the old ones go; the new ones are
+            // recorded unless the merge plans something there (which records them itself).
             for (k, v) in self.b.subtree(&from) {
                 self.b.remove(&k);
-                self.b.insert(k.rebase(&from, &t_win), v);
+                let to = k.rebase(&from, &t_win);
+                self.b.insert(to.clone(), v);
+                self.rebased.push((to, v));
+                self.actions.push(Action::Record {
+                    path: k,
+                    base: None,
+                    rule: Rule::R13,
+                });
             }
-            // The base row under the old name goes; the merge records the new one.
-            self.actions.push(Action::Record {
-                path: from,
-                base: None,
-                rule: Rule::R13,
-            });
         }
     }
 
@@ -1096,7 +1127,8 @@ impl<'a> Planner<'a, '_> {
             return Change::Content;
         }
         let m = b.side(s);
-        let ids_same = (x.file_id == 0 || m.file_id == 0 || x.file_id == m.file_id) && (x.ctime == 0 || m.ctime == 0 || x.ctime == m.ctime);
+        let ids_same =
+            (x.file_id == 0 || m.file_id == 0 || x.file_id == m.file_id) && (x.version == 0 || m.version == 0 || x.version == m.version);
         if x.mtime == m.mtime && ids_same {
             return if x.mode == m.mode || x.mode == 0 || m.mode == 0 {
                 Change::Unchanged
@@ -1500,6 +1532,30 @@ impl<'a> Planner<'a, '_> {
 
     /// A folder deleted on one side and present on the other is removed only when nothing
     /// below it survives on the present side; otherwise it is re-created (R17).
+    /// Record the base rows an R13 rename moved, where nothing else was planned (an
+    /// action there records the path's new base itself).
+    fn record_rebased(&mut self) {
+        if self.rebased.is_empty() {
+            return;
+        }
+        // The R13 renames themselves move no base row (their base lies under the old name).
+        let planned: HashSet<RelPath> = self
+            .actions
+            .iter()
+            .filter(|a| !matches!(a, Action::Record { rule: Rule::R13, .. } | Action::Rename { rule: Rule::R13, .. }))
+            .map(|a| a.path().clone())
+            .collect();
+        for (path, base) in std::mem::take(&mut self.rebased) {
+            if !planned.contains(&path) && !self.is_excluded(&path) {
+                self.actions.push(Action::Record {
+                    path,
+                    base: Some(base),
+                    rule: Rule::R13,
+                });
+            }
+        }
+    }
+
     fn finish_dir_deletes(&mut self) {
         let mut deletes = std::mem::take(&mut self.dir_deletes);
         // Deepest first, so a parent sees its children's outcome.

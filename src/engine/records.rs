@@ -170,7 +170,7 @@ pub fn schedules(store: &Store, pairs: &[PairConfig]) -> Result<Vec<ScheduleInfo
                 Some(id) => store.schedule_get(id, &spec.name)?,
                 None => None,
             };
-            let key = crate::service::schedule_key(spec);
+            let key = spec.key();
             let (mut next, last, outcome, paused) = match row {
                 Some((k, n, l, o, pa)) => (if k == key { n } else { None }, l, o, pa),
                 None => (None, None, None, false),
@@ -208,7 +208,7 @@ pub fn set_schedule_paused(store: &mut Store, pair: &PairConfig, name: &str, pau
         .ok_or_else(|| ApiError::NotFound(format!("pair {} has no schedule named {name:?}", pair.name)))?;
     let id = store.pair_id(&pair.name, &pair.left, &pair.right)?;
     if !store.schedule_set_paused(id, name, paused)? {
-        let key = crate::service::schedule_key(spec);
+        let key = spec.key();
         store.schedule_put(id, name, &key, None, None, None, paused)?;
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! The scanner: walks one root through an [`Fs`], in parallel, reading metadata only, and
+//! The scanner: walks one side through its [`Replica`], in parallel, reading metadata only, and
 //! builds a [`Snapshot`]. Ignored names are left out; Tandem's own temporary files are
 //! listed apart (for clean-up); what cannot be read, symbolic links and special files are
 //! listed as unknown so the planner leaves them alone. Hashes are computed elsewhere,
@@ -6,19 +6,18 @@
 
 use crate::model::names::{is_temp_name, Ignore};
 use crate::model::{Entry, Kind, RelPath, Snapshot};
-use crate::side::{Fs, Node};
-use std::path::{Path, PathBuf};
+use crate::side::{Node, Replica};
 use std::sync::{Condvar, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("{root}: the folder does not exist (not mounted?)")]
-    RootMissing { root: PathBuf },
+    RootMissing { root: String },
     #[error("{root}: not a folder")]
-    RootNotDir { root: PathBuf },
+    RootNotDir { root: String },
     #[error("{root}: cannot read the folder: {source}")]
     RootUnreadable {
-        root: PathBuf,
+        root: String,
         #[source]
         source: std::io::Error,
     },
@@ -43,44 +42,46 @@ struct Queue {
 
 /// Is the root there, a folder, and readable? Returns whether it holds anything but the
 /// trash and temporary files.
-pub fn check_root(fs: &dyn Fs, root: &Path) -> Result<bool, ScanError> {
-    match fs.stat(root) {
+pub fn check_root(side: &dyn Replica) -> Result<bool, ScanError> {
+    let top = RelPath::root();
+    let root = || side.describe(&top);
+    match side.stat(&top) {
         Ok(Some(Node::Entry(e))) if e.kind == Kind::Dir => {}
-        Ok(None) => return Err(ScanError::RootMissing { root: root.into() }),
-        Ok(Some(_)) => return Err(ScanError::RootNotDir { root: root.into() }),
-        Err(source) => return Err(ScanError::RootUnreadable { root: root.into(), source }),
+        Ok(None) => return Err(ScanError::RootMissing { root: root() }),
+        Ok(Some(_)) => return Err(ScanError::RootNotDir { root: root() }),
+        Err(source) => return Err(ScanError::RootUnreadable { root: root(), source }),
     }
     // Read the root here so an unreadable root is an error, not an empty tree.
-    match fs.read_dir(root) {
+    match side.read_dir(&top) {
         Ok(items) => Ok(items.iter().any(|i| {
             i.name
                 .as_ref()
                 .is_ok_and(|n| n != crate::model::names::TRASH_DIR && !is_temp_name(n))
         })),
-        Err(source) => Err(ScanError::RootUnreadable { root: root.into(), source }),
+        Err(source) => Err(ScanError::RootUnreadable { root: root(), source }),
     }
 }
 
 /// Walk `root` with `threads` workers.
-pub fn scan(fs: &dyn Fs, root: &Path, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
+pub fn scan(side: &dyn Replica, ignore: &Ignore, threads: usize) -> Result<ScanResult, ScanError> {
     let out = ScanResult {
-        root_has_entries: check_root(fs, root)?,
+        root_has_entries: check_root(side)?,
         ..Default::default()
     };
-    Ok(walk(fs, root, ignore, threads, vec![None], Vec::new(), out))
+    Ok(walk(side, ignore, threads, vec![None], Vec::new(), out))
 }
 
 /// Scan only `paths` and what lies below them, plus their ancestor folders (for targeted
 /// plans of the paths the watcher reported). A path that is gone yields nothing.
-pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], threads: usize) -> Result<ScanResult, ScanError> {
+pub fn scan_paths(side: &dyn Replica, ignore: &Ignore, paths: &[RelPath], threads: usize) -> Result<ScanResult, ScanError> {
     let mut out = ScanResult {
-        root_has_entries: check_root(fs, root)?,
+        root_has_entries: check_root(side)?,
         ..Default::default()
     };
     let mut seen = std::collections::HashSet::new();
     let mut entries = Vec::new();
     let mut starts = Vec::new();
-    let ci = fs.case_insensitive(root);
+    let ci = side.caps().case_insensitive;
     let mut listings: std::collections::HashMap<Option<RelPath>, std::collections::HashSet<String>> = Default::default();
     'paths: for p in paths {
         let mut chain: Vec<RelPath> = p.ancestors().collect();
@@ -100,8 +101,8 @@ pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], 
             if ci {
                 let parent = a.parent();
                 let names = listings.entry(parent.clone()).or_insert_with(|| {
-                    let dir = parent.as_ref().map_or_else(|| root.to_path_buf(), |d| root.join(d.as_str()));
-                    fs.read_dir(&dir)
+                    let dir = parent.clone().unwrap_or_else(RelPath::root);
+                    side.read_dir(&dir)
                         .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
                         .unwrap_or_default()
                 });
@@ -109,7 +110,7 @@ pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], 
                     continue 'paths;
                 }
             }
-            match fs.stat(&root.join(a.as_str())) {
+            match side.stat(a) {
                 Ok(Some(Node::Entry(e))) => {
                     entries.push((a.clone(), e));
                     if e.kind != Kind::Dir {
@@ -136,12 +137,11 @@ pub fn scan_paths(fs: &dyn Fs, root: &Path, ignore: &Ignore, paths: &[RelPath], 
         }
     }
     // The caller passes paths none of which lies below another, so walks never overlap.
-    Ok(walk(fs, root, ignore, threads, starts, entries, out))
+    Ok(walk(side, ignore, threads, starts, entries, out))
 }
 
 fn walk(
-    fs: &dyn Fs,
-    root: &Path,
+    side: &dyn Replica,
     ignore: &Ignore,
     threads: usize,
     starts: Vec<Option<RelPath>>,
@@ -183,7 +183,7 @@ fn walk(
                         cv.notify_all();
                         break;
                     };
-                    let subdirs = read_one(fs, root, dir.as_ref(), ignore, &mut local_entries, &mut local);
+                    let subdirs = read_one(side, dir.as_ref(), ignore, &mut local_entries, &mut local);
                     let mut q = queue.lock().unwrap();
                     q.dirs.extend(subdirs.into_iter().map(Some));
                     q.busy -= 1;
@@ -209,18 +209,14 @@ fn walk(
 
 /// Read one folder; returns its subfolders to walk.
 fn read_one(
-    fs: &dyn Fs,
-    root: &Path,
+    side: &dyn Replica,
     dir: Option<&RelPath>,
     ignore: &Ignore,
     entries: &mut Vec<(RelPath, Entry)>,
     out: &mut ScanResult,
 ) -> Vec<RelPath> {
-    let abs = match dir {
-        Some(d) => root.join(d.as_str()),
-        None => root.to_path_buf(),
-    };
-    let items = match fs.read_dir(&abs) {
+    let at = dir.cloned().unwrap_or_else(RelPath::root);
+    let items = match side.read_dir(&at) {
         Ok(items) => items,
         Err(e) => {
             if let Some(d) = dir {
@@ -243,7 +239,7 @@ fn read_one(
         let rel = match child(dir, &name) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(folder = %abs.display(), name = %name, "skipping unusable name: {e}");
+                tracing::warn!(folder = %side.describe(&at), name = %name, "skipping unusable name: {e}");
                 continue;
             }
         };

@@ -6,13 +6,13 @@
 //! Errors ([`ApiError`]) carry a stable code (for the UI) and an exit code (for the CLI).
 //! Must not touch: the configuration file, terminal output, the service's timing.
 
-use crate::engine::exec::{self, ExecOptions, ExecReport, Outcome, Replica, Sink};
+use crate::engine::exec::{self, ExecOptions, ExecReport, Outcome, Sink};
 use crate::engine::pair::{ConfigError, PairConfig, SyncOptions};
 use crate::engine::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOptions, Rule};
 use crate::engine::scan::{self, ScanError, ScanResult};
 use crate::model::names::Ignore;
 use crate::model::{BaseUpdate, Hash, RelPath, Side};
-use crate::side::{hash_file, Fs};
+use crate::side::{hash_file, Replica};
 use crate::state::{now_ns, ConflictRecord, JournalRow, RunCounts, StateError, Store};
 use chrono::{Local, Offset, TimeZone};
 use serde::Serialize;
@@ -35,14 +35,14 @@ pub enum ApiError {
     RootEmpty {
         pair: String,
         side: Side,
-        root: PathBuf,
+        root: String,
         files: u64,
     },
     #[error("pair {pair}: the {side} folder {root} is not the folder this pair synced: {why}. Not treated as \"everything changed\": the pair is stopped, nothing was changed (is the right drive mounted? if this really is the pair's folder now, run again with --allow-mass-delete to adopt it)")]
     RootChanged {
         pair: String,
         side: Side,
-        root: PathBuf,
+        root: String,
         why: String,
     },
     #[error("pair {pair}: the plan deletes {deletions} of {total} files ({percent}%), more than max_delete_percent = {max}%. Nothing was changed. Check the folders; run again with --allow-mass-delete if this is intended.")]
@@ -229,6 +229,8 @@ pub struct SyncReport {
     /// Unsyncable paths reported for the first time in this run.
     pub new_skips: Vec<(Side, RelPath, String)>,
     pub fatal: Option<String>,
+    /// A copy failed for want of space (its message); the service tells it once.
+    pub disk_full: Option<String>,
     /// Wall time of the execution (0 for a dry run).
     pub duration_ms: u64,
 }
@@ -243,36 +245,18 @@ impl SyncReport {
     }
 }
 
-/// A pair's lock: one process syncs a pair at a time.
-pub struct PairLock {
-    _file: Option<std::fs::File>,
-}
+pub use crate::state::PairLock;
 
 /// Take a pair's lock (the continuous service holds it while it runs; `tandem sync` of the
 /// same pair then stops with "locked").
 pub fn lock_pair(store: &Store, pair: &PairConfig, id: i64) -> Result<PairLock, ApiError> {
-    let sp = store.path();
-    if sp == Path::new(":memory:") {
-        return Ok(PairLock { _file: None });
-    }
-    let lock = PathBuf::from(format!("{}.pair-{id}.lock", sp.display()));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|source| ApiError::Io {
-            path: lock.clone(),
-            source,
-        })?;
-    match f.try_lock() {
-        Ok(()) => Ok(PairLock { _file: Some(f) }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ApiError::Locked {
+    store.lock_pair(id).map_err(|e| match e {
+        crate::state::LockError::Held { lock } => ApiError::Locked {
             pair: pair.name.clone(),
             lock,
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(ApiError::Io { path: lock, source }),
-    }
+        },
+        crate::state::LockError::Io { lock, source } => ApiError::Io { path: lock, source },
+    })
 }
 
 fn utc_offset(ns: i64) -> i32 {
@@ -280,30 +264,35 @@ fn utc_offset(ns: i64) -> i32 {
 }
 
 /// The file systems' naming limits for a pair.
-pub fn name_rules(opts: &SyncOptions, fs: &dyn Fs, root: &Path) -> NameRules {
+pub fn name_rules(opts: &SyncOptions, side: &dyn Replica) -> NameRules {
     NameRules {
-        case_insensitive: opts.portable_names || fs.case_insensitive(root),
+        case_insensitive: opts.portable_names || side.caps().case_insensitive,
         windows: opts.portable_names || cfg!(windows),
     }
 }
 
 /// Scan both roots in parallel (or only `scope` in them).
-pub fn scan_both(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs) -> Result<(ScanResult, ScanResult), ApiError> {
+pub fn scan_both(pair: &PairConfig, lfs: &dyn Replica, rfs: &dyn Replica) -> Result<(ScanResult, ScanResult), ApiError> {
     scan_both_in(pair, lfs, rfs, None)
 }
 
-fn scan_both_in(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, scope: Option<&[RelPath]>) -> Result<(ScanResult, ScanResult), ApiError> {
+fn scan_both_in(
+    pair: &PairConfig,
+    lfs: &dyn Replica,
+    rfs: &dyn Replica,
+    scope: Option<&[RelPath]>,
+) -> Result<(ScanResult, ScanResult), ApiError> {
     let ignore = Ignore::new(&pair.options.ignore, pair.options.use_default_ignores)
         .map_err(|e| ApiError::Usage(format!("pair {}: ignore patterns: {e}", pair.name)))?;
     let threads = pair.options.concurrency.clamp(1, 8);
-    let one = |fs: &dyn Fs, root: &Path| match scope {
-        None => scan::scan(fs, root, &ignore, threads),
+    let one = |side: &dyn Replica| match scope {
+        None => scan::scan(side, &ignore, threads),
         // A handful of paths: a small walk each, no thread pool needed.
-        Some(paths) => scan::scan_paths(fs, root, &ignore, paths, if paths.len() > 8 { threads } else { 1 }),
+        Some(paths) => scan::scan_paths(side, &ignore, paths, if paths.len() > 8 { threads } else { 1 }),
     };
     let (l, r) = std::thread::scope(|s| {
-        let l = s.spawn(|| one(lfs, &pair.left));
-        let r = one(rfs, &pair.right);
+        let l = s.spawn(|| one(lfs));
+        let r = one(rfs);
         (l.join().expect("scanner thread"), r)
     });
     let l = l.map_err(|source| ApiError::Root {
@@ -334,8 +323,8 @@ struct Ctx<'a> {
     store: &'a mut Store,
     pair_id: i64,
     pair: &'a PairConfig,
-    lfs: &'a dyn Fs,
-    rfs: &'a dyn Fs,
+    lfs: &'a dyn Replica,
+    rfs: &'a dyn Replica,
 }
 
 /// Fill the hashes the planner asked for: from the cache, else by reading the file (in
@@ -364,13 +353,8 @@ fn fill_hashes(cx: &mut Ctx, input: &mut PlanInput, wanted: &[(Side, RelPath)], 
                 let Some((side, p, e)) = todo.get(i) else {
                     break;
                 };
-                let (fs, root) = if *side == Side::Left {
-                    (cx.lfs, &cx.pair.left)
-                } else {
-                    (cx.rfs, &cx.pair.right)
-                };
-                let abs = root.join(p.as_str());
-                let r = match hash_file(fs, &abs) {
+                let fs = if *side == Side::Left { cx.lfs } else { cx.rfs };
+                let r = match hash_file(fs, p) {
                     Ok((h, n)) if n == e.size => Ok(h),
                     Ok(_) => Err("changed while being read".to_string()),
                     Err(err) => Err(format!("cannot read: {err}")),
@@ -398,8 +382,8 @@ fn fill_hashes(cx: &mut Ctx, input: &mut PlanInput, wanted: &[(Side, RelPath)], 
 
 /// Remove dated trash folders (`YYYY-MM-DD_HHMMSS[-N]`) older than the retention. Other
 /// names in the trash are the user's business and are left alone.
-pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::NaiveDateTime) -> Vec<PathBuf> {
-    let trash = root.join(crate::model::names::TRASH_DIR);
+pub fn purge_trash(fs: &dyn Replica, retention_days: u32, now: chrono::NaiveDateTime) -> Vec<String> {
+    let trash = RelPath::new(crate::model::names::TRASH_DIR).expect("the trash folder name is a valid path");
     let Ok(items) = fs.read_dir(&trash) else { return Vec::new() };
     let limit = now - chrono::Duration::days(retention_days as i64);
     let mut purged = Vec::new();
@@ -410,13 +394,14 @@ pub fn purge_trash(fs: &dyn Fs, root: &Path, retention_days: u32, now: chrono::N
             continue;
         };
         if when < limit {
-            let p = trash.join(&name);
+            let Ok(p) = trash.join(&name) else { continue };
+            let shown = fs.describe(&p);
             match crate::side::remove_tree(fs, &p) {
                 Ok(()) => {
-                    tracing::info!(path = %p.display(), "purged trash older than {retention_days} days");
-                    purged.push(p);
+                    tracing::info!(path = %shown, "purged trash older than {retention_days} days");
+                    purged.push(shown);
                 }
-                Err(e) => tracing::warn!(path = %p.display(), "cannot purge old trash: {e}"),
+                Err(e) => tracing::warn!(path = %shown, "cannot purge old trash: {e}"),
             }
         }
     }
@@ -436,10 +421,10 @@ fn check_root_markers(cx: &mut Ctx, req: &SyncRequest, base_files: Option<u64>) 
     if cx.pair_id < 0 {
         return Ok(());
     }
-    for (side, fs, root) in [(Side::Left, cx.lfs, &cx.pair.left), (Side::Right, cx.rfs, &cx.pair.right)] {
+    for (side, fs) in [(Side::Left, cx.lfs), (Side::Right, cx.rfs)] {
         let key = format!("root-marker:{}:{}", cx.pair_id, side.name());
         let recorded = cx.store.kv_get(&key)?;
-        let file = root.join(crate::model::names::TRASH_DIR).join(ROOT_MARKER);
+        let file = RelPath::new(&format!("{}/{ROOT_MARKER}", crate::model::names::TRASH_DIR)).expect("the root marker's path is valid");
         let found = fs.open_read(&file).ok().and_then(|mut r| {
             let mut s = String::new();
             std::io::Read::read_to_string(&mut r, &mut s).ok().map(|_| s.trim().to_string())
@@ -453,10 +438,10 @@ fn check_root_markers(cx: &mut Ctx, req: &SyncRequest, base_files: Option<u64>) 
                 return Err(ApiError::RootChanged {
                     pair: cx.pair.name.clone(),
                     side,
-                    root: root.clone(),
+                    root: fs.describe(&RelPath::root()),
                     why: match f {
-                        None => format!("its marker {} is missing", file.display()),
-                        Some(_) => format!("its marker {} names another folder", file.display()),
+                        None => format!("its marker {} is missing", fs.describe(&file)),
+                        Some(_) => format!("its marker {} names another folder", fs.describe(&file)),
                     },
                 })
             }
@@ -471,8 +456,8 @@ fn check_root_markers(cx: &mut Ctx, req: &SyncRequest, base_files: Option<u64>) 
                 getrandom::fill(&mut b).map_err(|e| ApiError::Internal(format!("no random id for the root marker: {e}")))?;
                 let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
                 let written = (|| -> std::io::Result<()> {
-                    fs.create_dir_all(file.parent().unwrap())?;
-                    let tmp = file.with_extension("new");
+                    fs.create_dir_all(&file.dir())?;
+                    let tmp = file.with_name(&format!("{ROOT_MARKER}.new"));
                     let _ = fs.remove_file(&tmp);
                     let mut w = fs.create_new(&tmp)?;
                     std::io::Write::write_all(&mut w, format!("{id}\n").as_bytes())?;
@@ -483,7 +468,7 @@ fn check_root_markers(cx: &mut Ctx, req: &SyncRequest, base_files: Option<u64>) 
                 if let Err(e) = written {
                     // A read-only side cannot carry a marker: it is checked as before
                     // (missing root, emptied root), without one.
-                    tracing::warn!(path = %file.display(), "cannot write the root marker: {e}");
+                    tracing::warn!(path = %fs.describe(&file), "cannot write the root marker: {e}");
                     continue;
                 }
                 id
@@ -514,22 +499,22 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
     // A root that suddenly holds nothing while the base says it held files is not read as
     // "everything was deleted".
     let base_files = base.values().filter(|b| b.kind == crate::model::Kind::File).count() as u64;
-    for (side, s, root) in [(Side::Left, &ls, &pair.left), (Side::Right, &rs, &pair.right)] {
+    for (side, s, fs) in [(Side::Left, &ls, lfs), (Side::Right, &rs, rfs)] {
         if base_files > 0 && s.tree.is_empty() && s.unknown.is_empty() && !req.allow_mass_delete {
             return Err(ApiError::RootEmpty {
                 pair: pair.name.clone(),
                 side,
-                root: root.clone(),
+                root: fs.describe(&RelPath::root()),
                 files: base_files,
             });
         }
     }
     check_root_markers(cx, req, Some(base_files))?;
     if cleanup {
-        for (fs, root) in [(lfs, &pair.left), (rfs, &pair.right)] {
-            purge_trash(fs, root, pair.options.trash_retention_days, Local::now().naive_local());
+        for fs in [lfs, rfs] {
+            purge_trash(fs, pair.options.trash_retention_days, Local::now().naive_local());
         }
-        remove_leftover_temps(pair, lfs, rfs, &ls, &rs);
+        remove_leftover_temps(lfs, rfs, &ls, &rs);
     }
     plan_until_done(cx, req, ls, rs, base, t).map(|p| (p, base_files))
 }
@@ -537,13 +522,12 @@ fn build_plan(cx: &mut Ctx, req: &SyncRequest, cleanup: bool) -> Result<(Plan, u
 /// Remove the temporary files a scan found that belong to no copy in progress in this
 /// process (the service's large lane may be writing one): left by a process that died, or
 /// carried away with a folder the user moved while a copy into it was being written.
-fn remove_leftover_temps(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, ls: &ScanResult, rs: &ScanResult) {
-    for (fs, root, s) in [(lfs, &pair.left, ls), (rfs, &pair.right, rs)] {
+fn remove_leftover_temps(lfs: &dyn Replica, rfs: &dyn Replica, ls: &ScanResult, rs: &ScanResult) {
+    for (fs, s) in [(lfs, ls), (rfs, rs)] {
         for t in s.temp_files.iter().filter(|t| !exec::temp_in_flight(t.name())) {
-            let p = root.join(t.as_str());
-            match fs.remove_file(&p) {
-                Ok(()) => tracing::info!(path = %p.display(), "removed leftover temporary file"),
-                Err(e) => tracing::warn!(path = %p.display(), "cannot remove leftover temporary file: {e}"),
+            match fs.remove_file(t) {
+                Ok(()) => tracing::info!(path = %fs.describe(t), "removed leftover temporary file"),
+                Err(e) => tracing::warn!(path = %fs.describe(t), "cannot remove leftover temporary file: {e}"),
             }
         }
     }
@@ -553,19 +537,15 @@ fn remove_leftover_temps(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, ls: &Sca
 /// that is not a folder on both sides (a folder deleted, replaced or created on one side is
 /// planned as a whole), plus case variants of its name where a side ignores case; none
 /// lying below another.
-fn widen_scope(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, paths: &[RelPath]) -> Vec<RelPath> {
+fn widen_scope(pair: &PairConfig, lfs: &dyn Replica, rfs: &dyn Replica, paths: &[RelPath]) -> Vec<RelPath> {
     let mut is_dir_cache: std::collections::HashMap<(Side, RelPath), bool> = Default::default();
     let mut is_dir = |side: Side, p: &RelPath| -> bool {
         *is_dir_cache.entry((side, p.clone())).or_insert_with(|| {
-            let (fs, root) = if side == Side::Left {
-                (lfs, &pair.left)
-            } else {
-                (rfs, &pair.right)
-            };
-            matches!(fs.stat(&root.join(p.as_str())), Ok(Some(crate::side::Node::Entry(e))) if e.kind == crate::model::Kind::Dir)
+            let fs = if side == Side::Left { lfs } else { rfs };
+            matches!(fs.stat(p), Ok(Some(crate::side::Node::Entry(e))) if e.kind == crate::model::Kind::Dir)
         })
     };
-    let folds = pair.options.portable_names || lfs.case_insensitive(&pair.left) || rfs.case_insensitive(&pair.right);
+    let folds = pair.options.portable_names || lfs.caps().case_insensitive || rfs.caps().case_insensitive;
     // Siblings the planner must see to decide about a path: its case variants (where a side
     // ignores case) and its clash copies (a new clash copy needs a free name).
     let mut listings: std::collections::HashMap<(Side, Option<RelPath>), Vec<String>> = Default::default();
@@ -583,14 +563,9 @@ fn widen_scope(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, paths: &[RelPath])
         if folds {
             if let Some(a) = top.iter().filter(|a| chosen.starts_with(a) && **a != chosen).find(|a| {
                 Side::BOTH.iter().any(|side| {
-                    let (fs, root) = if *side == Side::Left {
-                        (lfs, &pair.left)
-                    } else {
-                        (rfs, &pair.right)
-                    };
+                    let fs = if *side == Side::Left { lfs } else { rfs };
                     let names = listings.entry((*side, a.parent())).or_insert_with(|| {
-                        let dir = a.parent().map_or_else(|| root.clone(), |d| root.join(d.as_str()));
-                        fs.read_dir(&dir)
+                        fs.read_dir(&a.dir())
                             .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
                             .unwrap_or_default()
                     });
@@ -608,14 +583,9 @@ fn widen_scope(pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, paths: &[RelPath])
         };
         let clash_prefix = format!("{stem}_clash_");
         for side in Side::BOTH {
-            let (fs, root) = if side == Side::Left {
-                (lfs, &pair.left)
-            } else {
-                (rfs, &pair.right)
-            };
+            let fs = if side == Side::Left { lfs } else { rfs };
             let names = listings.entry((side, chosen.parent())).or_insert_with(|| {
-                let dir = chosen.parent().map_or_else(|| root.clone(), |d| root.join(d.as_str()));
-                fs.read_dir(&dir)
+                fs.read_dir(&chosen.dir())
                     .map(|items| items.into_iter().filter_map(|i| i.name.ok()).collect())
                     .unwrap_or_default()
             });
@@ -639,7 +609,7 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
     let scope = widen_scope(pair, lfs, rfs, paths);
     let (ls, rs) = scan_both_in(pair, lfs, rfs, Some(&scope))?;
     if !req.dry_run {
-        remove_leftover_temps(pair, lfs, rfs, &ls, &rs);
+        remove_leftover_temps(lfs, rfs, &ls, &rs);
     }
     let base = cx.store.load_base_scope(cx.pair_id, &scope)?;
     let base = match &req.forget_base {
@@ -662,14 +632,14 @@ fn build_scoped_plan(cx: &mut Ctx, req: &SyncRequest, paths: &[RelPath], t: std:
     // says it held files is an unmounted drive, not a mass deletion.
     let mut base_files = None;
     if !req.allow_mass_delete {
-        for (side, s, root) in [(Side::Left, &ls, &pair.left), (Side::Right, &rs, &pair.right)] {
+        for (side, s, fs) in [(Side::Left, &ls, lfs), (Side::Right, &rs, rfs)] {
             if !s.root_has_entries {
                 let files = *base_files.get_or_insert(cx.store.count_base_files(cx.pair_id)?);
                 if files > 0 {
                     return Err(ApiError::RootEmpty {
                         pair: pair.name.clone(),
                         side,
-                        root: root.clone(),
+                        root: fs.describe(&RelPath::root()),
                         files,
                     });
                 }
@@ -710,8 +680,8 @@ fn plan_until_done(
     let opts = PlanOptions {
         rules: pair.options.rules,
         soft_delete_max_bytes: pair.options.soft_delete_max_bytes,
-        left_names: name_rules(&pair.options, lfs, &pair.left),
-        right_names: name_rules(&pair.options, rfs, &pair.right),
+        left_names: name_rules(&pair.options, lfs),
+        right_names: name_rules(&pair.options, rfs),
         max_path_len: pair.options.max_path_len,
         overrides: &req.overrides,
         utc_offset: &utc_offset,
@@ -736,7 +706,13 @@ fn plan_until_done(
 }
 
 /// One-shot sync of a pair through the given file systems.
-pub fn sync_with(store: &mut Store, pair: &PairConfig, lfs: &dyn Fs, rfs: &dyn Fs, req: &SyncRequest) -> Result<SyncReport, ApiError> {
+pub fn sync_with(
+    store: &mut Store,
+    pair: &PairConfig,
+    lfs: &dyn Replica,
+    rfs: &dyn Replica,
+    req: &SyncRequest,
+) -> Result<SyncReport, ApiError> {
     // A dry run records nothing: an unknown pair is planned from an empty base, unlocked.
     let pair_id = if req.dry_run {
         store.find_pair(&pair.left, &pair.right)?.unwrap_or(-1)
@@ -762,8 +738,8 @@ pub fn prepare(
     store: &mut Store,
     pair: &PairConfig,
     pair_id: i64,
-    lfs: &dyn Fs,
-    rfs: &dyn Fs,
+    lfs: &dyn Replica,
+    rfs: &dyn Replica,
     req: &SyncRequest,
 ) -> Result<Plan, ApiError> {
     prepare_holding(store, pair, pair_id, lfs, rfs, req).map(|(plan, _)| plan)
@@ -774,8 +750,8 @@ pub fn prepare_holding(
     store: &mut Store,
     pair: &PairConfig,
     pair_id: i64,
-    lfs: &dyn Fs,
-    rfs: &dyn Fs,
+    lfs: &dyn Replica,
+    rfs: &dyn Replica,
     req: &SyncRequest,
 ) -> Result<(Plan, Vec<RelPath>), ApiError> {
     let mut cx = Ctx {
@@ -887,8 +863,8 @@ pub fn apply(
     store: &mut Store,
     pair: &PairConfig,
     pair_id: i64,
-    lfs: &dyn Fs,
-    rfs: &dyn Fs,
+    lfs: &dyn Replica,
+    rfs: &dyn Replica,
     req: &SyncRequest,
     plan: Plan,
 ) -> Result<SyncReport, ApiError> {
@@ -912,6 +888,7 @@ pub fn apply(
             deferred: 0,
             new_skips: Vec::new(),
             fatal: None,
+            disk_full: None,
             duration_ms: 0,
         });
     }
@@ -927,21 +904,11 @@ pub fn apply(
         hooks: req.hooks.clone(),
         ..Default::default()
     };
-    let (l, r) = (
-        Replica {
-            root: pair.left.clone(),
-            fs: lfs,
-        },
-        Replica {
-            root: pair.right.clone(),
-            fs: rfs,
-        },
-    );
     let t = std::time::Instant::now();
     let rep: ExecReport = exec::execute(
         &plan,
-        &l,
-        &r,
+        lfs,
+        rfs,
         &opts,
         &mut StoreSink {
             store,
@@ -983,6 +950,7 @@ pub fn apply(
         deferred: rep.deferred,
         new_skips,
         fatal: rep.fatal,
+        disk_full: rep.disk_full,
         duration_ms: t.elapsed().as_millis() as u64,
     })
 }
@@ -1108,16 +1076,11 @@ fn record_outcomes(
 pub fn resync_path(pair: &PairConfig, path: &str) -> Result<RelPath, ApiError> {
     let given = Path::new(path);
     let rel = if given.is_absolute() {
-        // The roots are stored absolute; a path given through a symlinked folder resolves.
-        let candidates = [
-            given.to_path_buf(),
-            std::fs::canonicalize(given).unwrap_or_else(|_| given.to_path_buf()),
-        ];
-        let found = candidates.iter().find_map(|c| {
-            [&pair.left, &pair.right]
-                .into_iter()
-                .find_map(|root| c.strip_prefix(root).ok().map(Path::to_path_buf))
-        });
+        // The roots are stored absolute (the shells resolve a path given through a
+        // symlinked folder before it comes here: `api::user_path`).
+        let found = [&pair.left, &pair.right]
+            .into_iter()
+            .find_map(|root| given.strip_prefix(root).ok().map(Path::to_path_buf));
         let Some(rest) = found else {
             return Err(ApiError::Usage(format!(
                 "{path} is not below the pair's roots ({} and {})",
@@ -1174,7 +1137,7 @@ pub fn resolve_request(path: &str, keep: Keep) -> Result<SyncRequest, ApiError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::side::{MemFs, MemOptions};
+    use crate::side::mem::{MemFs, MemOptions, MemSide};
     use std::sync::Arc;
 
     #[test]
@@ -1185,9 +1148,64 @@ mod tests {
         fs.write("/r/.sync_trash/2026-11-20_080000/d.txt", b"recent", 1);
         fs.write("/r/.sync_trash/keep me/e.txt", b"user's", 1);
         let now = chrono::NaiveDateTime::parse_from_str("2026-11-22_120000", "%Y-%m-%d_%H%M%S").unwrap();
-        let purged = purge_trash(&fs, Path::new("/r"), 30, now);
+        let purged = purge_trash(&MemSide::new(&fs, "/r"), 30, now);
         assert_eq!(purged.len(), 2);
         let left: Vec<String> = fs.files_under("/r").into_keys().collect();
         assert_eq!(left, [".sync_trash/2026-11-20_080000/d.txt", ".sync_trash/keep me/e.txt"]);
+    }
+}
+#[cfg(test)]
+mod double_case_tests {
+    use super::*;
+    use crate::side::mem::{MemFs, MemOptions, MemSide};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// Found by the property test: without file ids the file below a folder renamed on
+    /// both sides (d -> a, d -> A) was settled first; its rename created "a" and the
+    /// folder's own rename then failed with "target exists", run after run.
+    #[test]
+    fn regression_a_double_case_folder_rename_without_file_ids_renamed_a_file_first_and_failed() {
+        let opts = MemOptions {
+            no_ids: true,
+            ..Default::default()
+        };
+        let (lfs, rfs) = (Arc::new(MemFs::new(opts.clone())), Arc::new(MemFs::new(opts)));
+        lfs.write("/l/d/e", b"v1", 1_000_000_000);
+        rfs.create_dir_all(Path::new("/r")).unwrap();
+        let (l, r) = (MemSide::new(&lfs, "/l"), MemSide::new(&rfs, "/r"));
+        let pair = PairConfig {
+            name: "p".into(),
+            left: "/l".into(),
+            right: "/r".into(),
+            options: Default::default(),
+        };
+        let mut store = Store::in_memory().unwrap();
+        let req = SyncRequest::default();
+        sync_with(&mut store, &pair, &l, &r, &req).unwrap();
+        rfs.rename(Path::new("/r/d"), Path::new("/r/A")).unwrap();
+        lfs.rename(Path::new("/l/d"), Path::new("/l/a")).unwrap();
+        let rep = sync_with(&mut store, &pair, &l, &r, &req).unwrap();
+        assert_eq!(rep.counts.failed, 0, "{:?}", rep.outcomes);
+        let synced = |fs: &MemFs, root: &str| {
+            fs.files_under(root)
+                .into_keys()
+                .filter(|k| !k.starts_with(".sync_trash/"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(synced(&lfs, "/l"), ["a/e"]);
+        assert_eq!(synced(&rfs, "/r"), ["a/e"]);
+        let again = sync_with(
+            &mut store,
+            &pair,
+            &l,
+            &r,
+            &SyncRequest {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(again.plan.actions.is_empty(), "{:?}", again.plan.actions);
     }
 }

@@ -452,7 +452,7 @@ struct ResyncBody {
 /// forgotten and both sides decide again; through the pair's worker, between its runs.
 async fn resync(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Json(d): Json<ResyncBody>) -> Result<Response, HttpError> {
     let svc = st.svc.clone();
-    let (path, dry_run) = (d.path.clone(), d.dry_run);
+    let (path, dry_run) = (crate::api::user_path(&d.path), d.dry_run);
     let rep = tokio::task::spawn_blocking(move || svc.resync(&pair, &path, dry_run))
         .await
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
@@ -490,23 +490,6 @@ struct PathQuery {
     side: Option<crate::model::Side>,
 }
 
-/// The absolute path of `rel` on a side, refusing anything that resolves outside the root
-/// (a symbolic link on the way).
-fn inside_root(root: &Path, rel: &crate::model::RelPath) -> Result<PathBuf, HttpError> {
-    let p = root.join(rel.as_str());
-    let real_root =
-        std::fs::canonicalize(root).map_err(|e| fail(StatusCode::NOT_FOUND, "not_found", format!("{}: {e}", root.display())))?;
-    let real = std::fs::canonicalize(&p).map_err(|_| fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file")))?;
-    if !real.starts_with(&real_root) {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            format!("{rel}: leads outside the pair's folder"),
-        ));
-    }
-    Ok(real)
-}
-
 /// Both sides of a conflict as they are now: size, time, hash, which is newer, text or not.
 async fn conflict_detail(
     State(st): State<AppState>,
@@ -514,38 +497,38 @@ async fn conflict_detail(
     axum::extract::Query(q): axum::extract::Query<PathQuery>,
 ) -> Result<Response, HttpError> {
     let rel = rel_path(&q.path)?;
-    let cfg = st.svc.pair_config(&pair)?;
     let record = st
         .svc
         .conflicts(Some(&pair))?
         .into_iter()
         .map(|x| x.1)
         .find(|c| c.path == rel.as_str());
-    let side = |root: &Path| -> serde_json::Value {
-        let Ok(abs) = inside_root(root, &rel) else {
-            return serde_json::json!({"exists": false});
-        };
-        let Ok(md) = std::fs::metadata(&abs) else {
-            return serde_json::json!({"exists": false});
-        };
-        if md.is_dir() {
-            return serde_json::json!({"exists": true, "kind": "dir"});
+    let sides = [
+        st.svc.side(&pair, crate::model::Side::Left)?,
+        st.svc.side(&pair, crate::model::Side::Right)?,
+    ];
+    let side = |fs: &dyn crate::side::Replica| -> serde_json::Value {
+        match fs.stat(&rel) {
+            Ok(Some(crate::side::Node::Entry(e))) if e.is_dir() => return serde_json::json!({"exists": true, "kind": "dir"}),
+            Ok(Some(crate::side::Node::Entry(_))) => {}
+            _ => return serde_json::json!({"exists": false}),
         }
-        let mtime = md
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64);
-        let (hash, text) = match std::fs::read(&abs) {
-            Ok(data) if data.len() <= 64 << 20 => (
-                Some(blake3::hash(&data).to_hex().to_string()),
-                std::str::from_utf8(&data).is_ok() && !data.contains(&0),
-            ),
-            _ => (None, false),
-        };
-        serde_json::json!({"exists": true, "kind": "file", "size": md.len(), "mtime": mtime, "hash": hash, "text": text})
+        match crate::side::read_small(fs, &rel, 64 << 20) {
+            Ok(Some((e, data))) => {
+                let text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
+                let hash = blake3::hash(&data).to_hex().to_string();
+                serde_json::json!({"exists": true, "kind": "file", "size": e.size, "mtime": e.mtime, "hash": hash, "text": text})
+            }
+            // Too large to read here, or behind a link: what the listing says.
+            _ => match crate::side::stat_entry(fs, &rel) {
+                Ok(Some(e)) if e.size != u64::MAX => {
+                    serde_json::json!({"exists": true, "kind": "file", "size": e.size, "mtime": e.mtime, "hash": null, "text": false})
+                }
+                _ => serde_json::json!({"exists": false}),
+            },
+        }
     };
-    let (l, r) = (side(&cfg.left), side(&cfg.right));
+    let (l, r) = (side(&*sides[0]), side(&*sides[1]));
     let newer = match (l["mtime"].as_i64(), r["mtime"].as_i64()) {
         (Some(a), Some(b)) if a > b => Some("left"),
         (Some(a), Some(b)) if b > a => Some("right"),
@@ -565,22 +548,40 @@ async fn file_content(
     axum::extract::Query(q): axum::extract::Query<PathQuery>,
 ) -> Result<Response, HttpError> {
     let rel = rel_path(&q.path)?;
-    let cfg = st.svc.pair_config(&pair)?;
-    let root = match q.side {
-        Some(crate::model::Side::Left) => &cfg.left,
-        Some(crate::model::Side::Right) => &cfg.right,
-        None => return Err(fail(StatusCode::BAD_REQUEST, "usage", "side=left or side=right is required".into())),
+    let Some(which) = q.side else {
+        return Err(fail(StatusCode::BAD_REQUEST, "usage", "side=left or side=right is required".into()));
     };
-    let abs = inside_root(root, &rel)?;
-    let md = std::fs::metadata(&abs).map_err(|e| fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: {e}")))?;
-    if !md.is_file() || md.len() > 16 << 20 {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "usage",
-            format!("{rel}: not a file of at most 16 MiB"),
-        ));
-    }
-    let data = std::fs::read(&abs).map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "io_error", format!("{rel}: {e}")))?;
+    let fs = st.svc.side(&pair, which)?;
+    let data = match crate::side::read_small(&*fs, &rel, 16 << 20) {
+        Ok(Some((_, data))) => data,
+        Ok(None) => match fs.stat(&rel) {
+            Ok(None) => return Err(fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file"))),
+            _ => {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "usage",
+                    format!("{rel}: not a file of at most 16 MiB inside the pair's folder"),
+                ))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(StatusCode::NOT_FOUND, "not_found", format!("{rel}: no such file")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                format!("{rel}: leads outside the pair's folder ({e})"),
+            ))
+        }
+        Err(e) => {
+            return Err(fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "io_error",
+                format!("{}: {e}", fs.describe(&rel)),
+            ))
+        }
+    };
     let ext = rel.name().rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     let ctype = match ext.as_str() {
         "png" => "image/png",

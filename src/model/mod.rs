@@ -97,8 +97,9 @@ pub struct BadPath {
     pub reason: &'static str,
 }
 
-/// A path relative to a pair root, `/`-separated, never empty, never with `.`/`..`
-/// components, never absolute. Ordering is byte order with `/` sorting before every other
+/// A path relative to a pair root, `/`-separated, never with `.`/`..` components, never
+/// absolute, and never empty except for [`RelPath::root`] (the root folder itself, which
+/// only sides are asked about: no tree, plan or base holds it). Ordering is byte order with `/` sorting before every other
 /// character that can appear in a name, so a folder always sorts right before its children.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -135,12 +136,24 @@ impl RelPath {
         Ok(RelPath(s.into()))
     }
 
+    /// The side's root folder itself (for stat, listing and creating the root).
+    pub fn root() -> RelPath {
+        RelPath("".into())
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Join a child name (a single component).
     pub fn join(&self, name: &str) -> Result<RelPath, BadPath> {
+        if self.is_root() {
+            return RelPath::new(name);
+        }
         RelPath::new(&format!("{}/{}", self.0, name))
     }
 
@@ -150,6 +163,11 @@ impl RelPath {
 
     pub fn parent(&self) -> Option<RelPath> {
         self.0.rfind('/').map(|i| RelPath(self.0[..i].into()))
+    }
+
+    /// The folder holding this path: its parent, or the root for a top-level name.
+    pub fn dir(&self) -> RelPath {
+        self.parent().unwrap_or_else(RelPath::root)
     }
 
     /// Every proper ancestor, nearest first.
@@ -169,9 +187,10 @@ impl RelPath {
 
     /// True when `self` is `other` or lies below it.
     pub fn starts_with(&self, other: &RelPath) -> bool {
-        self.0.len() >= other.0.len()
-            && self.0.starts_with(&*other.0)
-            && (self.0.len() == other.0.len() || self.0.as_bytes()[other.0.len()] == b'/')
+        other.is_root()
+            || self.0.len() >= other.0.len()
+                && self.0.starts_with(&*other.0)
+                && (self.0.len() == other.0.len() || self.0.as_bytes()[other.0.len()] == b'/')
     }
 
     /// Replace the prefix `from` with `to` (`self` must start with `from`).
@@ -235,8 +254,9 @@ impl PartialOrd for RelPath {
 }
 
 /// What the scanner saw of one path on one side. Times are nanoseconds since the Unix
-/// epoch. `file_id` and `ctime` are 0 where the OS offers none (then change detection
-/// falls back to size+mtime+hash).
+/// epoch. `file_id` (a stable id that survives renames) and `version` (a token that changes
+/// whenever the content may have changed: the local change time, a server's ETag) are 0
+/// where the side has none (then change detection falls back to size+mtime+hash).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub kind: Kind,
@@ -245,7 +265,8 @@ pub struct Entry {
     /// Permission bits (Unix) or attribute bits (Windows); 0 when unknown.
     pub mode: u32,
     pub file_id: u64,
-    pub ctime: i64,
+    /// The side's version token (see `side::VersionToken`); 0: none.
+    pub version: i64,
     #[serde(skip_serializing_if = "Option::is_none", default, with = "serde_hash")]
     pub hash: Option<Hash>,
 }
@@ -265,7 +286,7 @@ impl Entry {
                 || (self.size == other.size
                     && self.mtime == other.mtime
                     && (self.file_id == 0 || other.file_id == 0 || self.file_id == other.file_id)
-                    && (self.ctime == 0 || other.ctime == 0 || self.ctime == other.ctime)))
+                    && (self.version == 0 || other.version == 0 || self.version == other.version)))
     }
 }
 
@@ -274,7 +295,7 @@ impl Entry {
 pub struct SideMeta {
     pub mtime: i64,
     pub file_id: u64,
-    pub ctime: i64,
+    pub version: i64,
     pub mode: u32,
 }
 
@@ -283,7 +304,7 @@ impl SideMeta {
         SideMeta {
             mtime: e.mtime,
             file_id: e.file_id,
-            ctime: e.ctime,
+            version: e.version,
             mode: e.mode,
         }
     }
@@ -334,7 +355,7 @@ impl BaseEntry {
             mtime: m.mtime,
             mode: m.mode,
             file_id: m.file_id,
-            ctime: m.ctime,
+            version: m.version,
             hash: self.hash,
         }
     }

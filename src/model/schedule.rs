@@ -59,15 +59,52 @@ pub struct ScheduleSpec {
     pub job: Job,
 }
 
+/// Which part of a schedule is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleField {
+    /// The `every` / `cron` / `daily` / `weekly` / `monthly` value.
+    When,
+    /// The time zone.
+    Tz,
+}
+
+/// A schedule that does not parse: which part, and what was expected there.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{expected}")]
+pub struct ScheduleError {
+    pub field: ScheduleField,
+    pub expected: String,
+}
+
 impl ScheduleSpec {
-    /// Parse `when` and `tz`; the error says what was expected.
-    pub fn compile(&self) -> Result<Schedule, String> {
+    /// What identifies a schedule's timing in the state store (a change of `when`, `tz` or
+    /// `run` re-plans its next time).
+    pub fn key(&self) -> String {
+        format!("{} | tz {} | {:?}", self.when, self.tz.as_deref().unwrap_or("local"), self.job)
+    }
+
+    /// Parse `when` and `tz`; the error says which and what was expected.
+    pub fn compile(&self) -> Result<Schedule, ScheduleError> {
         let zone = match &self.tz {
             None => Zone::Local,
-            Some(name) => {
-                Zone::Tz(chrono_tz::Tz::from_str(name).map_err(|_| format!("{name:?} is not a time zone name (like \"Europe/Berlin\")"))?)
-            }
+            Some(name) => Zone::Tz(chrono_tz::Tz::from_str(name).map_err(|_| ScheduleError {
+                field: ScheduleField::Tz,
+                expected: format!("{name:?} is not a time zone name (like \"Europe/Berlin\")"),
+            })?),
         };
+        let when = self.when().map_err(|expected| ScheduleError {
+            field: ScheduleField::When,
+            expected,
+        })?;
+        Ok(Schedule {
+            name: self.name.clone(),
+            when,
+            zone,
+            job: self.job,
+        })
+    }
+
+    fn when(&self) -> Result<When, String> {
         let (kind, rest) = self.when.trim().split_once(' ').unwrap_or((self.when.trim(), ""));
         let rest = rest.trim();
         let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("{s:?} is not a time of day like \"02:00\""));
@@ -103,12 +140,7 @@ impl ScheduleSpec {
             }
             other => return Err(format!("{other:?}: expected every, cron, daily, weekly or monthly")),
         };
-        Ok(Schedule {
-            name: self.name.clone(),
-            when,
-            zone,
-            job: self.job,
-        })
+        Ok(when)
     }
 }
 
@@ -279,7 +311,7 @@ mod tests {
 
     #[test]
     fn bad_schedules_say_what_was_expected() {
-        let bad = |when: &str, tz: Option<&str>| spec(when, tz).compile().unwrap_err();
+        let bad = |when: &str, tz: Option<&str>| spec(when, tz).compile().unwrap_err().to_string();
         assert!(bad("every 10s", None).contains("at least 1 minute"));
         assert!(bad("cron 0 2 * *", None).contains("5 fields"));
         assert!(bad("cron 0 25 * * *", None).contains("0 25"));
@@ -288,5 +320,13 @@ mod tests {
         assert!(bad("daily 2am", None).contains("time of day"));
         assert!(bad("hourly", None).contains("expected every, cron"));
         assert!(bad("daily 02:00", Some("Mars/Olympus")).contains("time zone"));
+        assert_eq!(
+            spec("daily 02:00", Some("Mars/Olympus")).compile().unwrap_err().field,
+            ScheduleField::Tz
+        );
+        assert_eq!(
+            spec("daily 2am", Some("Europe/Berlin")).compile().unwrap_err().field,
+            ScheduleField::When
+        );
     }
 }

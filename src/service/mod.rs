@@ -10,11 +10,14 @@
 //! Must not touch: terminal output, HTTP, the planner's decisions.
 
 pub mod events;
+pub mod lanes;
 pub mod throttle;
+pub mod timers;
 pub mod watch;
 
 use self::events::{Event, PairState, ScanKind};
 use self::throttle::Throttle;
+use self::timers::{Next, Timers, Timing, CANARY_WAIT};
 use self::watch::{Debouncer, Readiness, RootWatcher, WatchMsg};
 use crate::config::{PairConfig, WatchMode};
 use crate::engine::exec::{Hooks, Observer, Outcome};
@@ -22,7 +25,7 @@ use crate::engine::plan::{Action, Plan};
 use crate::engine::records;
 use crate::engine::sync::{self as api, ApiError, PairLock, SyncRequest, Trigger};
 use crate::model::{RelPath, Side};
-use crate::side::RealFs;
+use crate::side::{ChangeSource, Replica};
 use crate::state::{now_ns, RunRow, Store};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -73,16 +76,12 @@ pub fn init_logs(dir: &Path, verbose: bool) -> Result<tracing_appender::non_bloc
 
 /// A file whose writer closed it is taken after this window (it coalesces bursts).
 const SETTLE: Duration = Duration::from_millis(40);
-/// How long a side has to report the canary before it is polled instead.
-const CANARY_WAIT: Duration = Duration::from_secs(3);
 /// A deferred action (something changed under it) is planned again after this.
 const DEFER_RETRY: Duration = Duration::from_millis(500);
 /// A deletion a targeted run finds waits this long for the rest of the picture (the new
 /// name of a renamed folder, reported a moment later) before it is carried out; every
 /// targeted run meanwhile plans the held paths too, so a rename stays a rename (R14).
 const DELETE_HOLD: Duration = Duration::from_millis(1500);
-/// After an error (root missing, state store...) the pair is retried this often at most.
-const ERROR_RETRY: Duration = Duration::from_secs(30);
 
 /// What the service runs.
 #[derive(Clone, Debug)]
@@ -300,6 +299,8 @@ struct LargeQueue {
 
 struct PairRt {
     cfg: PairConfig,
+    /// The pair's two sides (opened once at start-up).
+    sides: [Arc<dyn Replica>; 2],
     id: i64,
     tx: Mutex<mpsc::Sender<Ctl>>,
     paused: AtomicBool,
@@ -311,6 +312,10 @@ struct PairRt {
 }
 
 impl PairRt {
+    fn side(&self, s: Side) -> &Arc<dyn Replica> {
+        &self.sides[s as usize]
+    }
+
     fn send(&self, c: Ctl) {
         let _ = self.tx.lock().unwrap().send(c);
     }
@@ -454,6 +459,10 @@ impl Service {
     pub fn pair_config(&self, pair: &str) -> Result<PairConfig, ApiError> {
         self.engine().pair_config(pair)
     }
+    /// One side of a pair (for the web UI's previews: every read goes through it).
+    pub fn side(&self, pair: &str, side: Side) -> Result<Arc<dyn Replica>, ApiError> {
+        Ok(self.engine().find(pair)?.side(side).clone())
+    }
     pub fn schedules(&self) -> Result<Vec<records::ScheduleInfo>, ApiError> {
         self.engine().schedules()
     }
@@ -527,6 +536,7 @@ impl Engine {
             let (tx, rx) = mpsc::channel();
             pairs.push(Arc::new(PairRt {
                 cfg: p.clone(),
+                sides: [crate::side::open(&p.left), crate::side::open(&p.right)],
                 id,
                 tx: Mutex::new(tx),
                 paused: AtomicBool::new(paused),
@@ -589,7 +599,7 @@ impl Engine {
     fn start_watchers(&self, rt: &Arc<PairRt>) {
         let o = &rt.cfg.options;
         for side in Side::BOTH {
-            let root = if side == Side::Left { &rt.cfg.left } else { &rt.cfg.right };
+            let fs = rt.side(side);
             let info = match o.watch {
                 WatchMode::Off => WatchInfoState {
                     mode: "off",
@@ -599,7 +609,12 @@ impl Engine {
                     mode: "polling",
                     reason: Some(format!("watch = \"poll\": a full scan every {} s", o.poll_interval_s)),
                 },
+                WatchMode::Auto if fs.caps().changes != ChangeSource::OsEvents || fs.local_root().is_none() => WatchInfoState {
+                    mode: "polling",
+                    reason: Some(format!("this side sends no file events: a full scan every {} s", o.poll_interval_s)),
+                },
                 WatchMode::Auto => {
+                    let root = fs.local_root().expect("a side with OS events has a local root");
                     let ignore = match crate::config::Ignore::new(&o.ignore, o.use_default_ignores) {
                         Ok(i) => i,
                         Err(e) => {
@@ -609,7 +624,7 @@ impl Engine {
                     };
                     // The trash folder exists before the watch starts, so the canary written
                     // into it is seen (a folder created later is watched a moment late).
-                    if let Err(e) = crate::side::Fs::create_dir_all(&RealFs, &root.join(crate::config::TRASH_DIR)) {
+                    if let Err(e) = fs.create_dir_all(&watch::canary_path().dir()) {
                         tracing::warn!(pair = %rt.cfg.name, side = %side, "cannot create the trash folder: {e}");
                     }
                     let weak = Arc::downgrade(rt);
@@ -625,7 +640,7 @@ impl Engine {
                     match started {
                         Ok(w) => {
                             self.watchers.lock().unwrap().push(w);
-                            match watch::touch_canary(&RealFs, root) {
+                            match watch::touch_canary(&**fs) {
                                 Ok(_) => WatchInfoState {
                                     mode: "starting",
                                     reason: None,
@@ -896,8 +911,8 @@ impl Engine {
             };
             pairs.push(LiveStatus {
                 pair: rt.cfg.name.clone(),
-                left: rt.cfg.left.display().to_string(),
-                right: rt.cfg.right.display().to_string(),
+                left: rt.side(Side::Left).describe(&RelPath::root()),
+                right: rt.side(Side::Right).describe(&RelPath::root()),
                 state,
                 reason: l.reason.clone(),
                 paused,
@@ -1080,12 +1095,9 @@ struct Worker {
     held: HashMap<RelPath, Instant>,
     /// A copy failed for want of space (told once; cleared by a run without that failure).
     disk_full: Option<String>,
-    full_due: Option<(Instant, Trigger)>,
-    next_reconcile: Instant,
-    next_poll: Option<Instant>,
-    canary_deadline: Option<Instant>,
+    /// When to run (pure decisions: `timers`).
+    timers: Timers,
     canary_retried: bool,
-    error_until: Option<Instant>,
     allow_mass_delete: bool,
     /// The schedule whose run is pending or running (its outcome is recorded on it).
     schedule: Option<String>,
@@ -1094,83 +1106,11 @@ struct Worker {
 fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
     let span = tracing::info_span!("pair", pair = %rt.cfg.name);
     let _g = span.enter();
-    let store = match Store::open(&inner.state_path) {
-        Ok(s) => s,
-        Err(e) => {
-            inner.set_state(&rt, PairState::Error, Some(e.to_string()));
-            tracing::error!("{e}");
-            return;
-        }
-    };
-    let o = &rt.cfg.options;
-    let now = Instant::now();
-    let mut w = Worker {
-        deb: Debouncer::new(SETTLE, Duration::from_millis(o.debounce_ms), Duration::from_millis(o.max_wait_ms)),
-        store,
-        unsaved: Vec::new(),
-        failures: HashMap::new(),
-        held: HashMap::new(),
-        disk_full: None,
-        // A schedule-only pair (watch = "off") runs when its schedules say, not at start.
-        full_due: (o.watch != WatchMode::Off).then_some((now, Trigger::Startup)),
-        next_reconcile: if o.watch == WatchMode::Off {
-            now + Duration::from_secs(100 * 365 * 86400)
-        } else {
-            now + Duration::from_secs(o.reconcile_every_s)
-        },
-        next_poll: None,
-        canary_deadline: None,
-        canary_retried: false,
-        error_until: None,
-        allow_mass_delete: false,
-        schedule: None,
-        inner: inner.clone(),
-        rt: rt.clone(),
-    };
-    // The persistent backlog of the previous run (the startup reconciliation covers it too,
-    // but while paused it is what resume will do).
-    match w.store.dirty_list(rt.id) {
-        Ok(rows) => {
-            for (p, ..) in rows {
-                w.deb.note(p, Readiness::Settled, now);
-            }
-        }
-        Err(e) => tracing::warn!("cannot read the saved backlog: {e}"),
-    }
-    {
-        let l = rt.live.lock().unwrap();
-        if l.watch.iter().any(|x| x.mode == "polling") {
-            w.next_poll = Some(now + Duration::from_secs(o.poll_interval_s));
-        }
-        if l.watch.iter().any(|x| x.mode == "starting") {
-            w.canary_deadline = Some(now + CANARY_WAIT);
-        }
-    }
+    let Some(mut w) = Worker::new(&inner, &rt) else { return };
     inner.set_state(&rt, PairState::Idle, None);
     loop {
         let now = Instant::now();
-        let paused = inner.pair_paused(&rt);
-        let mut wake = now + Duration::from_secs(1);
-        let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
-                wake = wake.min(t);
-            }
-        };
-        match w.error_until {
-            // After an error only the retry time counts (other timers may be overdue: they
-            // wait for it, they must not wake this loop again and again).
-            Some(until) if !paused => consider(Some(until)),
-            None if !paused => {
-                consider(w.deb.next_due());
-                consider(w.full_due.map(|f| f.0));
-                consider(Some(w.next_reconcile));
-                consider(w.next_poll);
-            }
-            _ => {}
-        }
-        if let Some(c) = w.canary_deadline {
-            wake = wake.min(c);
-        }
+        let wake = w.timers.wake_at(now, inner.pair_paused(&rt), w.deb.next_due());
         let first = rx.recv_timeout(wake.saturating_duration_since(now));
         let mut stop = false;
         let mut msgs = Vec::new();
@@ -1198,44 +1138,24 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
             continue;
         }
         let now = Instant::now();
-        if let Some(until) = w.error_until {
-            if now < until {
-                continue;
-            }
-            w.error_until = None;
-            w.full_due.get_or_insert((now, Trigger::Reconciliation));
-        }
-        if now >= w.next_reconcile {
-            w.full_due.get_or_insert((now, Trigger::Reconciliation));
-        }
-        if w.next_poll.is_some_and(|t| now >= t) {
-            w.full_due.get_or_insert((now, Trigger::Poll));
-        }
-        if let Some((t, trigger)) = w.full_due {
-            if now >= t {
-                w.full_due = None;
+        match w.timers.next(now) {
+            Next::Wait => continue,
+            Next::Full(trigger) => {
                 let outcome = w.run(None, trigger);
                 if let Some(name) = w.schedule.take() {
                     if let Err(e) = w.store.schedule_set_outcome(rt.id, &name, &outcome) {
                         tracing::warn!("cannot record the schedule's outcome: {e}");
                     }
                 }
-                let now = Instant::now();
-                if rt.cfg.options.watch == WatchMode::Off {
-                    continue;
-                }
-                if w.next_poll.is_some() {
-                    w.next_poll = Some(now + Duration::from_secs(rt.cfg.options.poll_interval_s));
-                }
-                if trigger != Trigger::Poll {
-                    w.next_reconcile = now + Duration::from_secs(rt.cfg.options.reconcile_every_s);
-                }
+                w.timers.full_run_done(trigger, Instant::now());
                 continue;
             }
-        }
-        let due = w.deb.take_due(now);
-        if !due.is_empty() {
-            w.run(Some(due), Trigger::Watch);
+            Next::Targeted => {
+                let due = w.deb.take_due(now);
+                if !due.is_empty() {
+                    w.run(Some(due), Trigger::Watch);
+                }
+            }
         }
         rt.live.lock().unwrap().waiting = w.deb.len() as u64;
     }
@@ -1243,6 +1163,52 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
 }
 
 impl Worker {
+    /// A pair's worker with its own store connection and the persistent backlog of the
+    /// previous run (the start-up reconciliation covers it too, but while paused it is what
+    /// resume will do). None (the pair in error) when the store cannot be opened.
+    fn new(inner: &Arc<Inner>, rt: &Arc<PairRt>) -> Option<Worker> {
+        let store = match Store::open(&inner.state_path) {
+            Ok(s) => s,
+            Err(e) => {
+                inner.set_state(rt, PairState::Error, Some(e.to_string()));
+                tracing::error!("{e}");
+                return None;
+            }
+        };
+        let o = &rt.cfg.options;
+        let now = Instant::now();
+        let (polling, canary) = {
+            let l = rt.live.lock().unwrap();
+            (
+                l.watch.iter().any(|x| x.mode == "polling"),
+                l.watch.iter().any(|x| x.mode == "starting"),
+            )
+        };
+        let mut w = Worker {
+            deb: Debouncer::new(SETTLE, Duration::from_millis(o.debounce_ms), Duration::from_millis(o.max_wait_ms)),
+            store,
+            unsaved: Vec::new(),
+            failures: HashMap::new(),
+            held: HashMap::new(),
+            disk_full: None,
+            timers: Timers::start(Timing::of(o), now, polling, canary),
+            canary_retried: false,
+            allow_mass_delete: false,
+            schedule: None,
+            inner: inner.clone(),
+            rt: rt.clone(),
+        };
+        match w.store.dirty_list(rt.id) {
+            Ok(rows) => {
+                for (p, ..) in rows {
+                    w.deb.note(p, Readiness::Settled, now);
+                }
+            }
+            Err(e) => tracing::warn!("cannot read the saved backlog: {e}"),
+        }
+        Some(w)
+    }
+
     fn handle(&mut self, m: Ctl) {
         let now = Instant::now();
         match m {
@@ -1276,10 +1242,10 @@ impl Worker {
             }
             Ctl::Watch(WatchMsg::Rescan { side, reason }) => {
                 tracing::warn!(side = %side, "full scan: {reason}");
-                self.full_due.get_or_insert((now, Trigger::Reconciliation));
+                self.timers.want_full(now, Trigger::Reconciliation);
             }
             Ctl::Wake => {}
-            Ctl::SyncNow => self.full_due = Some((now, Trigger::Manual)),
+            Ctl::SyncNow => self.timers.full_due = Some((now, Trigger::Manual)),
             Ctl::Resolve { path, keep, reply } => {
                 let r = self.resolve(&path, keep);
                 let _ = reply.send(r);
@@ -1295,12 +1261,11 @@ impl Worker {
                         .store
                         .schedule_set_outcome(self.rt.id, &prev, "merged with a later scheduled run");
                 }
-                self.full_due.get_or_insert((now, trigger));
+                self.timers.want_full(now, trigger);
             }
             Ctl::AllowMassDeleteOnce => {
                 self.allow_mass_delete = true;
-                self.error_until = None;
-                self.full_due = Some((now, Trigger::Manual));
+                self.timers.run_now(now, Trigger::Manual);
             }
             Ctl::LargeDone { path, outcome } => match outcome {
                 Some(Outcome::Done { .. }) => {
@@ -1340,7 +1305,7 @@ impl Worker {
         }
         req.caller_holds_lock = true;
         let trigger = req.trigger.name();
-        let rep = api::sync_with(&mut self.store, cfg, &RealFs, &RealFs, &req)?;
+        let rep = api::sync_with(&mut self.store, cfg, &*rt.sides[0], &*rt.sides[1], &req)?;
         if req.dry_run {
             return Ok(rep);
         }
@@ -1369,11 +1334,11 @@ impl Worker {
     }
 
     fn check_canary(&mut self) {
-        let Some(deadline) = self.canary_deadline else { return };
+        let Some(deadline) = self.timers.canary_deadline else { return };
         if Instant::now() < deadline {
             return;
         }
-        self.canary_deadline = None;
+        self.timers.canary_deadline = None;
         let o = &self.rt.cfg.options;
         // One more try before giving up on events (a busy machine can be slow to report).
         if !self.canary_retried {
@@ -1381,16 +1346,11 @@ impl Worker {
             let mut again = false;
             for side in Side::BOTH {
                 if self.rt.live.lock().unwrap().watch[side as usize].mode == "starting" {
-                    let root = if side == Side::Left {
-                        &self.rt.cfg.left
-                    } else {
-                        &self.rt.cfg.right
-                    };
-                    again |= watch::touch_canary(&RealFs, root).is_ok();
+                    again |= watch::touch_canary(&**self.rt.side(side)).is_ok();
                 }
             }
             if again {
-                self.canary_deadline = Some(Instant::now() + CANARY_WAIT);
+                self.timers.canary_deadline = Some(Instant::now() + CANARY_WAIT);
                 return;
             }
         }
@@ -1418,22 +1378,17 @@ impl Worker {
             fell_back = true;
         }
         for side in Side::BOTH {
-            let root = if side == Side::Left {
-                &self.rt.cfg.left
-            } else {
-                &self.rt.cfg.right
-            };
-            let _ = crate::side::Fs::remove_file(&RealFs, &root.join(crate::config::TRASH_DIR).join(watch::CANARY));
+            let _ = self.rt.side(side).remove_file(&watch::canary_path());
         }
         if fell_back {
-            self.next_poll = Some(Instant::now() + Duration::from_secs(o.poll_interval_s));
+            self.timers.start_polling(Instant::now());
         }
     }
 
     fn retry_failed(&mut self, p: RelPath) {
         let n = self.failures.entry(p.clone()).or_insert(0);
         *n += 1;
-        let wait = Duration::from_secs((1u64 << (*n).min(9)).min(300));
+        let wait = timers::retry_delay(*n);
         let _ = self.store.dirty_put(self.rt.id, std::slice::from_ref(&p), now_ns());
         let _ = self.store.dirty_retry(self.rt.id, &p, now_ns() + wait.as_nanos() as i64);
         self.deb.retry_at(p, Instant::now() + wait);
@@ -1447,27 +1402,7 @@ impl Worker {
         let started = Instant::now();
         let started_ns = now_ns();
         let kind = if scope.is_some() { ScanKind::Targeted } else { ScanKind::Full };
-        // A targeted run plans the held deletions too; those held long enough may go ahead.
-        let ripe: Vec<RelPath> = self
-            .held
-            .iter()
-            .filter(|(_, t)| started >= **t + DELETE_HOLD)
-            .map(|(p, _)| p.clone())
-            .collect();
-        let scope = scope.map(|mut paths| {
-            paths.extend(self.held.keys().cloned());
-            paths.sort();
-            paths.dedup();
-            paths
-        });
-        // Paths the large lane holds are planned when it is done with them.
-        let scope = scope.map(|paths| {
-            let (held, free): (Vec<RelPath>, Vec<RelPath>) = paths.into_iter().partition(|p| rt.busy_overlaps(&[p]));
-            for p in held {
-                self.deb.retry_at(p, started + DEFER_RETRY);
-            }
-            free
-        });
+        let (scope, ripe) = self.run_scope(scope, started);
         if scope.as_ref().is_some_and(|s| s.is_empty()) {
             return "nothing to do".into();
         }
@@ -1494,33 +1429,76 @@ impl Worker {
             hold_creations: true,
             ..Default::default()
         };
-        let plan = match api::prepare_holding(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req) {
+        let plan = match api::prepare_holding(&mut self.store, &rt.cfg, rt.id, &*rt.sides[0], &*rt.sides[1], &req) {
             Ok((p, held)) => {
-                // Held deletions come back when their hold ends (a full run holds none).
-                let before = std::mem::take(&mut self.held);
-                for path in held {
-                    let first = before.get(&path).copied().unwrap_or(started);
-                    self.deb.retry_at(path.clone(), first + DELETE_HOLD);
-                    self.held.insert(path, first);
-                }
+                self.hold(held, started);
                 p
             }
             Err(e) => return self.run_failed(e, scope),
         };
-        // Split: large copies to their lane; actions on paths the large lane holds wait.
-        let large = rt.cfg.options.large_file_bytes;
-        let mut small = Vec::new();
-        let mut to_large = Vec::new();
-        for a in plan.actions {
-            if rt.busy_overlaps(&action_paths(&a)) {
-                self.deb.retry_at(a.path().clone(), started + DEFER_RETRY);
-                continue;
-            }
-            match &a {
-                Action::Copy { src, .. } if src.size > large => to_large.push(a),
-                _ => small.push(a),
+        let small_plan = self.route(plan, trigger, started, started_ns);
+        let report = match api::apply(&mut self.store, &rt.cfg, rt.id, &*rt.sides[0], &*rt.sides[1], &req, small_plan) {
+            Ok(r) => r,
+            Err(e) => return self.run_failed(e, scope),
+        };
+        {
+            let mut l = rt.live.lock().unwrap();
+            l.small_items = 0;
+            l.small_bytes = 0;
+            l.small_queue.clear();
+            l.transfers.retain(|(lane, _), _| *lane != 0);
+        }
+        if report.run_id.is_some() {
+            crate::mail::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
+        }
+        self.plan_again(&report);
+        self.note_disk_full(&report);
+        self.settle_backlog(scope.as_deref(), started, started_ns);
+        let outcome = self.finish(report, trigger, started);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if kind == ScanKind::Full {
+            // A full run builds big trees: give the memory back to the OS while idle.
+            unsafe {
+                libc::malloc_trim(0);
             }
         }
+        outcome
+    }
+
+    /// The scope a run plans (None: everything) and the held deletions ripe to go ahead: a
+    /// targeted run plans the held paths too; paths the large lane holds wait for it.
+    fn run_scope(&mut self, scope: Option<Vec<RelPath>>, now: Instant) -> (Option<Vec<RelPath>>, Vec<RelPath>) {
+        let ripe = lanes::ripe_holds(&self.held, now, DELETE_HOLD);
+        let Some(paths) = scope else { return (None, ripe) };
+        let rt = self.rt.clone();
+        let (free, busy) = lanes::targeted_scope(paths, self.held.keys(), |p| rt.busy_overlaps(&[p]));
+        for p in busy {
+            self.deb.retry_at(p, now + DEFER_RETRY);
+        }
+        (Some(free), ripe)
+    }
+
+    /// Held deletions come back when their hold ends (a full run holds none).
+    fn hold(&mut self, held: Vec<RelPath>, now: Instant) {
+        let before = std::mem::take(&mut self.held);
+        for path in held {
+            let first = before.get(&path).copied().unwrap_or(now);
+            self.deb.retry_at(path.clone(), first + DELETE_HOLD);
+            self.held.insert(path, first);
+        }
+    }
+
+    /// Split a plan: large copies to their lane (queued here), actions on paths the large
+    /// lane holds wait; returns the plan of the small lane, published in the live status.
+    fn route(&mut self, plan: Plan, trigger: Trigger, started: Instant, started_ns: i64) -> Plan {
+        let rt = self.rt.clone();
+        let split = lanes::split_plan(plan.actions, rt.cfg.options.large_file_bytes, |a| {
+            rt.busy_overlaps(&action_paths(a))
+        });
+        for p in split.waiting {
+            self.deb.retry_at(p, started + DEFER_RETRY);
+        }
+        let (small, to_large) = (split.small, split.large);
         let copies: Vec<u64> = small
             .iter()
             .filter_map(|a| match a {
@@ -1529,15 +1507,11 @@ impl Worker {
             })
             .collect();
         let disk = small.iter().any(|a| a.is_disk_action());
-        inner.emit(Event::PlanReady {
+        self.inner.emit(Event::PlanReady {
             pair: rt.cfg.name.clone(),
             actions: small.len() + to_large.len(),
             copies: copies.len() + to_large.len(),
-            bytes: copies.iter().sum::<u64>()
-                + to_large
-                    .iter()
-                    .map(|a| if let Action::Copy { src, .. } = a { src.size } else { 0 })
-                    .sum::<u64>(),
+            bytes: copies.iter().sum::<u64>() + to_large.iter().map(lanes::copy_size).sum::<u64>(),
         });
         if !to_large.is_empty() {
             let paths: Vec<RelPath> = to_large.iter().map(|a| a.path().clone()).collect();
@@ -1572,32 +1546,21 @@ impl Worker {
             l.small_queue = q;
         }
         if disk {
-            inner.set_state(&rt, PairState::Syncing, None);
+            self.inner.set_state(&rt, PairState::Syncing, None);
         }
-        let small_plan = Plan {
+        Plan {
             actions: small,
             hash_requests: Vec::new(),
-        };
-        let report = match api::apply(&mut self.store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, small_plan) {
-            Ok(r) => r,
-            Err(e) => return self.run_failed(e, scope),
-        };
-        {
-            let mut l = rt.live.lock().unwrap();
-            l.small_items = 0;
-            l.small_bytes = 0;
-            l.small_queue.clear();
-            l.transfers.retain(|(lane, _), _| *lane != 0);
         }
-        if report.run_id.is_some() {
-            crate::mail::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
-        }
-        // What was not done is planned again: deferred soon, failed with a growing wait.
+    }
+
+    /// What was not done is planned again: deferred soon, failed with a growing wait.
+    fn plan_again(&mut self, report: &api::SyncReport) {
         let mut again = Vec::new();
         for (a, o) in report.plan.actions.iter().zip(&report.outcomes) {
             match (a, o) {
-                (Action::Conflict { path, rule, .. }, _) => inner.emit(Event::ConflictRaised {
-                    pair: rt.cfg.name.clone(),
+                (Action::Conflict { path, rule, .. }, _) => self.inner.emit(Event::ConflictRaised {
+                    pair: self.rt.cfg.name.clone(),
                     path: path.as_str().into(),
                     rule: rule.name().into(),
                 }),
@@ -1612,18 +1575,18 @@ impl Worker {
         for p in again {
             self.deb.retry_at(p, Instant::now() + DEFER_RETRY);
         }
-        // A full disk is told once (event, log), not at every retry; the pair shows it
-        // until a run copies without running out of space.
-        let full = report.outcomes.iter().find_map(|o| match o {
-            Some(Outcome::Failed { error }) if error.starts_with(crate::engine::exec::DISK_FULL) => Some(error.clone()),
-            _ => None,
-        });
+    }
+
+    /// A full disk is told once (event, log), not at every retry; the pair shows it until a
+    /// run copies without running out of space.
+    fn note_disk_full(&mut self, report: &api::SyncReport) {
+        let full = report.disk_full.clone();
         let copies_went_through = report.counts.copied > 0 || report.counts.failed == 0;
         match (&full, &self.disk_full) {
             (Some(msg), None) => {
                 tracing::warn!(code = "disk_full", "{msg}; copies are retried and resume once there is space");
-                inner.emit(Event::Error {
-                    pair: Some(rt.cfg.name.clone()),
+                self.inner.emit(Event::Error {
+                    pair: Some(self.rt.cfg.name.clone()),
                     code: "disk_full".into(),
                     message: msg.clone(),
                 });
@@ -1634,13 +1597,13 @@ impl Worker {
         if full.is_some() || copies_went_through {
             self.disk_full = full;
         }
-        let settled: Vec<RelPath> = match &scope {
-            Some(s) => s.clone(),
-            None => Vec::new(),
-        };
-        let saved = match &scope {
-            Some(_) => self.store.dirty_done(rt.id, &settled, started_ns),
-            None => self.store.dirty_clear(rt.id, started_ns),
+    }
+
+    /// The persistent backlog: what this run covered is settled (everything, for a full run).
+    fn settle_backlog(&mut self, scope: Option<&[RelPath]>, started: Instant, started_ns: i64) {
+        let saved = match scope {
+            Some(s) => self.store.dirty_done(self.rt.id, s, started_ns),
+            None => self.store.dirty_clear(self.rt.id, started_ns),
         };
         if let Err(e) = saved {
             tracing::warn!("cannot update the saved backlog: {e}");
@@ -1648,6 +1611,12 @@ impl Worker {
         if scope.is_none() {
             self.deb.forget_before(started);
         }
+    }
+
+    /// Tell how the run went (event, log, the pair's state); returns the outcome in a word
+    /// or two.
+    fn finish(&mut self, report: api::SyncReport, trigger: Trigger, started: Instant) -> String {
+        let (inner, rt) = (self.inner.clone(), self.rt.clone());
         let ms = started.elapsed().as_millis() as u64;
         if report.run_id.is_some() || report.fatal.is_some() {
             inner.emit(Event::RunFinished {
@@ -1682,18 +1651,11 @@ impl Worker {
                 code: "state_error".into(),
                 message: f,
             });
-            self.error_until = Some(Instant::now() + ERROR_RETRY);
+            self.timers.store_failed(Instant::now());
         } else if let Some(msg) = &self.disk_full {
             inner.set_state(&rt, PairState::Error, Some(msg.clone()));
         } else {
             inner.set_state(&rt, PairState::Idle, None);
-        }
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if kind == ScanKind::Full {
-            // A full run builds big trees: give the memory back to the OS while idle.
-            unsafe {
-                libc::malloc_trim(0);
-            }
         }
         outcome
     }
@@ -1733,7 +1695,7 @@ impl Worker {
             }
             _ => {
                 inner.set_state(rt, PairState::Error, Some(msg));
-                self.error_until = Some(Instant::now() + ERROR_RETRY.min(Duration::from_secs(rt.cfg.options.poll_interval_s.max(1))));
+                self.timers.failed(Instant::now());
             }
         }
         outcome
@@ -1785,7 +1747,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
             actions: vec![job.action],
             hash_requests: Vec::new(),
         };
-        let outcome = match api::apply(&mut store, &rt.cfg, rt.id, &RealFs, &RealFs, &req, plan) {
+        let outcome = match api::apply(&mut store, &rt.cfg, rt.id, &*rt.sides[0], &*rt.sides[1], &req, plan) {
             Ok(rep) => {
                 crate::mail::after_run(&store, inner.email.as_ref(), rt.id, &rep, job.trigger.name());
                 inner.emit(Event::RunFinished {
@@ -1821,11 +1783,6 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
 }
 
 // ------------------------------------------------------------------ schedules, housekeeping, mail
-
-/// What the state store records of a schedule's definition: a change replans it.
-pub fn schedule_key(s: &crate::model::schedule::ScheduleSpec) -> String {
-    format!("{} | tz {} | {:?}", s.when, s.tz.as_deref().unwrap_or("local"), s.job)
-}
 
 fn ns_to_utc(ns: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_nanos(ns)
@@ -1869,7 +1826,7 @@ fn scheduler(inner: Arc<Inner>) {
         let now = chrono::Utc::now();
         let mut soonest = now + chrono::Duration::seconds(30);
         for (rt, spec, s) in &compiled {
-            let key = schedule_key(spec);
+            let key = spec.key();
             let row = match store.schedule_get(rt.id, &spec.name) {
                 Ok(r) => r,
                 Err(e) => {
@@ -1929,8 +1886,8 @@ fn scheduler(inner: Arc<Inner>) {
 fn housekeeping(inner: &Inner, store: &Store) {
     for rt in &inner.pairs {
         let o = &rt.cfg.options;
-        for root in [&rt.cfg.left, &rt.cfg.right] {
-            let purged = api::purge_trash(&RealFs, root, o.trash_retention_days, chrono::Local::now().naive_local());
+        for fs in &rt.sides {
+            let purged = api::purge_trash(&**fs, o.trash_retention_days, chrono::Local::now().naive_local());
             if !purged.is_empty() {
                 tracing::info!(pair = %rt.cfg.name, "housekeeping: purged {} trash folders", purged.len());
             }

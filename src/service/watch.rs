@@ -6,7 +6,7 @@
 
 use crate::config::{is_temp_name, Ignore, TRASH_DIR};
 use crate::model::{RelPath, Side};
-use crate::side::Fs;
+use crate::side::Replica;
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -210,11 +210,15 @@ pub fn is_excluded(ignore: &Ignore, rel: &RelPath) -> bool {
     })
 }
 
+/// Where the canary lives: in the root's trash folder.
+pub fn canary_path() -> RelPath {
+    RelPath::new(&format!("{TRASH_DIR}/{CANARY}")).expect("the canary's path is valid")
+}
+
 /// Write (or rewrite) the canary in the root's trash folder.
-pub fn touch_canary(fs: &dyn Fs, root: &Path) -> std::io::Result<PathBuf> {
-    let dir = root.join(TRASH_DIR);
-    fs.create_dir_all(&dir)?;
-    let p = dir.join(CANARY);
+pub fn touch_canary(fs: &dyn Replica) -> std::io::Result<RelPath> {
+    let p = canary_path();
+    fs.create_dir_all(&p.dir())?;
     let _ = fs.remove_file(&p);
     let mut w = fs.create_new(&p)?;
     use std::io::Write;

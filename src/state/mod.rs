@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001.sql")),
     (2, include_str!("migrations/0002.sql")),
     (3, include_str!("migrations/0003.sql")),
+    (4, include_str!("migrations/0004.sql")),
 ];
 const QUERIES: &str = include_str!("queries.sql");
 
@@ -44,6 +45,24 @@ pub enum StateError {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
+    },
+}
+
+/// A pair's lock: one process syncs a pair at a time. A lock file beside the state file,
+/// held (an OS file lock) while this value lives; none for an in-memory store.
+pub struct PairLock {
+    _file: Option<std::fs::File>,
+}
+
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it.
+    Held {
+        lock: PathBuf,
+    },
+    Io {
+        lock: PathBuf,
+        source: std::io::Error,
     },
 }
 
@@ -163,6 +182,24 @@ fn check_version(path: &Path, found: i64, known: i64) -> Result<(), StateError> 
 }
 
 impl Store {
+    /// Take the lock of pair `id` (see [`PairLock`]).
+    pub fn lock_pair(&self, id: i64) -> Result<PairLock, LockError> {
+        let sp = self.path();
+        if sp == Path::new(":memory:") {
+            return Ok(PairLock { _file: None });
+        }
+        let lock = PathBuf::from(format!("{}.pair-{id}.lock", sp.display()));
+        let f = match std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock) {
+            Ok(f) => f,
+            Err(source) => return Err(LockError::Io { lock, source }),
+        };
+        match f.try_lock() {
+            Ok(()) => Ok(PairLock { _file: Some(f) }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held { lock }),
+            Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io { lock, source }),
+        }
+    }
+
     pub fn open(path: &Path) -> Result<Store, StateError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
@@ -180,11 +217,14 @@ impl Store {
         store.init().map_err(|e| match e {
             StateError::Sql { source, .. } => {
                 let message = source.to_string();
-                if message.contains("not a database")
-                    || message.contains("malformed")
-                    || message.contains("no such table")
-                    || message.contains("no such column")
-                {
+                // By SQLite's result code: not a database, a damaged one, or one whose
+                // tables are not Tandem's (a generic SQL error while reading the schema:
+                // "no such table/column").
+                let foreign = matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::Unknown)
+                );
+                if foreign {
                     StateError::Corrupt {
                         path: path.into(),
                         message,
@@ -382,7 +422,7 @@ impl Store {
                 Ok(SideMeta {
                     mtime: get(o)?,
                     file_id: get(o + 1)? as u64,
-                    ctime: get(o + 2)?,
+                    version: get(o + 2)?,
                     mode: get(o + 3)? as u32,
                 })
             };
@@ -426,11 +466,11 @@ impl Store {
                                 b.hash.as_ref().map(|h| h.as_slice()),
                                 b.left.mtime,
                                 b.left.file_id as i64,
-                                b.left.ctime,
+                                b.left.version,
                                 b.left.mode,
                                 b.right.mtime,
                                 b.right.file_id as i64,
-                                b.right.ctime,
+                                b.right.version,
                                 b.right.mode
                             ])
                             .map_err(e)?;
@@ -453,7 +493,7 @@ impl Store {
                         };
                         tx.execute(
                             query,
-                            params![pair, p.as_str(), meta.mtime, meta.file_id as i64, meta.ctime, meta.mode],
+                            params![pair, p.as_str(), meta.mtime, meta.file_id as i64, meta.version, meta.mode],
                         )
                         .map_err(e)?;
                     }
@@ -490,8 +530,8 @@ impl Store {
             })
             .optional()
             .map_err(|e| self.err(e))?;
-        Ok(row.and_then(|(size, mtime, id, ctime, h)| {
-            (size as u64 == e.size && mtime == e.mtime && id as u64 == e.file_id && ctime == e.ctime)
+        Ok(row.and_then(|(size, mtime, id, version, h)| {
+            (size as u64 == e.size && mtime == e.mtime && id as u64 == e.file_id && version == e.version)
                 .then(|| h.try_into().ok())
                 .flatten()
         }))
@@ -514,7 +554,7 @@ impl Store {
                     en.size as i64,
                     en.mtime,
                     en.file_id as i64,
-                    en.ctime,
+                    en.version,
                     h.as_slice()
                 ])
                 .map_err(e)?;
@@ -953,7 +993,7 @@ mod tests {
             mtime: 5,
             mode: 0o644,
             file_id: 7,
-            ctime: 9,
+            version: 9,
             hash: Some([1; 32]),
         };
         let b = BaseEntry::from_pair(&e, &e, e.hash);

@@ -27,11 +27,11 @@ INSERT INTO pairs (name, left_root, right_root, created_at) VALUES (?1, ?2, ?3, 
 SELECT id, name, left_root, right_root FROM pairs ORDER BY id;
 
 -- name: base_load
-SELECT path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode
+SELECT path, kind, size, hash, l_mtime, l_id, l_version, l_mode, r_mtime, r_id, r_version, r_mode
 FROM base WHERE pair_id = ?1;
 
 -- name: base_upsert
-INSERT OR REPLACE INTO base (pair_id, path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode)
+INSERT OR REPLACE INTO base (pair_id, path, kind, size, hash, l_mtime, l_id, l_version, l_mode, r_mtime, r_id, r_version, r_mode)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13);
 
 -- name: base_delete
@@ -47,10 +47,10 @@ UPDATE base SET path = ?3 || substr(path, length(?2) + 1)
 WHERE pair_id = ?1 AND path >= ?2 || '/' AND path < ?2 || '0';
 
 -- name: base_set_side_left
-UPDATE base SET l_mtime = ?3, l_id = ?4, l_ctime = ?5, l_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
+UPDATE base SET l_mtime = ?3, l_id = ?4, l_version = ?5, l_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
 
 -- name: base_set_side_right
-UPDATE base SET r_mtime = ?3, r_id = ?4, r_ctime = ?5, r_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
+UPDATE base SET r_mtime = ?3, r_id = ?4, r_version = ?5, r_mode = ?6 WHERE pair_id = ?1 AND path = ?2;
 
 -- name: tombstone_put
 INSERT OR REPLACE INTO tombstones (pair_id, path, deleted_at) VALUES (?1, ?2, ?3);
@@ -59,10 +59,10 @@ INSERT OR REPLACE INTO tombstones (pair_id, path, deleted_at) VALUES (?1, ?2, ?3
 DELETE FROM tombstones WHERE pair_id = ?1 AND path = ?2;
 
 -- name: hash_cache_get
-SELECT size, mtime, file_id, ctime, hash FROM hash_cache WHERE pair_id = ?1 AND side = ?2 AND path = ?3;
+SELECT size, mtime, file_id, version, hash FROM hash_cache WHERE pair_id = ?1 AND side = ?2 AND path = ?3;
 
 -- name: hash_cache_put
-INSERT OR REPLACE INTO hash_cache (pair_id, side, path, size, mtime, file_id, ctime, hash)
+INSERT OR REPLACE INTO hash_cache (pair_id, side, path, size, mtime, file_id, version, hash)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);
 
 -- name: hash_cache_drop
@@ -132,7 +132,7 @@ WHERE pair_id = ?1 AND EXISTS (
 
 -- name: base_load_below
 -- A path and everything below it (see base_rename_below for the key range).
-SELECT path, kind, size, hash, l_mtime, l_id, l_ctime, l_mode, r_mtime, r_id, r_ctime, r_mode
+SELECT path, kind, size, hash, l_mtime, l_id, l_version, l_mode, r_mtime, r_id, r_version, r_mode
 FROM base WHERE pair_id = ?1 AND (path = ?2 OR (path >= ?2 || '/' AND path < ?2 || '0'));
 
 -- name: base_count_files
