@@ -117,6 +117,7 @@ fn plan_with(input: &PlanInput, o: &Opts) -> tandem::engine::plan::Plan {
         max_path_len: 240,
         overrides: &o.overrides,
         utc_offset: &|_| 0,
+        comparable_versions: true,
     };
     plan(input, &opts)
 }

@@ -298,6 +298,9 @@ pub struct PlanOptions<'a> {
     /// Offset from UTC, in seconds, of the user's time zone at a given instant (ns): used
     /// for clash names. Pure: tests pass a constant.
     pub utc_offset: &'a dyn Fn(i64) -> i32,
+    /// Both sides' version tokens are change times on one clock (two local sides), so
+    /// they order changes across sides; else (an ETag, no token) they only tell "changed".
+    pub comparable_versions: bool,
 }
 
 impl PlanOptions<'_> {
@@ -820,8 +823,9 @@ impl<'a> Planner<'a, '_> {
                     continue;
                 }
                 // The later rename (its change time) is the newer change.
+                // Where the tokens are not comparable times, the left name wins.
                 (Some(Keep::Both), _) | (None, PropsOption::Newer) => {
-                    if re.version > le.version {
+                    if self.opts.comparable_versions && re.version > le.version {
                         Side::Right
                     } else {
                         Side::Left

@@ -12,7 +12,7 @@ use crate::engine::plan::{self, Action, Keep, NameRules, Plan, PlanInput, PlanOp
 use crate::engine::scan::{self, ScanError, ScanResult};
 use crate::model::names::Ignore;
 use crate::model::{BaseUpdate, Hash, RelPath, Side};
-use crate::side::{hash_file, Replica};
+use crate::side::{hash_file, Replica, VersionToken};
 use crate::state::{now_ns, ConflictRecord, JournalRow, RunCounts, StateError, Store};
 use chrono::{Local, Offset, TimeZone};
 use serde::Serialize;
@@ -685,6 +685,7 @@ fn plan_until_done(
         max_path_len: pair.options.max_path_len,
         overrides: &req.overrides,
         utc_offset: &utc_offset,
+        comparable_versions: [lfs, rfs].iter().all(|s| s.caps().version == VersionToken::ChangeTime),
     };
     for _ in 0..8 {
         let p = plan::plan(&input, &opts);
