@@ -15,6 +15,10 @@ bash scripts/install-deps.sh
 # The UI first: the tandem binary embeds ui/dist.
 npm run build
 cargo fmt --all --check
+# The architecture's rules first (tests/tidy.rs: layers import downward only, the planner
+# is pure, the engine reaches files only through sides, the local side only in the
+# composition roots, a `//!` summary on every file): a layering mistake fails fast.
+cargo test --quiet --test tests tidy
 cargo clippy --all-targets -- -D warnings
 cargo clippy -p tandem-desktop -- -D warnings
 if command -v cargo-nextest >/dev/null; then
