@@ -5,7 +5,8 @@
 # STATEDIR. The root marker `.sync_trash/.tandem-root` (how Tandem knows the folder is
 # still the one it synced) is parked in STATEDIR too and put back before the next sync,
 # so the harness never sees or mutates it.
-tandem_sync_with() {
+# (named sync_* so that the harness exports it to the timed shell with the tools)
+sync__tandem_with() {
     local bin=$1
     shift
     local side item tag
@@ -28,10 +29,10 @@ tandem_sync_with() {
     return 0
 }
 sync_tandem() {
-    tandem_sync_with "${TANDEM_BIN:?set TANDEM_BIN to target/release/tandem}" "$@"
+    sync__tandem_with "${TANDEM_BIN:?set TANDEM_BIN to target/release/tandem}" "$@"
 }
 # An earlier build beside the current one in the same sitting (before/after a change):
 #   TANDEM0_BIN=/path/to/old/tandem TOOLS="find unison tandem0 tandem" bash bench/run.sh W2
 sync_tandem0() {
-    tandem_sync_with "${TANDEM0_BIN:?set TANDEM0_BIN to an earlier tandem binary}" "$@"
+    sync__tandem_with "${TANDEM0_BIN:?set TANDEM0_BIN to an earlier tandem binary}" "$@"
 }

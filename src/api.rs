@@ -47,11 +47,13 @@ pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
     })
 }
 
-/// A path a user typed (for `resync`): an absolute one resolved through symbolic links, so
-/// a path given through a symlinked folder is found below the pair's (resolved) roots.
-pub fn user_path(path: &str) -> String {
+/// A path a user typed for `resync`, as the pipeline takes it: as typed when it lies below
+/// one of `pairs`' roots (relative paths always do); else, for an absolute path, resolved
+/// through symbolic links (a path given through a symlinked folder is then found below a
+/// root that was resolved, as an ad-hoc pair's are).
+pub fn resync_arg(pairs: &[PairConfig], path: &str) -> String {
     let given = Path::new(path);
-    if !given.is_absolute() {
+    if !given.is_absolute() || pairs.iter().any(|p| resync_path(p, path).is_ok()) {
         return path.to_string();
     }
     std::fs::canonicalize(given).map_or_else(|_| path.to_string(), |p| p.display().to_string())

@@ -142,3 +142,32 @@ fn regression_a_rename_carried_the_other_sides_unseen_edit_along() {
     let o = p.sync(&["--dry-run", "--json"]);
     assert_eq!(stdout(&o).lines().count(), 1, "nothing left to do: {}", stdout(&o));
 }
+
+#[test]
+fn regression_resync_of_an_absolute_path_under_a_configured_symlinked_root_was_refused() {
+    // The config names the left root through a symbolically linked folder (as typed, not
+    // resolved); a path typed under that name must be found below it (found in review: the
+    // path was resolved through the link first and no longer matched the configured root).
+    let p = synced(&[("a.txt", b"keep me"), ("b.txt", b"stays")]);
+    let via = p.dir.path().join("via");
+    std::os::unix::fs::symlink(p.left.parent().unwrap(), &via).unwrap();
+    let link = via.join(p.left.file_name().unwrap());
+    let cfg = p.dir.path().join("tandem.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[pair]]\nname = \"p\"\nleft = {:?}\nright = {:?}\n",
+            link.to_str().unwrap(),
+            p.right.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (c, s) = (cfg.to_str().unwrap(), p.state.to_str().unwrap());
+    let o = p.tandem(&["sync", "--config", c, "--state", s]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    std::fs::remove_file(p.path(Right, "a.txt")).unwrap();
+    let typed = link.join("a.txt");
+    let o = p.tandem(&["resync", typed.to_str().unwrap(), "--config", c, "--state", s]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(p.read(Right, "a.txt").as_deref(), Some(&b"keep me"[..]));
+}

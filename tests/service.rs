@@ -682,6 +682,13 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
             assert_eq!(code, 400, "{bad}: {body}");
         }
     }
+    // Regression (found in review of the side seam): the conflict detail described a file
+    // behind a symbolic link (size, time) although it lies outside the root.
+    let (code, body) = http(&p, "GET", "/api/pairs/t/conflicts/detail?path=etc-link/hostname", None, t, None);
+    assert_eq!(code, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["left"]["exists"], false, "{body}");
+    assert_eq!(d["left"].get("size"), None, "{body}");
     // Keep left through the API: the right side gets the left version, the old one is trashed.
     let (code, body) = http_body(
         &p,

@@ -529,15 +529,25 @@ impl<'a> Exec<'a> {
                 reason: format!("{} changed since the scan", to.describe(&da)),
             });
         }
+        // Where the old version went when the side has no atomic replace (to put it back
+        // if the copy cannot move in).
+        let mut aside = None;
         if let Some(old) = d1 {
             let keep = old.is_file() && old.size <= self.opts.soft_delete_max_bytes;
-            // A side without atomic replace: the old version moves out of the way first
-            // (to the trash, or away when it is too large to keep), then the copy moves in.
+            // A side without atomic replace: the old version moves out of the way first (to
+            // the trash; one too large to keep is moved aside and removed once the copy is
+            // in), then the copy moves in.
             let res = match (to.caps().atomic_replace, keep) {
                 (true, true) => self.keep_in_trash(side, p, &da),
                 (true, false) => Ok(()),
-                (false, true) => self.move_to_trash(side, p, &da),
-                (false, false) => to.remove_file(&da),
+                (false, _) => {
+                    let dest = self.trash_path(side, p);
+                    let moved = to.create_dir_all(&dest.dir()).and_then(|_| to.rename(&da, &dest));
+                    if moved.is_ok() {
+                        aside = Some((dest, keep));
+                    }
+                    moved
+                }
             };
             if let Err(e) = res {
                 return discard(Outcome::Failed {
@@ -546,6 +556,12 @@ impl<'a> Exec<'a> {
             }
         }
         if let Err(e) = to.rename(&st.tmp, &da) {
+            if let Some((dest, _)) = &aside {
+                // The old version goes back where it was: nothing changed.
+                if let Err(back) = to.rename(dest, &da) {
+                    tracing::error!(path = %to.describe(&da), kept = %to.describe(dest), "cannot put the old version back: {back}");
+                }
+            }
             let dir = da.dir();
             if folder_gone(to, &dir, &e) {
                 // The temporary file went wherever its folder went; the scan that sees it
@@ -557,6 +573,13 @@ impl<'a> Exec<'a> {
             return discard(Outcome::Failed {
                 error: format!("rename into place {}: {}", to.describe(&da), err_text(&e)),
             });
+        }
+        if let Some((dest, false)) = &aside {
+            // Too large for the trash (`soft_delete_max_bytes`): as on a side with atomic
+            // replace, the overwritten version is not kept.
+            if let Err(e) = to.remove_file(dest) {
+                tracing::warn!(path = %to.describe(dest), "cannot remove the overwritten version: {e}");
+            }
         }
         match stat_entry(to, &da) {
             Ok(Some(now)) => {
@@ -1128,5 +1151,50 @@ mod tests {
         });
         assert_eq!(fs.read("/r/small.txt").unwrap(), b"small");
         assert_eq!(fs.read("/r/big.bin").unwrap().len(), 1000);
+    }
+
+    /// Found in review: on a side without atomic replace the old version was moved to the
+    /// trash before the copy moved in; when that last rename failed, the file was gone
+    /// from its place (only in the trash).
+    #[test]
+    fn regression_a_failed_install_on_a_side_without_atomic_replace_left_no_file_in_place() {
+        use crate::side::fault::{FaultOp, FaultSide};
+        let lfs = Arc::new(MemFs::new(MemOptions::default()));
+        let rfs = Arc::new(MemFs::new(MemOptions {
+            no_atomic_replace: true,
+            no_hard_links: true,
+            ..Default::default()
+        }));
+        lfs.write("/l/f.txt", b"new version", 2_000_000_000);
+        rfs.write("/r/f.txt", b"old", 1_000_000_000);
+        let stat = |fs: &Arc<MemFs>, p: &str| match fs.stat(Path::new(p)).unwrap() {
+            Some(Node::Entry(e)) => e,
+            _ => panic!("no {p}"),
+        };
+        let plan = || Plan {
+            actions: vec![Action::Copy {
+                side: Side::Right,
+                path: RelPath::new("f.txt").unwrap(),
+                src: stat(&lfs, "/l/f.txt"),
+                dst: Some(stat(&rfs, "/r/f.txt")),
+                rule: Rule::R3,
+                src_mode: None,
+            }],
+            hash_requests: Vec::new(),
+        };
+        let l = MemSide::new(&lfs, "/l");
+        let r = FaultSide::new(Arc::new(MemSide::new(&rfs, "/r")));
+        // Renames naming f.txt: the move aside (from, to), then the copy's move in (to).
+        r.inject_after(FaultOp::Rename, "f.txt", 2, 1);
+        let rep = execute(&plan(), &l, &r, &ExecOptions::default(), &mut NullSink);
+        assert!(matches!(&rep.outcomes[0], Some(Outcome::Failed { .. })), "{:?}", rep.outcomes);
+        assert_eq!(rfs.read("/r/f.txt").unwrap(), b"old", "the old version is back in place");
+        r.clear();
+        // The next run plans again (putting it back changed the file's change time).
+        let rep = execute(&plan(), &l, &r, &ExecOptions::default(), &mut NullSink);
+        assert_eq!(rep.outcomes, vec![Some(Outcome::Done { bytes: 11 })]);
+        assert_eq!(rfs.read("/r/f.txt").unwrap(), b"new version");
+        let kept: Vec<Vec<u8>> = rfs.files_under("/r/.sync_trash").into_values().collect();
+        assert_eq!(kept, [b"old".to_vec()], "the overwritten version is in the trash");
     }
 }

@@ -1078,7 +1078,7 @@ pub fn resync_path(pair: &PairConfig, path: &str) -> Result<RelPath, ApiError> {
     let given = Path::new(path);
     let rel = if given.is_absolute() {
         // The roots are stored absolute (the shells resolve a path given through a
-        // symlinked folder before it comes here: `api::user_path`).
+        // symlinked folder before it comes here: `api::resync_arg`).
         let found = [&pair.left, &pair.right]
             .into_iter()
             .find_map(|root| given.strip_prefix(root).ok().map(Path::to_path_buf));

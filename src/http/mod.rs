@@ -452,7 +452,8 @@ struct ResyncBody {
 /// forgotten and both sides decide again; through the pair's worker, between its runs.
 async fn resync(State(st): State<AppState>, UrlPath(pair): UrlPath<String>, Json(d): Json<ResyncBody>) -> Result<Response, HttpError> {
     let svc = st.svc.clone();
-    let (path, dry_run) = (crate::api::user_path(&d.path), d.dry_run);
+    let cfg = st.svc.pair_config(&pair)?;
+    let (path, dry_run) = (crate::api::resync_arg(std::slice::from_ref(&cfg), &d.path), d.dry_run);
     let rep = tokio::task::spawn_blocking(move || svc.resync(&pair, &path, dry_run))
         .await
         .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
@@ -508,24 +509,21 @@ async fn conflict_detail(
         st.svc.side(&pair, crate::model::Side::Right)?,
     ];
     let side = |fs: &dyn crate::side::Replica| -> serde_json::Value {
-        match fs.stat(&rel) {
+        // Nothing behind a symbolic link is described: it could lie outside the root.
+        let e = match crate::side::stat_inside(fs, &rel) {
             Ok(Some(crate::side::Node::Entry(e))) if e.is_dir() => return serde_json::json!({"exists": true, "kind": "dir"}),
-            Ok(Some(crate::side::Node::Entry(_))) => {}
+            Ok(Some(crate::side::Node::Entry(e))) => e,
             _ => return serde_json::json!({"exists": false}),
-        }
+        };
         match crate::side::read_small(fs, &rel, 64 << 20) {
             Ok(Some((e, data))) => {
                 let text = std::str::from_utf8(&data).is_ok() && !data.contains(&0);
                 let hash = blake3::hash(&data).to_hex().to_string();
                 serde_json::json!({"exists": true, "kind": "file", "size": e.size, "mtime": e.mtime, "hash": hash, "text": text})
             }
-            // Too large to read here, or behind a link: what the listing says.
-            _ => match crate::side::stat_entry(fs, &rel) {
-                Ok(Some(e)) if e.size != u64::MAX => {
-                    serde_json::json!({"exists": true, "kind": "file", "size": e.size, "mtime": e.mtime, "hash": null, "text": false})
-                }
-                _ => serde_json::json!({"exists": false}),
-            },
+            // Too large to read here: what the listing says.
+            Ok(None) => serde_json::json!({"exists": true, "kind": "file", "size": e.size, "mtime": e.mtime, "hash": null, "text": false}),
+            Err(_) => serde_json::json!({"exists": false}),
         }
     };
     let (l, r) = (side(&*sides[0]), side(&*sides[1]));

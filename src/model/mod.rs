@@ -196,7 +196,12 @@ impl RelPath {
     /// Replace the prefix `from` with `to` (`self` must start with `from`).
     pub fn rebase(&self, from: &RelPath, to: &RelPath) -> RelPath {
         debug_assert!(self.starts_with(from));
-        RelPath(format!("{}{}", to.0, &self.0[from.0.len()..]).into())
+        let rest = self.0[from.0.len()..].trim_start_matches('/');
+        match (to.is_root(), rest.is_empty()) {
+            (_, true) => to.clone(),
+            (true, false) => RelPath(rest.into()),
+            (false, false) => RelPath(format!("{}/{rest}", to.0).into()),
+        }
     }
 
     /// Sibling with another final name.

@@ -25,7 +25,16 @@ pub enum FaultOp {
 /// A side whose calls fail where a test says.
 pub struct FaultSide {
     inner: Arc<dyn Replica>,
-    faults: Mutex<Vec<(FaultOp, String)>>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+struct Fault {
+    op: FaultOp,
+    needle: String,
+    /// Matching calls let through before failing.
+    skip: usize,
+    /// Matching calls failed from then on.
+    times: usize,
 }
 
 impl FaultSide {
@@ -39,7 +48,17 @@ impl FaultSide {
     /// Fail every `op` on a path that is `needle` or whose final name is `needle` (until
     /// [`FaultSide::clear`]).
     pub fn inject(&self, op: FaultOp, needle: &str) {
-        self.faults.lock().unwrap().push((op, needle.to_string()));
+        self.inject_after(op, needle, 0, usize::MAX);
+    }
+
+    /// Let `skip` matching calls through, then fail the next `times` of them.
+    pub fn inject_after(&self, op: FaultOp, needle: &str, skip: usize, times: usize) {
+        self.faults.lock().unwrap().push(Fault {
+            op,
+            needle: needle.to_string(),
+            skip,
+            times,
+        });
     }
 
     pub fn clear(&self) {
@@ -47,13 +66,23 @@ impl FaultSide {
     }
 
     fn check(&self, op: FaultOp, p: &RelPath) -> io::Result<()> {
-        if self
-            .faults
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(o, n)| *o == op && (p.as_str() == n || p.name() == n))
-        {
+        let mut faults = self.faults.lock().unwrap();
+        let hit = faults
+            .iter_mut()
+            .filter(|f| f.op == op && (p.as_str() == f.needle || p.name() == f.needle))
+            .any(|f| {
+                if f.skip > 0 {
+                    f.skip -= 1;
+                    false
+                } else if f.times > 0 {
+                    f.times -= 1;
+                    true
+                } else {
+                    false
+                }
+            });
+        drop(faults);
+        if hit {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("{}: injected {op:?} failure", self.inner.describe(p)),

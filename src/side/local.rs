@@ -173,7 +173,12 @@ impl Replica for LocalSide {
 
     fn open_read(&self, p: &RelPath) -> io::Result<Box<dyn Read + Send>> {
         let path = &self.path(p);
-        Ok(Box::new(std::fs::File::open(path)?))
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true);
+        // A symbolic link put where a file was is never followed (it could lead anywhere).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+        Ok(Box::new(o.open(path)?))
     }
 
     fn create_new(&self, p: &RelPath) -> io::Result<Box<dyn FileWriter>> {

@@ -267,11 +267,10 @@ pub fn stat_entry(side: &dyn Replica, p: &RelPath) -> io::Result<Option<Entry>> 
     })
 }
 
-/// A file's metadata and content, when `p` is a regular file of at most `max` bytes reached
-/// without a symbolic link on the way (a link in an ancestor could lead outside the root).
-/// `Ok(None)`: nothing there, a folder, a link, or too large; an `InvalidInput` error: a
-/// symbolic link on the way.
-pub fn read_small(side: &dyn Replica, p: &RelPath, max: u64) -> io::Result<Option<(Entry, Vec<u8>)>> {
+/// What `p` is, reached without a symbolic link on the way (a link in an ancestor could
+/// lead outside the root): an `InvalidInput` error when there is one; `Ok(None)` when an
+/// ancestor is missing or not a folder.
+pub fn stat_inside(side: &dyn Replica, p: &RelPath) -> io::Result<Option<Node>> {
     for a in p.ancestors() {
         match side.stat(&a)? {
             Some(Node::Entry(e)) if e.is_dir() => {}
@@ -287,7 +286,15 @@ pub fn read_small(side: &dyn Replica, p: &RelPath, max: u64) -> io::Result<Optio
             }
         }
     }
-    let e = match side.stat(p)? {
+    side.stat(p)
+}
+
+/// A file's metadata and content, when `p` is a regular file of at most `max` bytes reached
+/// without a symbolic link on the way ([`stat_inside`]). `Ok(None)`: nothing there, a
+/// folder, a link, or too large; an `InvalidInput` error: a symbolic link on the way.
+/// (Sides never follow a link at the file itself: the local side opens with `O_NOFOLLOW`.)
+pub fn read_small(side: &dyn Replica, p: &RelPath, max: u64) -> io::Result<Option<(Entry, Vec<u8>)>> {
+    let e = match stat_inside(side, p)? {
         Some(Node::Entry(e)) if e.is_file() && e.size <= max => e,
         _ => return Ok(None),
     };

@@ -216,7 +216,7 @@ fn scan_cmd(target: &Target, json: bool) -> anyhow::Result<i32> {
 /// `tandem resync PATH`: through the running service when one holds the pair, else here.
 fn resync_cmd(cli: &Cli, path: &str, target: &Target, dry_run: bool, json: bool) -> anyhow::Result<i32> {
     let (config, all) = pairs(target)?;
-    let resolved = api::user_path(path);
+    let resolved = api::resync_arg(&all, path);
     let path = &resolved;
     let p = resync_pair(&all, path)?;
     api::resync_path(p, path)?;
