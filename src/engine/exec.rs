@@ -264,11 +264,13 @@ impl<'a> Exec<'a> {
         w.finish(mtime, mode)
     }
 
-    fn move_to_trash(&self, side: Side, p: &RelPath, abs: &RelPath) -> std::io::Result<()> {
+    /// Move the version at `abs` into this run's trash; returns where it went.
+    fn move_to_trash(&self, side: Side, p: &RelPath, abs: &RelPath) -> std::io::Result<RelPath> {
         let fs = self.rep(side);
         let dest = self.trash_path(side, p);
         fs.create_dir_all(&dest.dir())?;
-        fs.rename(abs, &dest)
+        fs.rename(abs, &dest)?;
+        Ok(dest)
     }
 
     // ------------------------------------------------------------------ renames
@@ -540,14 +542,7 @@ impl<'a> Exec<'a> {
             let res = match (to.caps().atomic_replace, keep) {
                 (true, true) => self.keep_in_trash(side, p, &da),
                 (true, false) => Ok(()),
-                (false, _) => {
-                    let dest = self.trash_path(side, p);
-                    let moved = to.create_dir_all(&dest.dir()).and_then(|_| to.rename(&da, &dest));
-                    if moved.is_ok() {
-                        aside = Some((dest, keep));
-                    }
-                    moved
-                }
+                (false, _) => self.move_to_trash(side, p, &da).map(|dest| aside = Some((dest, keep))),
             };
             if let Err(e) = res {
                 return discard(Outcome::Failed {
@@ -655,7 +650,7 @@ impl<'a> Exec<'a> {
         let res = if expect.is_dir() {
             self.remove_dir(side, p, &abs)
         } else if soft {
-            self.move_to_trash(side, p, &abs)
+            self.move_to_trash(side, p, &abs).map(|_| ())
         } else {
             rep.remove_file(&abs)
         };

@@ -433,21 +433,21 @@ impl MemFs {
     }
 
     pub fn set_mtime(&self, path: &Path, mtime_ns: i64) -> io::Result<()> {
-        let p = norm(path);
-        let ctime = self.tick() as i64;
-        let mut nodes = self.nodes.lock().unwrap();
-        let n = nodes.get_mut(&self.key(&p)).ok_or_else(|| not_found(&p))?;
-        n.mtime = self.coarse(mtime_ns);
-        n.ctime = ctime;
-        Ok(())
+        let mtime = self.coarse(mtime_ns);
+        self.change_meta(path, |n| n.mtime = mtime)
     }
 
     pub fn set_mode(&self, path: &Path, mode: u32) -> io::Result<()> {
+        self.change_meta(path, |n| n.mode = mode)
+    }
+
+    /// Change a node's metadata; its change time moves, as on a real file system.
+    fn change_meta(&self, path: &Path, change: impl FnOnce(&mut MemNode)) -> io::Result<()> {
         let p = norm(path);
         let ctime = self.tick() as i64;
         let mut nodes = self.nodes.lock().unwrap();
         let n = nodes.get_mut(&self.key(&p)).ok_or_else(|| not_found(&p))?;
-        n.mode = mode;
+        change(n);
         n.ctime = ctime;
         Ok(())
     }
