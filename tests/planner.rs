@@ -82,6 +82,8 @@ struct Opts {
     left_names: NameRules,
     right_names: NameRules,
     overrides: BTreeMap<RelPath, Keep>,
+    mtime_window_ns: i64,
+    content_by_meta: bool,
 }
 
 struct Case {
@@ -103,6 +105,8 @@ impl Default for Opts {
             left_names: NameRules::default(),
             right_names: NameRules::default(),
             overrides: BTreeMap::new(),
+            mtime_window_ns: 1,
+            content_by_meta: false,
         }
     }
 }
@@ -118,6 +122,8 @@ fn plan_with(input: &PlanInput, o: &Opts) -> tandem::engine::plan::Plan {
         overrides: &o.overrides,
         utc_offset: &|_| 0,
         comparable_versions: true,
+        mtime_window_ns: o.mtime_window_ns,
+        content_by_meta: o.content_by_meta,
     };
     plan(input, &opts)
 }
@@ -215,6 +221,26 @@ const CASES: &[Case] = &[
         expect: &["record a.txt R1'"],
     },
     // ---- R2: new on both sides
+    Case {
+        name: "R2 where reading is a download (cloud drive): same size and time is same content, nothing read",
+        base: &[],
+        left: &[("n.doc", "f:aaaa@2000")],
+        right: &[("n.doc", "f:bbbb@2000")],
+        opts: |o| o.content_by_meta = true,
+        expect: &["record n.doc R2"],
+    },
+    Case {
+        name: "R2 where reading is a download: another time still compares content",
+        base: &[],
+        left: &[("n.doc", "f:aaaa@1795357800")],
+        right: &[("n.doc", "f:bbbb@1795358400")],
+        opts: |o| o.content_by_meta = true,
+        expect: &[
+            "clash left n.doc->n_clash_202611221430.doc R2",
+            "copy left n.doc R2",
+            "copy right n_clash_202611221430.doc R2",
+        ],
+    },
     Case {
         name: "R2 option 1 clash",
         base: &[],
@@ -369,6 +395,14 @@ const CASES: &[Case] = &[
         expect: &["rename left report.txt->REPORT.txt R12"],
     },
     // ---- R13: properties changed on both sides
+    Case {
+        name: "R13 times within the coarser side's mtime step (FAT: 2 s) are the same time: record",
+        base: &[("a", "f:x@1000")],
+        left: &[("a", "f:x@2000")],
+        right: &[("a", "f:x@2001")],
+        opts: |o| o.mtime_window_ns = 2_000_000_000,
+        expect: &["record a R13"],
+    },
     Case {
         name: "R13 option 1 the newer change wins",
         base: &[("a", "f:same@1000")],

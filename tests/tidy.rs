@@ -241,7 +241,7 @@ fn tidy_the_local_side_is_named_only_by_composition_roots() {
                     line.trim()
                 ));
             }
-            if line.contains("side::open(") && !may_open.contains(&rel.as_str()) && !shell {
+            if line.contains("side::open") && !may_open.contains(&rel.as_str()) && !shell {
                 bad.push(format!(
                     "{rel}:{n}: opens a side from a location: only the composition roots ({}) and the shells do\n    {}",
                     may_open.join(", "),

@@ -302,6 +302,15 @@ fn json_to_toml(v: &serde_json::Value) -> Option<toml_edit::Value> {
             }
             toml_edit::Value::Array(arr)
         }
+        // A small table (`remote = { endpoint = "...", secret_env = "..." }`); null members
+        // are left out.
+        serde_json::Value::Object(o) => {
+            let mut t = toml_edit::InlineTable::new();
+            for (k, x) in o.iter().filter(|(_, x)| !x.is_null()) {
+                t.insert(k, json_to_toml(x)?);
+            }
+            toml_edit::Value::InlineTable(t)
+        }
         _ => return None,
     })
 }

@@ -8,11 +8,12 @@ use super::{
     MailGranularity, PairConfig, PropsOption, Rules, SmtpSecurity, SyncOptions, ToastKind, WatchMode,
 };
 use crate::model::schedule::{Job, ScheduleField, ScheduleSpec};
+use crate::side::remote::RemoteOptions;
 use std::path::{Path, PathBuf};
 
 /// The keys of the top level. Those from `PAIR_OPTIONS_FROM` on are sync options, which a
 /// `[[pair]]` may set too.
-const KNOWN_TOP: [&str; 25] = [
+const KNOWN_TOP: [&str; 28] = [
     "state",
     "listen",
     "log_dir",
@@ -21,6 +22,8 @@ const KNOWN_TOP: [&str; 25] = [
     "desktop",
     "conflicts",
     "watch",
+    "watch_left",
+    "watch_right",
     "debounce",
     "max_wait",
     "poll_interval",
@@ -28,6 +31,7 @@ const KNOWN_TOP: [&str; 25] = [
     "large_file",
     "large_workers",
     "bandwidth",
+    "remote",
     "schedule",
     "history_retention_days",
     "ignore",
@@ -165,6 +169,16 @@ impl Walker<'_> {
             key: key.to_string(),
             expected: expected.to_string(),
             found: describe(found),
+        }
+    }
+
+    /// A secret written into the file: refused, and never repeated in the message.
+    fn secret_in_file(&self, key: &str, expected: &str) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            found: "a secret (not shown)".into(),
         }
     }
 
@@ -329,10 +343,68 @@ impl Walker<'_> {
         Ok(name)
     }
 
+    /// A pair's `left` or `right`: a folder (made absolute) or a server's URL (as written,
+    /// checked: `s3://BUCKET/PREFIX`, `webdav://[USER@]HOST/PATH`).
+    fn location(&self, t: &toml::Table, key: &str, side: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
+        let s = self.req_str(t, key, side)?;
+        if !crate::side::remote::is_remote(Path::new(&s)) {
+            return Ok(resolve(base_dir, &s));
+        }
+        match crate::side::remote::parse_location(Path::new(&s)) {
+            Ok(_) => Ok(PathBuf::from(s)),
+            Err(e) => Err(self.invalid(
+                &format!("{key}.{side}"),
+                &format!("a folder or a URL s3://BUCKET/PREFIX or webdav://[USER@]HOST/PATH ({e})"),
+                &toml::Value::String(s.replace(|c: char| c.is_control(), "")),
+            )),
+        }
+    }
+
+    /// A `[remote]` table: how a pair's `s3://` or `webdav://` side is reached. Never the
+    /// secret itself: `secret_file` (owner-only) or `secret_env` name where it is.
+    fn remote(&self, v: &toml::Value, key: &str) -> Result<RemoteOptions, ConfigError> {
+        let t = v.as_table().ok_or_else(|| self.invalid(key, "a table", v))?;
+        for secret in ["secret", "password", "secret_key", "secret_access_key"] {
+            if t.contains_key(secret) {
+                return Err(self.secret_in_file(
+                    &join_key(key, secret),
+                    "no secret in the file: use secret_file (a file only its owner can read) or secret_env",
+                ));
+            }
+        }
+        self.known(
+            t,
+            key,
+            &[
+                "endpoint",
+                "region",
+                "user",
+                "secret_file",
+                "secret_env",
+                "password_file",
+                "password_env",
+            ],
+        )?;
+        // `password_file` / `password_env` (a WebDAV account's words) are the same thing.
+        let one_of = |a: &str, b: &str| -> Result<Option<String>, ConfigError> {
+            match (self.opt_str(t, key, a)?, self.opt_str(t, key, b)?) {
+                (Some(_), Some(_)) => Err(self.invalid(&join_key(key, b), &format!("either {a} or {b}, not both"), &t[b])),
+                (x, y) => Ok(x.or(y)),
+            }
+        };
+        Ok(RemoteOptions {
+            endpoint: self.opt_str(t, key, "endpoint")?,
+            region: self.opt_str(t, key, "region")?,
+            user: self.opt_str(t, key, "user")?,
+            secret_file: one_of("secret_file", "password_file")?.map(|f| resolve(self.file.parent().unwrap_or(Path::new("/")), &f)),
+            secret_env: one_of("secret_env", "password_env")?,
+        })
+    }
+
     /// A pair's `left` and `right` folders, absolute, neither inside the other.
     fn pair_roots(&self, t: &toml::Table, key: &str, base_dir: &Path) -> Result<(PathBuf, PathBuf), ConfigError> {
-        let left = resolve(base_dir, &self.req_str(t, key, "left")?);
-        let right = resolve(base_dir, &self.req_str(t, key, "right")?);
+        let left = self.location(t, key, "left", base_dir)?;
+        let right = self.location(t, key, "right", base_dir)?;
         if left.starts_with(&right) || right.starts_with(&left) {
             return Err(self.invalid(
                 &format!("{key}.right"),
@@ -355,6 +427,9 @@ impl Walker<'_> {
         self.service_options(t, prefix, &mut o)?;
         if let Some(v) = t.get("bandwidth") {
             o.bandwidth = self.bandwidth(v, &join_key(prefix, "bandwidth"))?;
+        }
+        if let Some(v) = t.get("remote") {
+            o.remote = self.remote(v, &join_key(prefix, "remote"))?;
         }
         if let Some(v) = t.get("schedule") {
             o.schedules = self.schedules(v, &join_key(prefix, "schedule"))?;
@@ -412,13 +487,24 @@ impl Walker<'_> {
 
     /// When the continuous service syncs: watching, debounce, polling, reconciling, large files.
     fn service_options(&self, t: &toml::Table, prefix: &str, o: &mut SyncOptions) -> Result<(), ConfigError> {
-        if let Some(v) = t.get("watch") {
-            o.watch = match v.as_str() {
-                Some("auto") => WatchMode::Auto,
-                Some("poll") => WatchMode::Poll,
-                Some("off") => WatchMode::Off,
-                _ => return Err(self.invalid(&join_key(prefix, "watch"), "one of \"auto\", \"poll\", \"off\"", v)),
-            };
+        let watch = |key: &str| -> Result<Option<WatchMode>, ConfigError> {
+            let Some(v) = t.get(key) else { return Ok(None) };
+            match v.as_str().and_then(WatchMode::parse) {
+                Some(m) => Ok(Some(m)),
+                None => Err(self.invalid(
+                    &join_key(prefix, key),
+                    "one of \"auto\", \"events\", \"both\", \"poll\", \"off\"",
+                    v,
+                )),
+            }
+        };
+        if let Some(m) = watch("watch")? {
+            o.watch = m;
+        }
+        for (i, key) in ["watch_left", "watch_right"].into_iter().enumerate() {
+            if let Some(m) = watch(key)? {
+                o.watch_sides[i] = Some(m);
+            }
         }
         if let Some(ms) = self.opt_duration(t, prefix, "debounce", 0, 60_000)? {
             o.debounce_ms = ms;
@@ -580,12 +666,8 @@ impl Walker<'_> {
         let t = v.as_table().ok_or_else(|| self.invalid("email", "a table", v))?;
         let p = "email";
         self.known(t, p, &EMAIL_KEYS)?;
-        if let Some(v) = t.get("password") {
-            return Err(self.invalid(
-                "email.password",
-                "no clear password in the file: use password_env or password_file",
-                v,
-            ));
+        if t.contains_key("password") {
+            return Err(self.secret_in_file("email.password", "no clear password in the file: use password_env or password_file"));
         }
         let security = self.smtp_security(t)?;
         let granularity = self.mail_granularity(t)?;
@@ -713,6 +795,7 @@ impl Walker<'_> {
 mod tests {
     use super::*;
     use crate::config::Ignore;
+    use crate::model::Side;
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/etc/tandem.toml"), s)
@@ -785,6 +868,7 @@ name = "nightly"
 left = "/a"
 right = "/b"
 watch = "off"
+watch_right = "both"
 [pair.bandwidth]
 right_to_left = "unlimited"
 "#,
@@ -802,10 +886,77 @@ right_to_left = "unlimited"
         assert_eq!(d.bandwidth.windows[0].right_to_left, Some(500_000));
         let p = &c.pairs[0].options;
         assert_eq!(p.watch, WatchMode::Off);
+        assert_eq!(
+            (p.watch_for(Side::Left), p.watch_for(Side::Right)),
+            (WatchMode::Off, WatchMode::Both)
+        );
+        assert!(!p.watch_off(), "the right side is still watched and polled");
         assert_eq!(p.debounce_ms, 200, "inherited");
         // A pair's [pair.bandwidth] table replaces the global one.
         assert_eq!(p.bandwidth.left_to_right, None);
         assert!(p.bandwidth.is_unlimited());
+    }
+
+    #[test]
+    fn remote_sides_take_a_url_and_a_remote_table_without_the_secret() {
+        let c = parse(
+            r#"
+[remote]
+region = "eu-central-1"
+[[pair]]
+name = "photos"
+left = "/home/me/Photos"
+right = "s3://photos/laptop"
+[pair.remote]
+endpoint = "https://s3.example.org"
+user = "AKIAEXAMPLE"
+secret_file = "secrets/s3"
+[[pair]]
+name = "docs"
+left = "/home/me/Docs"
+right = "webdav://me@webdav.example.org/Docs"
+[pair.remote]
+password_env = "DOCS_PASSWORD"
+"#,
+        )
+        .unwrap();
+        let (p, d) = (&c.pairs[0], &c.pairs[1]);
+        assert_eq!(
+            p.right,
+            Path::new("s3://photos/laptop"),
+            "a URL is taken as written, not made a path"
+        );
+        assert_eq!(p.options.remote.endpoint.as_deref(), Some("https://s3.example.org"));
+        assert_eq!(
+            p.options.remote.secret_file.as_deref(),
+            Some(Path::new("/etc/secrets/s3")),
+            "relative to the config file"
+        );
+        assert_eq!(p.options.remote.region, None, "a pair's [pair.remote] replaces the global one");
+        let c2 = parse("[remote]\nregion = \"eu-central-1\"\n[[pair]]\nname = \"a\"\nleft = \"/a\"\nright = \"s3://b\"\n").unwrap();
+        assert_eq!(c2.pairs[0].options.remote.region.as_deref(), Some("eu-central-1"), "inherited");
+        assert_eq!(
+            d.options.remote.secret_env.as_deref(),
+            Some("DOCS_PASSWORD"),
+            "password_env is secret_env"
+        );
+        assert_eq!(d.right, Path::new("webdav://me@webdav.example.org/Docs"));
+    }
+
+    #[test]
+    fn config_clear_password_error_does_not_echo_the_password() {
+        for (text, key) in [
+            ("[email]\nhost='h'\nfrom='a@b.c'\npassword='planted-secret-1'", "email.password"),
+            ("[remote]\npassword='planted-secret-1'", "remote.password"),
+            (
+                "[[pair]]\nname='a'\nleft='/a'\nright='s3://b'\n[pair.remote]\nsecret_key='planted-secret-1'",
+                "pair[0].remote.secret_key",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("not shown"), "{e}");
+            assert!(!e.contains("planted-secret-1"), "the secret is repeated: {e}");
+        }
     }
 
     #[test]
@@ -826,9 +977,20 @@ right_to_left = "unlimited"
             ),
             ("[[pair]]\nname='a'\nleft='/a'\nright='/a/b'", "pair[0].right", "neither contains"),
             ("ignore = ['a[']", "ignore[0]", "glob"),
+            (
+                "[[pair]]\nname='a'\nleft='/a'\nright='s3://key:x@b/p'",
+                "pair[0].right",
+                "s3://BUCKET/PREFIX",
+            ),
+            ("[remote]\ntoken = 'x'", "remote.token", "known keys"),
             ("debounce = '5 weeks'", "debounce", "a duration from 0ms to 60s"),
             ("poll_interval = 10", "poll_interval", "a duration from 1s"),
-            ("watch = 'sometimes'", "watch", "\"auto\", \"poll\", \"off\""),
+            ("watch = 'sometimes'", "watch", "\"auto\", \"events\", \"both\", \"poll\", \"off\""),
+            (
+                "watch_right = 'cloud'",
+                "watch_right",
+                "\"auto\", \"events\", \"both\", \"poll\", \"off\"",
+            ),
             ("listen = '0.0.0.0:7700'", "listen", "loopback"),
             ("[bandwidth]\nleft_to_right = 'fast'", "bandwidth.left_to_right", "bytes per second"),
             (

@@ -607,8 +607,13 @@ impl<'a> Exec<'a> {
             if src.mode != 0 && cur.mode != 0 && src.mode != cur.mode {
                 rep.set_mode(&abs, src.mode)?;
             }
-            if src.mtime != cur.mtime && !mode_only {
-                rep.set_mtime(&abs, src.mtime)?;
+            // A side that keeps its own times (a cloud mount, an S3 bucket) is recorded as
+            // it is: the base keeps each side's own mtime, so it does not look changed.
+            if src.mtime != cur.mtime && !mode_only && rep.caps().set_mtime {
+                match rep.set_mtime(&abs, src.mtime) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {}
+                    r => r?,
+                }
             }
             Ok(())
         })();

@@ -53,8 +53,11 @@ pub struct SyncOptions {
     pub portable_names: bool,
     /// Longest relative path (in UTF-16 units) accepted when a side is Windows-like.
     pub max_path_len: usize,
-    /// How the continuous service notices changes.
+    /// How the continuous service notices changes (both sides, unless overridden below).
     pub watch: WatchMode,
+    /// `watch_left` / `watch_right`: one side's own way (e.g. `"both"` for a cloud drive
+    /// the detection does not recognise).
+    pub watch_sides: [Option<WatchMode>; 2],
     /// A change whose writer has not closed the file is taken after this much quiet (ms).
     pub debounce_ms: u64,
     /// A path that keeps changing is taken after at most this long (ms).
@@ -68,6 +71,9 @@ pub struct SyncOptions {
     /// Workers of the large-file lane.
     pub large_workers: usize,
     pub bandwidth: Bandwidth,
+    /// How a side that is a server (`s3://`, `webdav://`) is reached: endpoint, region,
+    /// user and where the secret is (never the secret).
+    pub remote: crate::side::remote::RemoteOptions,
     /// Scheduled runs (`[[schedule]]`, or `[[pair.schedule]]` replacing them for a pair).
     pub schedules: Vec<crate::model::schedule::ScheduleSpec>,
     /// Runs and their journal older than this are pruned by the daily housekeeping.
@@ -78,12 +84,45 @@ pub struct SyncOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WatchMode {
-    /// OS events; falls back to polling a side that sends none.
+    /// What the side supports: OS events on a local disk (polling if none arrive), events
+    /// and polling on a cloud drive or network share, polling on a server.
     Auto,
-    /// Full scans every `poll_interval` (network shares, cloud mounts).
+    /// OS events only (polling if none arrive at all).
+    Events,
+    /// OS events for what this machine writes plus a scan every `poll_interval` for what
+    /// changes elsewhere (cloud drives mounted as folders, network shares).
+    Both,
+    /// Scans every `poll_interval`, no OS events.
     Poll,
     /// No watching: only schedules, reconciliations and manual syncs.
     Off,
+}
+
+impl WatchMode {
+    pub const NAMES: [&str; 5] = ["auto", "events", "both", "poll", "off"];
+
+    pub fn parse(s: &str) -> Option<WatchMode> {
+        Some(match s {
+            "auto" => WatchMode::Auto,
+            "events" => WatchMode::Events,
+            "both" => WatchMode::Both,
+            "poll" => WatchMode::Poll,
+            "off" => WatchMode::Off,
+            _ => return None,
+        })
+    }
+}
+
+impl SyncOptions {
+    /// How `side` is watched: its own `watch_left`/`watch_right`, else the pair's `watch`.
+    pub fn watch_for(&self, side: crate::model::Side) -> WatchMode {
+        self.watch_sides[side as usize].unwrap_or(self.watch)
+    }
+
+    /// Neither side is watched or polled: only schedules and manual runs.
+    pub fn watch_off(&self) -> bool {
+        crate::model::Side::BOTH.iter().all(|s| self.watch_for(*s) == WatchMode::Off)
+    }
 }
 
 /// Bytes per second per direction (None: unlimited), optionally by time of day.
@@ -144,13 +183,15 @@ impl Default for SyncOptions {
             portable_names: false,
             max_path_len: 240,
             watch: WatchMode::Auto,
+            watch_sides: [None, None],
             debounce_ms: 300,
             max_wait_ms: 10_000,
-            poll_interval_s: 30,
+            poll_interval_s: 60,
             reconcile_every_s: 6 * 3600,
             large_file_bytes: 64 << 20,
             large_workers: 1,
             bandwidth: Bandwidth::default(),
+            remote: Default::default(),
             schedules: Vec::new(),
             history_retention_days: 365,
         }

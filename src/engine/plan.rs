@@ -301,9 +301,21 @@ pub struct PlanOptions<'a> {
     /// Both sides' version tokens are change times on one clock (two local sides), so
     /// they order changes across sides; else (an ETag, no token) they only tell "changed".
     pub comparable_versions: bool,
+    /// The coarser of the two sides' mtime steps (ns; 1: exact). Two mtimes closer than
+    /// this are the same time (a whole-second cloud drive keeps 10.9 s as 10 s).
+    pub mtime_window_ns: i64,
+    /// Reading a side's content is a download (a cloud drive, a server): two files of the
+    /// same size and the same time (within `mtime_window_ns`) are taken as the same content
+    /// without reading them (as rclone's and FreeFileSync's default comparison does).
+    pub content_by_meta: bool,
 }
 
 impl PlanOptions<'_> {
+    /// `a` and `b` are the same time, given the sides' mtime steps.
+    pub fn same_time(&self, a: i64, b: i64) -> bool {
+        a.abs_diff(b) < self.mtime_window_ns.max(1) as u64
+    }
+
     fn names(&self, s: Side) -> NameRules {
         match s {
             Side::Left => self.left_names,
@@ -1163,6 +1175,9 @@ impl<'a> Planner<'a, '_> {
         if l.size != r.size {
             return false;
         }
+        if self.opts.content_by_meta && self.opts.same_time(l.mtime, r.mtime) {
+            return true;
+        }
         let hl = self.hash(Side::Left, p, l);
         let hr = self.hash(Side::Right, p, r);
         matches!((hl, hr), (Some(a), Some(b)) if a == b)
@@ -1325,7 +1340,7 @@ impl<'a> Planner<'a, '_> {
             (Unchanged, Props) => self.set_props(Side::Left, p, r.unwrap(), l.unwrap(), Rule::R12),
             (Props, Props) => {
                 let (le, re) = (l.unwrap(), r.unwrap());
-                if le.mtime == re.mtime && le.mode == re.mode {
+                if self.opts.same_time(le.mtime, re.mtime) && le.mode == re.mode {
                     self.record(p, le, re, Rule::R13);
                 } else {
                     match self.opts.rules.r13 {

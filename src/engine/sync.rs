@@ -71,10 +71,24 @@ pub enum ApiError {
         #[source]
         source: std::io::Error,
     },
+    /// A side on a server could not be opened: a wrong address, bucket or credential
+    /// (`remote_config`), or a server that does not answer (`remote_unreachable`).
+    #[error("pair {pair}: {source}")]
+    Remote {
+        pair: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Whether opening a remote side failed on what the user configured (not on the network).
+fn remote_config_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::InvalidInput | K::NotFound | K::PermissionDenied | K::Unsupported)
 }
 
 impl ApiError {
@@ -96,6 +110,8 @@ impl ApiError {
             ApiError::State(_) => "state_error",
             ApiError::Locked { .. } => "pair_locked",
             ApiError::Io { .. } => "io_error",
+            ApiError::Remote { source, .. } if remote_config_error(source) => "remote_config",
+            ApiError::Remote { .. } => "remote_unreachable",
             ApiError::NotFound(_) => "not_found",
             ApiError::Internal(_) => "internal",
         }
@@ -110,7 +126,8 @@ impl ApiError {
             | ApiError::MassDelete { .. }
             | ApiError::MassOverwrite { .. }
             | ApiError::Locked { .. } => 3,
-            ApiError::Io { .. } | ApiError::Internal(_) => 1,
+            ApiError::Remote { source, .. } if remote_config_error(source) => 2,
+            ApiError::Io { .. } | ApiError::Remote { .. } | ApiError::Internal(_) => 1,
             _ => 2,
         }
     }
@@ -686,6 +703,8 @@ fn plan_until_done(
         overrides: &req.overrides,
         utc_offset: &utc_offset,
         comparable_versions: [lfs, rfs].iter().all(|s| s.caps().version == VersionToken::ChangeTime),
+        mtime_window_ns: lfs.caps().mtime_resolution_ns.max(rfs.caps().mtime_resolution_ns),
+        content_by_meta: !(lfs.caps().cheap_listing && rfs.caps().cheap_listing),
     };
     for _ in 0..8 {
         let p = plan::plan(&input, &opts);

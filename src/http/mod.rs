@@ -164,6 +164,8 @@ impl From<ApiError> for HttpError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Usage(_) | ApiError::Config(_) => StatusCode::BAD_REQUEST,
             ApiError::Locked { .. } => StatusCode::CONFLICT,
+            ApiError::Remote { .. } if e.code() == "remote_config" => StatusCode::BAD_REQUEST,
+            ApiError::Remote { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         fail(status, e.code(), e.to_string())
@@ -714,6 +716,30 @@ async fn settings_validate(State(st): State<AppState>, Json(change): Json<Settin
     }
 }
 
+#[derive(Deserialize)]
+struct TestConnection {
+    location: String,
+    #[serde(default)]
+    remote: crate::side::remote::RemoteOptions,
+}
+
+/// Settings' "Test connection": open a location as a pair would and report the probed
+/// capabilities, or the error (`remote_config`, `remote_unreachable`) naming the place.
+async fn test_connection(Json(t): Json<TestConnection>) -> Result<Response, HttpError> {
+    let location = PathBuf::from(t.location.trim());
+    if location.as_os_str().is_empty() {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "usage",
+            "location: a folder or a URL is required".into(),
+        ));
+    }
+    let rep = tokio::task::spawn_blocking(move || crate::api::test_location(&location, &t.remote))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    Ok(Json(rep).into_response())
+}
+
 /// Save settings (validated, written atomically, comments kept with `edits`) and apply
 /// them at once: the pairs restart with the new configuration.
 async fn settings_save(State(st): State<AppState>, Json(change): Json<SettingsChange>) -> Result<Response, HttpError> {
@@ -835,6 +861,7 @@ fn router(
         .route("/api/events", get(events))
         .route("/api/settings", get(settings).put(settings_save).patch(settings_save))
         .route("/api/settings/validate", post(settings_validate))
+        .route("/api/test-connection", post(test_connection))
         .route("/api/conflicts", get(conflicts))
         .route("/api/pairs/{pair}/backlog", get(backlog))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))

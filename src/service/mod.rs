@@ -18,14 +18,14 @@ pub mod watch;
 use self::events::{Event, PairState, ScanKind};
 use self::throttle::Throttle;
 use self::timers::{Next, Timers, Timing, CANARY_WAIT};
-use self::watch::{Debouncer, Readiness, RootWatcher, WatchMsg};
-use crate::config::{PairConfig, WatchMode};
+use self::watch::{watch_plan, Debouncer, Readiness, RootWatcher, WatchMsg};
+use crate::config::PairConfig;
 use crate::engine::exec::{Hooks, Observer, Outcome};
 use crate::engine::plan::{Action, Plan};
 use crate::engine::records;
 use crate::engine::sync::{self as api, ApiError, PairLock, SyncRequest, Trigger};
 use crate::model::{RelPath, Side};
-use crate::side::{ChangeSource, Replica};
+use crate::side::Replica;
 use crate::state::{now_ns, RunRow, Store};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -250,8 +250,12 @@ struct Live {
 
 #[derive(Clone, Default)]
 struct WatchInfoState {
+    /// "off", "polling", "starting" (OS events, the canary not back yet), "events", "both"
+    /// (OS events and polling).
     mode: &'static str,
     reason: Option<String>,
+    /// Also polled, whatever the events do (a cloud drive, `watch = "both"`).
+    poll: bool,
 }
 
 struct TransferState {
@@ -534,9 +538,18 @@ impl Engine {
             store.abandon_runs(id)?;
             let paused = store.kv_get(&kv_pause_key(&p.name))?.is_some();
             let (tx, rx) = mpsc::channel();
+            // A server is connected on first use and again after a failure: a cloud account
+            // that does not answer at start fails runs (naming why), not the service.
+            let open = |location: &Path| {
+                crate::side::open_lasting(location, &p.options.remote).map_err(|source| ApiError::Remote {
+                    pair: p.name.clone(),
+                    source,
+                })
+            };
+            let sides = [open(&p.left)?, open(&p.right)?];
             pairs.push(Arc::new(PairRt {
                 cfg: p.clone(),
-                sides: [crate::side::open(&p.left), crate::side::open(&p.right)],
+                sides,
                 id,
                 tx: Mutex::new(tx),
                 paused: AtomicBool::new(paused),
@@ -600,74 +613,88 @@ impl Engine {
         let o = &rt.cfg.options;
         for side in Side::BOTH {
             let fs = rt.side(side);
-            let info = match o.watch {
-                WatchMode::Off => WatchInfoState {
+            let every = o.poll_interval_s;
+            let (events, poll, why) = watch_plan(o.watch_for(side), fs.caps().changes, fs.local_root().is_some(), fs.note());
+            let mut info = match (events, poll) {
+                (false, false) => WatchInfoState {
                     mode: "off",
                     reason: Some("watch = \"off\": schedules and manual syncs only".into()),
+                    poll: false,
                 },
-                WatchMode::Poll => WatchInfoState {
+                (false, true) => WatchInfoState {
                     mode: "polling",
-                    reason: Some(format!("watch = \"poll\": a full scan every {} s", o.poll_interval_s)),
+                    reason: Some(format!("polling every {every} s ({why})")),
+                    poll: true,
                 },
-                WatchMode::Auto if fs.caps().changes != ChangeSource::OsEvents || fs.local_root().is_none() => WatchInfoState {
-                    mode: "polling",
-                    reason: Some(format!("this side sends no file events: a full scan every {} s", o.poll_interval_s)),
-                },
-                WatchMode::Auto => {
-                    let root = fs.local_root().expect("a side with OS events has a local root");
-                    let ignore = match crate::config::Ignore::new(&o.ignore, o.use_default_ignores) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            tracing::error!(pair = %rt.cfg.name, "ignore patterns: {e}");
-                            continue;
-                        }
-                    };
-                    // The trash folder exists before the watch starts, so the canary written
-                    // into it is seen (a folder created later is watched a moment late).
-                    if let Err(e) = fs.create_dir_all(&watch::canary_path().dir()) {
-                        tracing::warn!(pair = %rt.cfg.name, side = %side, "cannot create the trash folder: {e}");
-                    }
-                    let weak = Arc::downgrade(rt);
-                    let drop_events = self.inner.drop_events;
-                    let started = RootWatcher::start(root, side, ignore, move |m| {
-                        if drop_events {
-                            return;
-                        }
-                        if let Some(rt) = weak.upgrade() {
-                            rt.send(Ctl::Watch(m));
-                        }
-                    });
-                    match started {
-                        Ok(w) => {
-                            self.watchers.lock().unwrap().push(w);
-                            match watch::touch_canary(&**fs) {
-                                Ok(_) => WatchInfoState {
-                                    mode: "starting",
-                                    reason: None,
-                                },
-                                Err(e) => WatchInfoState {
-                                    mode: "polling",
-                                    reason: Some(format!("cannot write the canary file to test events: {e}")),
-                                },
-                            }
-                        }
-                        Err(reason) => WatchInfoState {
-                            mode: "polling",
-                            reason: Some(reason),
-                        },
-                    }
-                }
+                (true, _) => self.watch_side(rt, side, &**fs),
             };
-            if info.mode == "polling" && o.watch == WatchMode::Auto {
+            if events && poll {
+                info.poll = true;
+                let also = format!("polling every {every} s ({why})");
+                info.reason = Some(match info.reason.take() {
+                    Some(r) if info.mode == "polling" => format!("{r}; {also}"),
+                    _ => also,
+                });
+                tracing::info!(pair = %rt.cfg.name, side = %side, "watching file events and {}", info.reason.as_deref().unwrap_or(""));
+            } else if info.mode == "polling" && !poll {
                 let reason = info.reason.clone().unwrap_or_default();
-                tracing::warn!(pair = %rt.cfg.name, side = %side, "no file events, scanning every {} s instead: {reason}", o.poll_interval_s);
+                tracing::warn!(pair = %rt.cfg.name, side = %side, "no file events, polling every {every} s instead: {reason}");
                 self.inner.emit(Event::WatchFallback {
                     pair: rt.cfg.name.clone(),
                     side,
                     reason,
                 });
+            } else if info.mode == "polling" {
+                tracing::info!(pair = %rt.cfg.name, side = %side, "{}", info.reason.as_deref().unwrap_or(""));
             }
             rt.live.lock().unwrap().watch[side as usize] = info;
+        }
+    }
+
+    /// Start the OS watcher on a side's folder and write the canary that tests it:
+    /// "starting", or "polling" with the reason it could not start.
+    fn watch_side(&self, rt: &Arc<PairRt>, side: Side, fs: &dyn Replica) -> WatchInfoState {
+        let o = &rt.cfg.options;
+        let polling = |reason: String| WatchInfoState {
+            mode: "polling",
+            reason: Some(reason),
+            poll: false,
+        };
+        let Some(root) = fs.local_root() else {
+            return polling("no folder on this machine to watch".into());
+        };
+        let ignore = match crate::config::Ignore::new(&o.ignore, o.use_default_ignores) {
+            Ok(i) => i,
+            Err(e) => return polling(format!("ignore patterns: {e}")),
+        };
+        // The trash folder exists before the watch starts, so the canary written
+        // into it is seen (a folder created later is watched a moment late).
+        if let Err(e) = fs.create_dir_all(&watch::canary_path().dir()) {
+            tracing::warn!(pair = %rt.cfg.name, side = %side, "cannot create the trash folder: {e}");
+        }
+        let weak = Arc::downgrade(rt);
+        let drop_events = self.inner.drop_events;
+        let started = RootWatcher::start(root, side, ignore, move |m| {
+            if drop_events {
+                return;
+            }
+            if let Some(rt) = weak.upgrade() {
+                rt.send(Ctl::Watch(m));
+            }
+        });
+        match started {
+            Ok(w) => {
+                self.watchers.lock().unwrap().push(w);
+                match watch::touch_canary(fs) {
+                    Ok(_) => WatchInfoState {
+                        mode: "starting",
+                        reason: None,
+                        poll: false,
+                    },
+                    Err(e) => polling(format!("cannot write the canary file to test events: {e}")),
+                }
+            }
+            Err(reason) => polling(reason),
         }
     }
 
@@ -1180,7 +1207,7 @@ impl Worker {
         let (polling, canary) = {
             let l = rt.live.lock().unwrap();
             (
-                l.watch.iter().any(|x| x.mode == "polling"),
+                l.watch.iter().any(|x| x.mode == "polling" || x.poll),
                 l.watch.iter().any(|x| x.mode == "starting"),
             )
         };
@@ -1232,11 +1259,9 @@ impl Worker {
             }
             Ctl::Watch(WatchMsg::Canary { side }) => {
                 let mut l = self.rt.live.lock().unwrap();
-                if l.watch[side as usize].mode == "starting" {
-                    l.watch[side as usize] = WatchInfoState {
-                        mode: "events",
-                        reason: None,
-                    };
+                let w = &mut l.watch[side as usize];
+                if w.mode == "starting" {
+                    w.mode = if w.poll { "both" } else { "events" };
                     tracing::debug!(side = %side, "file events arrive");
                 }
             }
@@ -1364,9 +1389,11 @@ impl Worker {
                 "no file event came back for a test file within {} s (network share or cloud mount?)",
                 CANARY_WAIT.as_secs()
             );
+            let poll = l.watch[side as usize].poll;
             l.watch[side as usize] = WatchInfoState {
                 mode: "polling",
                 reason: Some(reason.clone()),
+                poll,
             };
             drop(l);
             tracing::warn!(side = %side, "{reason}; scanning every {} s instead", o.poll_interval_s);

@@ -4,7 +4,7 @@
 //! touches a side: `now` comes in, a decision goes out; the worker carries it out.
 //! Must not touch: the state store, sides, events.
 
-use crate::engine::pair::{SyncOptions, WatchMode};
+use crate::engine::pair::SyncOptions;
 use crate::engine::sync::Trigger;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ impl Timing {
         Timing {
             reconcile_every: Duration::from_secs(o.reconcile_every_s),
             poll_every: Duration::from_secs(o.poll_interval_s),
-            watch_off: o.watch == WatchMode::Off,
+            watch_off: o.watch_off(),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! root delivers events at all (network shares and cloud mounts often do not).
 //! Must not touch: the planner, the state store; it reports paths, it decides nothing.
 
+use crate::config::WatchMode;
 use crate::config::{is_temp_name, Ignore, TRASH_DIR};
 use crate::model::{RelPath, Side};
-use crate::side::Replica;
+use crate::side::{ChangeSource, Replica};
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -211,6 +212,26 @@ pub fn is_excluded(ignore: &Ignore, rel: &RelPath) -> bool {
 }
 
 /// Where the canary lives: in the root's trash folder.
+/// How one side is watched: (OS events, polling, why it is polled). `Auto` follows the
+/// side's change source: a local disk sends events; a cloud drive or network share sends
+/// events only for this machine's writes, so it is also polled (`note` says why); a server
+/// sends none. A side without a folder on this machine can only be polled.
+pub fn watch_plan(mode: WatchMode, changes: ChangeSource, has_local_root: bool, note: Option<String>) -> (bool, bool, String) {
+    let no_events = "this side sends no file events".to_string();
+    match mode {
+        WatchMode::Off => (false, false, String::new()),
+        WatchMode::Poll => (false, true, "watch = \"poll\"".into()),
+        _ if !has_local_root => (false, true, no_events),
+        WatchMode::Events => (true, false, String::new()),
+        WatchMode::Both => (true, true, note.unwrap_or_else(|| "watch = \"both\"".into())),
+        WatchMode::Auto => match changes {
+            ChangeSource::OsEvents => (true, false, String::new()),
+            ChangeSource::LocalEventsOnly => (true, true, note.unwrap_or_else(|| "changes made elsewhere send no events".into())),
+            ChangeSource::Feed | ChangeSource::Poll => (false, true, no_events),
+        },
+    }
+}
+
 pub fn canary_path() -> RelPath {
     RelPath::new(&format!("{TRASH_DIR}/{CANARY}")).expect("the canary's path is valid")
 }
@@ -345,6 +366,40 @@ mod tests {
 
     fn p(s: &str) -> RelPath {
         RelPath::new(s).unwrap()
+    }
+
+    #[test]
+    fn watch_plan_polls_cloud_drives_as_well_as_watching_them() {
+        let cloud = || Some("cloud drive or FUSE mount (fuse.rclone): server-side changes send no events".to_string());
+        let check = |mode, changes, local, note: Option<String>, expect: (bool, bool, &str)| {
+            let (e, p, why) = watch_plan(mode, changes, local, note);
+            assert_eq!((e, p, why.as_str()), expect, "{mode:?} {changes:?} local={local}");
+        };
+        use ChangeSource::*;
+        check(WatchMode::Auto, OsEvents, true, None, (true, false, ""));
+        check(
+            WatchMode::Auto,
+            LocalEventsOnly,
+            true,
+            cloud(),
+            (
+                true,
+                true,
+                "cloud drive or FUSE mount (fuse.rclone): server-side changes send no events",
+            ),
+        );
+        check(WatchMode::Auto, Poll, false, None, (false, true, "this side sends no file events"));
+        check(WatchMode::Events, LocalEventsOnly, true, cloud(), (true, false, ""));
+        check(WatchMode::Both, OsEvents, true, None, (true, true, "watch = \"both\""));
+        check(WatchMode::Poll, OsEvents, true, None, (false, true, "watch = \"poll\""));
+        check(
+            WatchMode::Events,
+            Poll,
+            false,
+            None,
+            (false, true, "this side sends no file events"),
+        );
+        check(WatchMode::Off, LocalEventsOnly, true, cloud(), (false, false, ""));
     }
 
     #[test]

@@ -102,6 +102,9 @@ impl Replica for FaultSide {
     fn local_root(&self) -> Option<&Path> {
         self.inner.local_root()
     }
+    fn note(&self) -> Option<String> {
+        self.inner.note()
+    }
     fn stat(&self, p: &RelPath) -> io::Result<Option<Node>> {
         self.check(FaultOp::Stat, p)?;
         self.inner.stat(p)

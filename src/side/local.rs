@@ -1,6 +1,16 @@
 //! The local side: a folder on this machine, through the operating system's file systems.
 //! OS-specific bits (file ids, change times, batched flushes, permissions) live here
 //! behind `cfg`, each with a portable fallback.
+//!
+//! A folder can be a cloud drive or a network share mounted as a folder (pCloud Drive,
+//! `rclone mount`, OneDrive's FUSE clients, NFS, SMB). Such a root is detected ([`Mount`]:
+//! the file system type from `statfs` and `/proc/self/mountinfo`) and described honestly in
+//! [`Caps`]: the OS watcher sees only writes made through this machine (changes made on the
+//! server send no events, so the service also polls), inode numbers and change times are not
+//! stable across remounts (no ids, no version token: they would make every file look changed
+//! and be hashed, i.e. downloaded), reading is a download (`cheap_listing` false), and how
+//! finely mtimes are kept, and whether they can be set at all, is probed by writing a
+//! temporary file once.
 
 use super::{Caps, ChangeSource, DirItem, FileWriter, KeepVersion, Node, Replica, VersionToken};
 use crate::model::{Entry, Kind, RelPath};
@@ -13,6 +23,29 @@ pub struct LocalSide {
     root: PathBuf,
     /// Probed once the root is there (`None` until then).
     case_insensitive: std::sync::OnceLock<bool>,
+    /// What the root is mounted as, probed once the root is there.
+    mount: std::sync::OnceLock<Option<Mount>>,
+}
+
+/// A root on a file system whose content lives elsewhere: a FUSE file system (most cloud
+/// drives mounted as folders) or a network file system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The file system type as the mount table names it (`fuse.rclone`, `nfs4`, `cifs`),
+    /// or as `statfs` does when the table cannot be read.
+    pub fstype: String,
+    pub kind: MountKind,
+    /// Probed: the finest mtime step kept (ns), and whether an mtime can be set at all.
+    pub mtime_resolution_ns: i64,
+    pub set_mtime: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountKind {
+    /// FUSE: a cloud drive client, rclone mount, sshfs...
+    Fuse,
+    /// NFS, SMB/CIFS, AFS, 9P, Ceph...
+    Network,
 }
 
 impl LocalSide {
@@ -20,7 +53,18 @@ impl LocalSide {
         LocalSide {
             root: root.into(),
             case_insensitive: std::sync::OnceLock::new(),
+            mount: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What the root is mounted as (`None`: a local disk, or the root is not there yet).
+    /// Probed once, when the root is first there.
+    pub fn mount(&self) -> Option<&Mount> {
+        if let Some(m) = self.mount.get() {
+            return m.as_ref();
+        }
+        std::fs::symlink_metadata(&self.root).ok()?;
+        self.mount.get_or_init(|| detect_mount(&self.root)).as_ref()
     }
 
     /// The native path of `p`, built component by component (a `/` is never handed to the
@@ -125,7 +169,7 @@ fn permissions(md: &std::fs::Metadata, mode: u32) -> std::fs::Permissions {
     }
 }
 
-struct RealWriter(std::io::BufWriter<std::fs::File>);
+struct RealWriter(std::io::BufWriter<std::fs::File>, bool);
 
 impl Write for RealWriter {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
@@ -142,6 +186,10 @@ impl FileWriter for RealWriter {
         if mode != 0 {
             // Through the open handle (fchmod): no second path lookup, no umask.
             f.set_permissions(permissions(&f.metadata()?, mode))?;
+        }
+        // A mount that cannot keep an mtime keeps its own (`Caps::set_mtime`).
+        if !self.1 {
+            return Ok(());
         }
         f.set_modified(system_time(mtime_ns))
     }
@@ -184,7 +232,8 @@ impl Replica for LocalSide {
     fn create_new(&self, p: &RelPath) -> io::Result<Box<dyn FileWriter>> {
         let path = &self.path(p);
         let f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-        Ok(Box::new(RealWriter(std::io::BufWriter::with_capacity(256 * 1024, f))))
+        let set_mtime = self.mount().is_none_or(|m| m.set_mtime);
+        Ok(Box::new(RealWriter(std::io::BufWriter::with_capacity(256 * 1024, f), set_mtime)))
     }
 
     fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
@@ -214,6 +263,12 @@ impl Replica for LocalSide {
 
     fn set_mtime(&self, p: &RelPath, mtime_ns: i64) -> io::Result<()> {
         let path = &self.path(p);
+        if self.mount().is_some_and(|m| !m.set_mtime) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{}: this mount keeps its own modification times", path.display()),
+            ));
+        }
         let f = std::fs::File::options()
             .write(true)
             .open(path)
@@ -301,7 +356,7 @@ impl Replica for LocalSide {
     }
 
     fn caps(&self) -> Caps {
-        Caps {
+        let local = Caps {
             case_insensitive: self.probe_case(),
             mtime_resolution_ns: 1,
             set_mtime: true,
@@ -315,7 +370,29 @@ impl Replica for LocalSide {
             needs_flush: true,
             cheap_listing: true,
             changes: ChangeSource::OsEvents,
+        };
+        match self.mount() {
+            None => local,
+            // Inode numbers and change times of a FUSE or network mount are the client's
+            // (renumbered at every mount, moved by a metadata refresh): as ids or version
+            // tokens they would make files look changed and be read, which is a download.
+            Some(m) => Caps {
+                mtime_resolution_ns: m.mtime_resolution_ns,
+                set_mtime: m.set_mtime,
+                ids: false,
+                version: VersionToken::None,
+                cheap_listing: false,
+                changes: ChangeSource::LocalEventsOnly,
+                ..local
+            },
         }
+    }
+
+    fn note(&self) -> Option<String> {
+        self.mount().map(|m| match m.kind {
+            MountKind::Fuse => format!("cloud drive or FUSE mount ({}): server-side changes send no events", m.fstype),
+            MountKind::Network => format!("network share ({}): changes made elsewhere send no events", m.fstype),
+        })
     }
 
     fn describe(&self, p: &RelPath) -> String {
@@ -359,4 +436,172 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
     true
+}
+
+/// File system magic numbers (`statfs` f_type, linux/magic.h) of FUSE and network file systems.
+#[cfg(target_os = "linux")]
+const REMOTE_MAGIC: [(i64, &str, MountKind); 10] = [
+    (0x6573_5546, "fuse", MountKind::Fuse),
+    (0x6969, "nfs", MountKind::Network),
+    (0x517B, "smb", MountKind::Network),
+    (0xFF53_4D42, "cifs", MountKind::Network),
+    (0xFE53_4D42, "smb2", MountKind::Network),
+    (0x7375_7245, "coda", MountKind::Network),
+    (0x5346_414F, "afs", MountKind::Network),
+    (0x6B41_4653, "afs", MountKind::Network),
+    (0x0102_1997, "9p", MountKind::Network),
+    (0x00C3_6400, "ceph", MountKind::Network),
+];
+
+/// Is `root` on a FUSE or network file system? Then probe its mtimes.
+#[cfg(target_os = "linux")]
+fn detect_mount(root: &Path) -> Option<Mount> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(root.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs fills the zeroed struct we own; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let magic = st.f_type as i64 & 0xFFFF_FFFF;
+    let &(_, magic_name, kind) = REMOTE_MAGIC.iter().find(|(m, ..)| *m == magic)?;
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let fstype = mount_fstype(&table, &real).unwrap_or_else(|| magic_name.to_string());
+    let (mtime_resolution_ns, set_mtime) = probe_mtime(root);
+    Some(Mount {
+        fstype,
+        kind,
+        mtime_resolution_ns,
+        set_mtime,
+    })
+}
+
+/// Other systems: no detection yet (Windows: the drive type, macOS: statfs f_fstypename).
+#[cfg(not(target_os = "linux"))]
+fn detect_mount(_root: &Path) -> Option<Mount> {
+    None
+}
+
+/// The file system type of the mount holding `path` (the longest mount point above it) in a
+/// `/proc/self/mountinfo` text: `36 35 98:0 / /mnt/x rw,noatime - fuse.rclone remote: rw`.
+pub fn mount_fstype(mountinfo: &str, path: &Path) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let mut fields = line.split(' ');
+        let Some(point) = fields.nth(4) else { continue };
+        let Some(fstype) = line.split(" - ").nth(1).and_then(|t| t.split(' ').next()) else {
+            continue;
+        };
+        let point = unescape_mount_point(point);
+        let under = path.starts_with(&point);
+        if under && best.as_ref().is_none_or(|(len, _)| point.as_os_str().len() >= *len) {
+            best = Some((point.as_os_str().len(), fstype.to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// Mount points escape space, tab, newline and backslash as `\040`-style octal.
+fn unescape_mount_point(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        PathBuf::from(std::ffi::OsString::from_vec(out))
+    }
+    #[cfg(not(unix))]
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The mtime step a mount keeps and whether it can be set: write a temporary file (a
+/// Tandem temp name, never synced), give it an mtime with nanoseconds and read it back.
+/// Unwritable roots count as whole seconds, not settable.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn probe_mtime(root: &Path) -> (i64, bool) {
+    const PROBE_NS: i64 = 1_600_000_000_123_456_789;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!(
+        "{}probe-{}-{n}{}",
+        crate::model::names::TEMP_PREFIX,
+        std::process::id(),
+        crate::model::names::TEMP_SUFFIX
+    );
+    let path = root.join(name);
+    let got = (|| -> io::Result<i64> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        f.write_all(b"t")?;
+        let r = f.set_modified(system_time(PROBE_NS));
+        drop(f);
+        r?;
+        match node_of(&std::fs::symlink_metadata(&path)?) {
+            Node::Entry(e) => Ok(e.mtime),
+            _ => Err(io::Error::other("the probe file is not a file")),
+        }
+    })();
+    let _ = std::fs::remove_file(&path);
+    match got {
+        Ok(t) => mtime_step(PROBE_NS, t),
+        Err(e) => {
+            tracing::debug!("{}: mtime probe failed: {e}", root.display());
+            (1_000_000_000, false)
+        }
+    }
+}
+
+/// What became of an mtime `set` when read back as `got`: the step it was truncated to, or
+/// "not settable" when it is not `set` at any step up to FAT's two seconds.
+pub fn mtime_step(set: i64, got: i64) -> (i64, bool) {
+    for step in [1, 1_000, 1_000_000, 10_000_000, 1_000_000_000, 2_000_000_000] {
+        let floor = set - set.rem_euclid(step);
+        // Rounded up (FAT rounds to the next two seconds) counts too.
+        if got == floor || (step > 1 && got == floor + step) {
+            return (step, true);
+        }
+    }
+    (1_000_000_000, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_fstype_takes_the_longest_mount_point_above_the_path() {
+        let table = "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n\
+                     40 22 0:40 / /mnt rw - tmpfs tmpfs rw\n\
+                     41 40 0:41 / /mnt/pcloud\\040drive rw,nosuid - fuse.pcloud pCloud rw\n\
+                     42 40 0:42 / /mnt/pc rw - nfs4 srv:/x rw\n";
+        let check = |p: &str, want: &str| assert_eq!(mount_fstype(table, Path::new(p)).as_deref(), Some(want), "{p}");
+        check("/home/u", "ext4");
+        check("/mnt/pcloud drive/Docs", "fuse.pcloud");
+        check("/mnt/pcloud drive", "fuse.pcloud");
+        // A prefix of a name is not a parent folder.
+        check("/mnt/pcx", "tmpfs");
+        check("/mnt/pc/a", "nfs4");
+    }
+
+    #[test]
+    fn mtime_step_names_the_truncation_or_says_unsettable() {
+        let set = 1_600_000_000_123_456_789;
+        assert_eq!(mtime_step(set, set), (1, true));
+        assert_eq!(mtime_step(set, 1_600_000_000_123_456_000), (1_000, true));
+        assert_eq!(mtime_step(set, 1_600_000_000_000_000_000), (1_000_000_000, true));
+        // FAT: two seconds, rounded up.
+        assert_eq!(mtime_step(set, 1_600_000_002_000_000_000), (2_000_000_000, true));
+        // The mount kept "now" instead.
+        assert_eq!(mtime_step(set, 1_700_000_000_000_000_000), (1_000_000_000, false));
+    }
 }

@@ -12,6 +12,9 @@
 pub mod fault;
 pub mod local;
 pub mod mem;
+pub mod remote;
+pub mod s3;
+pub mod webdav;
 
 use crate::model::{Entry, Hash, Kind, RelPath};
 use std::io::{self, Read, Write};
@@ -91,6 +94,10 @@ pub enum KeepVersion {
 pub enum ChangeSource {
     /// The OS watcher on [`Replica::local_root`] (inotify, ReadDirectoryChangesW, FSEvents).
     OsEvents,
+    /// The OS watcher sees only the changes made through this machine: changes made
+    /// elsewhere (on a cloud drive's server, by another client of a network share) send no
+    /// events and are found by listing again (FUSE cloud mounts, NFS, SMB).
+    LocalEventsOnly,
     /// A provider's change feed with a cursor (OneDrive delta, Dropbox list_folder).
     Feed,
     /// None: changes are found by listing again (S3, most WebDAV servers, FUSE mounts).
@@ -122,7 +129,10 @@ pub struct Caps {
     /// Whether written data needs an explicit flush to be durable (local disks); a server
     /// that commits an upload when it answers needs none.
     pub needs_flush: bool,
-    /// Whether listing a folder is cheap (a local disk) or costs a request.
+    /// Whether listing and reading are cheap (a local disk) or cost requests and downloads
+    /// (a server, a cloud drive mounted as a folder). Where they cost, the planner takes
+    /// same size and same time (within the coarser mtime step) as same content instead of
+    /// reading both files.
     pub cheap_listing: bool,
     pub changes: ChangeSource,
 }
@@ -137,6 +147,11 @@ pub trait Replica: Send + Sync {
     /// The folder on this machine that holds the side, when there is one (the OS
     /// watcher watches it; nothing else may use it to reach files).
     fn local_root(&self) -> Option<&Path> {
+        None
+    }
+    /// What the side is, when that changes how it is watched or compared and the user
+    /// should know (status, log, UI): "cloud drive or FUSE mount (fuse.rclone): ...".
+    fn note(&self) -> Option<String> {
         None
     }
     /// `Ok(None)` when nothing is there.
@@ -170,6 +185,9 @@ impl<T: Replica + ?Sized> Replica for Arc<T> {
     }
     fn local_root(&self) -> Option<&Path> {
         (**self).local_root()
+    }
+    fn note(&self) -> Option<String> {
+        (**self).note()
     }
     fn stat(&self, p: &RelPath) -> io::Result<Option<Node>> {
         (**self).stat(p)
@@ -209,10 +227,21 @@ impl<T: Replica + ?Sized> Replica for Arc<T> {
     }
 }
 
-/// Open the side a configured location names. Today every location is a folder on this
-/// machine; URLs (`s3://`, `webdav://`) will open their own sides here.
-pub fn open(location: &Path) -> Arc<dyn Replica> {
-    Arc::new(local::LocalSide::new(location))
+/// Open the side a configured location names: a folder on this machine, or a server
+/// (`s3://`, `webdav[s]://`: see [`remote`]), connecting to it now, so a wrong address or
+/// credential is reported at once.
+pub fn open(location: &Path, remote: &remote::RemoteOptions) -> io::Result<Arc<dyn Replica>> {
+    remote::open_location(location, remote)
+}
+
+/// Open the side a configured location names for a long-running service: a server is
+/// connected on first use and again after a failure ([`remote::Connecting`]).
+pub fn open_lasting(location: &Path, remote: &remote::RemoteOptions) -> io::Result<Arc<dyn Replica>> {
+    if remote::is_remote(location) {
+        remote::parse_location(location)?;
+        return Ok(Arc::new(remote::Connecting::new(location, remote)));
+    }
+    open(location, remote)
 }
 
 /// Hash a file's content through its side.

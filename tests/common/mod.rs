@@ -257,3 +257,15 @@ pub fn start_service(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
     });
     svc
 }
+
+/// A test server or tool installed by `scripts/install-deps.sh` into `target/test-venv`
+/// (rclone, moto_server, wsgidav); `None` when it is not there.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin").join(name);
+    p.is_file().then_some(p)
+}
+
+/// A free TCP port on loopback (bound and released; the server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -5,8 +5,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -36,6 +37,7 @@ left = "left"
 right = "right"
 `;
 
+const S3_SECRET = 'e2e-planted-s3-secret-0123';
 let svc;
 let url;
 let loginLink;
@@ -74,7 +76,7 @@ before(async () => {
   fs.mkdirSync(right);
   fs.writeFileSync(configFile, CONFIG);
   fs.writeFileSync(path.join(left, 'readme.txt'), 'hello\n');
-  svc = spawn(bin, ['run', '--config', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  svc = spawn(bin, ['run', '--config', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_E2E_S3_SECRET: S3_SECRET } });
   let out = '';
   svc.stdout.on('data', (d) => (out += d));
   svc.stderr.on('data', (d) => fs.appendFileSync(path.join(artifacts, 'service.log'), d));
@@ -277,6 +279,76 @@ test('history lists the runs, opens one, and downloads them as CSV', async () =>
   assert.match(lines[0], /^run,pair,trigger,started,finished,status,copied/);
   assert.equal(lines.length - 1, (await api('/api/history?limit=100000')).length);
   assert.ok(lines.some((l) => l.includes(',resolve,')));
+});
+
+test('a new pair with an S3 bucket: Test connection shows what the server can do, the secret stays out of the file', async () => {
+  // A real S3 server on loopback: moto, from target/test-venv (scripts/install-deps.sh).
+  const motoBin = path.join(repo, 'target', 'test-venv', 'bin', 'moto_server');
+  assert.ok(fs.existsSync(motoBin), `${motoBin} is missing: run scripts/install-deps.sh`);
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const moto = spawn(motoBin, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  try {
+    const endpoint = `http://127.0.0.1:${port}`;
+    await until('moto', () => fetch(endpoint).then(() => true, () => false), 60000);
+    assert.ok((await fetch(`${endpoint}/e2e-bucket`, { method: 'PUT' })).ok);
+    const s3left = path.join(dir, 's3left');
+    fs.mkdirSync(s3left);
+    fs.writeFileSync(path.join(s3left, 'hello.txt'), 'to the bucket\n');
+    await page.goto(url + '/#/settings');
+    await page.locator('summary', { hasText: 'Add a pair' }).click();
+    assert.ok(!(await page.locator('#new-pair-left-bucket').isVisible()), 'a folder has no bucket');
+    assert.ok(!(await page.locator('#new-pair-endpoint').isVisible()), 'no account while both sides are folders');
+    await page.fill('#new-pair-name', 'cloud');
+    await page.fill('#new-pair-left', s3left);
+    await page.selectOption('#new-pair-right-kind', 's3');
+    assert.ok(await page.locator('#new-pair-right-bucket').isVisible());
+    await page.fill('#new-pair-right-bucket', 'e2e-bucket');
+    await page.fill('#new-pair-right', 'docs');
+    await page.fill('#new-pair-endpoint', endpoint);
+    await page.fill('#new-pair-user', 'e2e-key');
+    await page.fill('#new-pair-secret-env', 'TANDEM_E2E_S3_SECRET');
+    await page.click('#new-pair-right-test-button');
+    const result = page.locator('#new-pair-right-test');
+    await result.filter({ hasText: 'Connected to s3://e2e-bucket/docs' }).waitFor({ timeout: 30000 });
+    const said = await result.textContent();
+    assert.match(said, /case-sensitive names, times to 1 s, not settable, versions by ETag, changes found by polling/, said);
+    await shot('settings-test-connection');
+    // A bucket that does not exist: the error names it.
+    await page.fill('#new-pair-right-bucket', 'no-such-bucket');
+    await page.click('#new-pair-right-test-button');
+    await result.filter({ hasText: 'no-such-bucket' }).waitFor({ timeout: 30000 });
+    assert.match(await result.textContent(), /^Cannot connect/);
+    await page.fill('#new-pair-right-bucket', 'e2e-bucket');
+    await page.locator('.form-status', { hasText: 'valid' }).waitFor();
+    await page.click('#save');
+    await page.locator('.toast', { hasText: 'Saved' }).waitFor();
+    const toml = fs.readFileSync(configFile, 'utf8');
+    assert.match(toml, /right = "s3:\/\/e2e-bucket\/docs"/, toml);
+    const remoteLine = toml.split('\n').find((l) => l.startsWith('remote = {')) ?? '';
+    for (const kv of [`endpoint = "${endpoint}"`, 'user = "e2e-key"', 'secret_env = "TANDEM_E2E_S3_SECRET"']) assert.ok(remoteLine.includes(kv), toml);
+    // The new pair runs: the file reaches the bucket.
+    // Read back by an independent S3 client: rclone (also from target/test-venv).
+    const rclone = path.join(repo, 'target', 'test-venv', 'bin', 'rclone');
+    const s3cat = () => {
+      try {
+        return execFileSync(rclone, ['cat', ':s3:e2e-bucket/docs/hello.txt', '--config', '/dev/null', '--s3-provider', 'Other', '--s3-endpoint', endpoint, '--s3-access-key-id', 'e2e-key', '--s3-secret-access-key', S3_SECRET], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+      } catch {
+        return null;
+      }
+    };
+    assert.equal(await until('the upload to the bucket', s3cat, 30000), 'to the bucket\n');
+    // The planted secret is nowhere: not in the file, the API, the page or the state.
+    const everywhere = [toml, JSON.stringify(await api('/api/settings')), JSON.stringify(await api('/api/status')), JSON.stringify(await api('/api/history?limit=1000')), await page.content()];
+    for (const f of filesUnder(dir)) everywhere.push(fs.readFileSync(f).toString('latin1'));
+    assert.ok(!everywhere.some((t) => t.includes(S3_SECRET)), 'the S3 secret leaked');
+  } finally {
+    moto.kill();
+  }
 });
 
 test('no errors on any page', () => {

@@ -293,3 +293,39 @@ export function subscribe(onEvent: (e: EngineEvent) => void, onLink: (up: boolea
     ctl?.abort();
   };
 }
+
+/** What "Test connection" found: the side's probed capabilities (see `side::Caps`). */
+export interface SideCaps {
+  case_insensitive: boolean;
+  mtime_resolution_ns: number;
+  set_mtime: boolean;
+  modes: boolean;
+  ids: boolean;
+  version: 'none' | 'change-time' | 'etag';
+  free_hash: string | null;
+  atomic_replace: boolean;
+  keep_version: string;
+  needs_flush: boolean;
+  cheap_listing: boolean;
+  changes: 'os-events' | 'local-events-only' | 'feed' | 'poll';
+}
+
+export interface SideReport {
+  location: string;
+  describe: string;
+  caps: SideCaps;
+  note: string | null;
+}
+
+/** The capabilities in plain words, for Settings. */
+export function describeCaps(c: SideCaps): string {
+  const res = c.mtime_resolution_ns;
+  const times = res <= 1 ? 'exact times' : res < 1_000_000_000 ? `times to ${res / 1_000_000} ms` : `times to ${res / 1_000_000_000} s`;
+  const changes = { 'os-events': 'changes seen at once', 'local-events-only': 'changes made elsewhere found by polling', feed: 'a change feed', poll: 'changes found by polling' }[c.changes];
+  return [
+    c.case_insensitive ? 'case-insensitive names' : 'case-sensitive names',
+    `${times}${c.set_mtime ? '' : ', not settable'}`,
+    c.version === 'etag' ? 'versions by ETag' : c.version === 'change-time' ? 'versions by change time' : 'versions by size and time',
+    changes,
+  ].join(', ');
+}

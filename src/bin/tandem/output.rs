@@ -292,11 +292,12 @@ fn print_live_pair(p: &serde_json::Value) {
     println!("  state: {}{reason}", s("state"));
     for w in p["watch"].as_array().into_iter().flatten() {
         let why = w["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
-        println!(
-            "  {} side: {}{why}",
-            w["side"].as_str().unwrap_or(""),
-            w["mode"].as_str().unwrap_or("")
-        );
+        let mode = match w["mode"].as_str().unwrap_or("") {
+            "events" => "file events",
+            "both" => "file events + polling",
+            m => m,
+        };
+        println!("  {} side: {mode}{why}", w["side"].as_str().unwrap_or(""));
     }
     match p["last_event"].as_object() {
         Some(e) => println!(

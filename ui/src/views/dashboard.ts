@@ -18,7 +18,7 @@ const STATE_LABEL: Record<string, string> = {
 export function pairCard(p: PairStatus): HTMLElement {
   const guard = p.needs_consent;
   const btn = (label: string, id: string, run: () => Promise<unknown>, done: string, cls = '') => actionButton(label, { class: cls, 'data-action': id }, run, done);
-  const watch = p.watch.map((w) => `${w.side}: ${w.mode === 'events' ? 'watching' : w.mode}${w.reason ? ` (${w.reason})` : ''}`).join(' · ');
+  const watch = p.watch.map((w) => `${w.side}: ${w.mode === 'events' ? 'watching' : w.mode === 'both' ? 'watching + polling' : w.mode}${w.reason ? ` (${w.reason})` : ''}`).join(' · ');
   const last = p.last_run;
   return h(
     'section',

@@ -4,7 +4,7 @@
 // message goes next to the field the error names); saving writes the TOML atomically,
 // keeping its comments, and the service applies it at once.
 
-import { ApiError, post, send, get } from '../api';
+import { ApiError, post, send, get, SideReport, describeCaps } from '../api';
 import { View, isError } from '../app';
 import { debounce, fill, h, toast } from '../dom';
 
@@ -25,7 +25,9 @@ interface Settings {
 }
 
 const OPTION_FIELDS: Field[] = [
-  { key: 'watch', label: 'Notice changes by', kind: 'select', options: ['auto', 'poll', 'off'], help: 'auto: file events, polling where a side sends none; poll: a scan every poll interval; off: schedules and manual syncs only' },
+  { key: 'watch', label: 'Notice changes by', kind: 'select', options: ['auto', 'events', 'both', 'poll', 'off'], help: 'auto: file events on a local disk, events and polling on a cloud drive or network share, polling where a side sends no events; events: file events only; both: events and a scan every poll interval; poll: the scan only; off: schedules and manual syncs only' },
+  { key: 'watch_left', label: 'Notice changes on the left by', kind: 'select', options: ['auto', 'events', 'both', 'poll', 'off'], help: 'overrides the setting above for the left side only' },
+  { key: 'watch_right', label: 'Notice changes on the right by', kind: 'select', options: ['auto', 'events', 'both', 'poll', 'off'], help: 'overrides the setting above for the right side only, e.g. both for a cloud drive mounted as a folder' },
   { key: 'conflicts.r1', label: 'Changed on both sides (R1)', kind: 'select', options: ['clash', 'newer-wins', 'manual'], help: 'clash: the newer keeps the name, the older is kept as a clash copy; newer-wins: the older goes to the trash; manual: wait for your decision' },
   { key: 'conflicts.r2', label: 'New on both sides (R2)', kind: 'select', options: ['clash', 'newer-wins', 'manual'] },
   { key: 'conflicts.r13', label: 'Properties or case changed on both (R13)', kind: 'select', options: ['newer', 'left-wins', 'manual'] },
@@ -65,6 +67,10 @@ function effective(opts: any, key: string): string {
       return `${opts.max_wait_ms}ms`;
     case 'poll_interval':
       return `${opts.poll_interval_s}s`;
+    case 'watch_left':
+      return show(opts.watch_sides?.[0] ?? opts.watch);
+    case 'watch_right':
+      return show(opts.watch_sides?.[1] ?? opts.watch);
     case 'reconcile_every':
       return `${opts.reconcile_every_s}s`;
     case 'large_file':
@@ -347,27 +353,127 @@ class SettingsForm {
   }
 
   private newPair(): HTMLElement {
-    const v = { name: '', left: '', right: '' };
+    // Each side is a folder, an S3 bucket or a WebDAV account; a server's endpoint, user
+    // and where its secret is (a file or a variable, never the secret) go in `remote`.
+    type Kind = 'folder' | 's3' | 'webdav';
+    const v = { name: '', kind: { left: 'folder' as Kind, right: 'folder' as Kind }, where: { left: '', right: '' }, bucket: { left: '', right: '' } };
+    const remote: Record<string, string> = { endpoint: '', region: '', user: '', secret_file: '', secret_env: '' };
+    const location = (side: 'left' | 'right'): string => {
+      const w = v.where[side].trim();
+      switch (v.kind[side]) {
+        case 'folder':
+          return w;
+        case 's3':
+          return v.bucket[side].trim() ? `s3://${v.bucket[side].trim()}${w ? '/' + w.replace(/^\/+/, '') : ''}` : '';
+        case 'webdav': {
+          const m = /^(https?):\/\/(.+)$/.exec(w);
+          if (!m) return w;
+          return `${m[1] === 'http' ? 'webdav+http' : 'webdav'}://${m[2]}`;
+        }
+      }
+    };
+    const remoteEdit = (): Record<string, string> | null => {
+      if (v.kind.left === 'folder' && v.kind.right === 'folder') return null;
+      const r: Record<string, string> = {};
+      for (const [k, x] of Object.entries(remote)) if (x.trim()) r[k] = x.trim();
+      return Object.keys(r).length ? r : null;
+    };
     let lastKey = '';
     const update = () => {
       if (lastKey) this.edits.delete(lastKey);
       lastKey = '';
       if (v.name.trim()) {
         lastKey = `pair.${v.name.trim()}`;
-        this.edits.set(lastKey, { left: v.left.trim() || null, right: v.right.trim() || null });
+        this.edits.set(lastKey, { left: location('left') || null, right: location('right') || null, remote: remoteEdit() });
       }
+      accountBox.hidden = v.kind.left === 'folder' && v.kind.right === 'folder';
       this.changed();
     };
-    const input = (k: 'name' | 'left' | 'right', label: string, help: string) => {
-      const id = `new-pair-${k}`;
-      const inp: HTMLInputElement = h('input', { id, type: 'text', spellcheck: 'false', autocomplete: 'off', oninput: () => ((v[k] = inp.value), update()) });
+    const text = (id: string, label: string, help: string, set: (x: string) => void, type = 'text') => {
+      const inp: HTMLInputElement = h('input', { id, type, spellcheck: 'false', autocomplete: 'off', oninput: () => (set(inp.value), update()) });
       return h('div', { class: 'field' }, h('label', { for: id }, label), inp, h('p', { class: 'help' }, help));
     };
+    const sideBox = (side: 'left' | 'right', title: string) => {
+      const id = `new-pair-${side}`;
+      const result = h('p', { class: 'help', id: `${id}-test`, role: 'status' });
+      const kindSel: HTMLSelectElement = h(
+        'select',
+        { id: `${id}-kind`, onchange: () => ((v.kind[side] = kindSel.value as Kind), shape(), update()) },
+        h('option', { value: 'folder' }, 'Folder'),
+        h('option', { value: 's3' }, 'S3 bucket (AWS, MinIO, B2, R2, Wasabi, …)'),
+        h('option', { value: 'webdav' }, 'WebDAV account (pCloud, Nextcloud, Box, …)'),
+      );
+      const whereLabel = h('label', { for: id }, title);
+      const whereHelp = h('p', { class: 'help' });
+      const whereInp: HTMLInputElement = h('input', { id, type: 'text', spellcheck: 'false', autocomplete: 'off', oninput: () => ((v.where[side] = whereInp.value), update()) });
+      const bucketField = text(`${id}-bucket`, 'Bucket', 'the bucket must exist', (x) => (v.bucket[side] = x));
+      const testBtn: HTMLButtonElement = h(
+        'button',
+        {
+          type: 'button',
+          id: `${id}-test-button`,
+          onclick: async () => {
+            const loc = location(side);
+            if (!loc) {
+              result.textContent = 'Fill in where this side is first.';
+              return;
+            }
+            testBtn.disabled = true;
+            result.textContent = 'Connecting…';
+            result.classList.remove('error');
+            try {
+              const r = await post<SideReport>('/api/test-connection', { location: loc, remote: remoteEdit() ?? {} });
+              result.textContent = `Connected to ${r.describe}: ${describeCaps(r.caps)}${r.note ? `. ${r.note}` : ''}`;
+            } catch (e) {
+              result.classList.add('error');
+              const what = e instanceof ApiError && e.code === 'remote_unreachable' ? 'The server did not answer' : 'Cannot connect';
+              result.textContent = `${what}: ${e instanceof Error ? e.message : String(e)}`;
+            } finally {
+              testBtn.disabled = false;
+            }
+          },
+        },
+        'Test connection',
+      );
+      const shape = () => {
+        const k = v.kind[side];
+        bucketField.hidden = k !== 's3';
+        whereLabel.textContent = k === 'folder' ? title : k === 's3' ? `${title}: key prefix` : `${title}: address`;
+        whereInp.placeholder = k === 'folder' ? (side === 'left' ? '/srv/share/Projects' : '~/Cloud/Projects') : k === 's3' ? 'optional, e.g. laptop/Documents' : 'https://me@webdav.pcloud.com/Documents';
+        whereHelp.textContent = k === 'folder' ? 'a folder on this machine (a cloud drive mounted as a folder too)' : k === 's3' ? 'the folder inside the bucket; blank for the whole bucket' : 'the folder\'s https:// address (http:// only on a trusted network), with the user before @';
+        result.textContent = '';
+      };
+      shape();
+      return h(
+        'fieldset',
+        { class: 'fields', 'data-side': side },
+        h('legend', null, title),
+        h('div', { class: 'field' }, h('label', { for: `${id}-kind` }, 'Kind'), kindSel),
+        bucketField,
+        h('div', { class: 'field' }, whereLabel, whereInp, whereHelp),
+        h('div', { class: 'field' }, testBtn, result),
+      );
+    };
+    const accountBox: HTMLElement = h(
+      'fieldset',
+      { class: 'fields', 'data-side': 'account' },
+      h('legend', null, 'Account of the server side'),
+      text('new-pair-endpoint', 'S3 endpoint', 'e.g. https://s3.eu-central-1.wasabisys.com; blank for AWS (or AWS_ENDPOINT_URL)', (x) => (remote.endpoint = x)),
+      text('new-pair-region', 'S3 region', 'blank: AWS_REGION, else us-east-1', (x) => (remote.region = x)),
+      text('new-pair-user', 'Access key id or user', 'blank: AWS_ACCESS_KEY_ID, or the user in the WebDAV address', (x) => (remote.user = x)),
+      text('new-pair-secret-file', 'Secret in a file', 'a file only its owner can read (chmod 600) holding the secret key or password', (x) => (remote.secret_file = x)),
+      text('new-pair-secret-env', 'or in an environment variable', 'its name, e.g. PCLOUD_PASSWORD; blank: AWS_SECRET_ACCESS_KEY or TANDEM_WEBDAV_PASSWORD', (x) => (remote.secret_env = x)),
+      h('p', { class: 'help' }, 'The secret itself is never written into the settings file, shown or logged.'),
+    );
+    accountBox.hidden = true;
     return h(
       'details',
       { class: 'card' },
       h('summary', null, h('h2', null, 'Add a pair')),
-      h('div', { class: 'fields' }, input('name', 'Name', 'short, without "/"'), input('left', 'Left folder', 'e.g. /srv/share/Projects'), input('right', 'Right folder', 'e.g. ~/Cloud/Projects')),
+      h('div', { class: 'fields' }, text('new-pair-name', 'Name', 'short, without "/"', (x) => (v.name = x))),
+      sideBox('left', 'Left'),
+      sideBox('right', 'Right'),
+      accountBox,
     );
   }
 
