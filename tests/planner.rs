@@ -23,6 +23,8 @@ fn entry(spec: &str) -> Entry {
     }
     let body = spec.strip_prefix("f:").expect("spec is d or f:content@mtime");
     let (content, t) = body.rsplit_once('@').expect("f:content@mtime");
+    // `@mtime#version`: a version token (an ETag) too.
+    let (t, version) = t.split_once('#').map_or((t, 0), |(t, v)| (t, v.parse().unwrap()));
     let t: i64 = t.parse().unwrap();
     Entry {
         kind: Kind::File,
@@ -30,7 +32,7 @@ fn entry(spec: &str) -> Entry {
         mtime: t * 1_000_000_000,
         mode: 0,
         file_id: 0,
-        version: 0,
+        version,
         hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
     }
 }
@@ -84,6 +86,7 @@ struct Opts {
     overrides: BTreeMap<RelPath, Keep>,
     mtime_window_ns: i64,
     content_by_meta: bool,
+    server_mtimes: [bool; 2],
 }
 
 struct Case {
@@ -107,6 +110,7 @@ impl Default for Opts {
             overrides: BTreeMap::new(),
             mtime_window_ns: 1,
             content_by_meta: false,
+            server_mtimes: [false, false],
         }
     }
 }
@@ -124,6 +128,7 @@ fn plan_with(input: &PlanInput, o: &Opts) -> tandem::engine::plan::Plan {
         comparable_versions: true,
         mtime_window_ns: o.mtime_window_ns,
         content_by_meta: o.content_by_meta,
+        server_mtimes: o.server_mtimes,
     };
     plan(input, &opts)
 }
@@ -219,6 +224,22 @@ const CASES: &[Case] = &[
         right: &[("a.txt", "f:same@3000")],
         opts: defaults,
         expect: &["record a.txt R1'"],
+    },
+    Case {
+        name: "regression: an S3 object the server stamped anew (same ETag) was taken for a property change",
+        base: &[("s.txt", "f:same@1000#77")],
+        left: &[("s.txt", "f:same@1000")],
+        right: &[("s.txt", "f:same@1004#77")],
+        opts: |o| o.server_mtimes = [false, true],
+        expect: &["record s.txt refresh"],
+    },
+    Case {
+        name: "a server-stamped side: another ETag with the same size is a content change",
+        base: &[("s.txt", "f:same@1000#77")],
+        left: &[("s.txt", "f:same@1000")],
+        right: &[("s.txt", "f:diff@1000#78")],
+        opts: |o| o.server_mtimes = [false, true],
+        expect: &["copy left s.txt R4"],
     },
     // ---- R2: new on both sides
     Case {

@@ -902,3 +902,67 @@ fn s3_kill_9_during_an_upload_leaves_no_partial_object_and_the_next_run_complete
     let names: Vec<String> = listing(&bucket, "").into_keys().filter(|k| !k.starts_with(".sync_trash")).collect();
     assert_eq!(names, ["big.bin", "small.txt"], "no temporary objects left");
 }
+
+/// `rclone serve s3` answers a HEAD after a server-side copy with the copy's time but lists
+/// the file's own mtime later: every renamed-into-place upload then looked like a property
+/// change on the server, and the executor's re-checks deferred copies as "changed since
+/// the scan", so two-way runs with edits on both sides never converged.
+#[test]
+fn s3_regression_server_stamped_mtimes_made_runs_defer_and_never_converge() {
+    let srv = Server::rclone();
+    srv.bucket("conv");
+    let served = srv.dir.path().join("served/conv/t");
+    let dir = tempfile::tempdir().unwrap();
+    let left = dir.path().join("left");
+    for i in 0..40 {
+        write_local(&left, &format!("d{}/f{i}.txt", i % 4), &data(1000 + i * 37, i as u64));
+    }
+    let state = dir.path().join("state.db");
+    let endpoint = srv.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["--state", state.to_str().unwrap(), "sync", left.to_str().unwrap(), "s3://conv/t"];
+        args.extend_from_slice(extra);
+        let o = tandem_env(&args, &env);
+        assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    sync(&[]);
+    for round in 0..2u64 {
+        std::thread::sleep(Duration::from_millis(1100));
+        // Edits on both sides (the server's behind rclone, as another client's), a rename.
+        for i in [1u64, 5, 9] {
+            write_local(
+                &left,
+                &format!("d{}/f{i}.txt", i % 4),
+                &data(2000 + i as usize, 100 + round * 10 + i),
+            );
+        }
+        for i in [2u64, 6] {
+            std::fs::write(served.join(format!("d{}/f{i}.txt", i % 4)), data(3000, 200 + round * 10 + i)).unwrap();
+        }
+        let (from, to) = (format!("d3/f{}.txt", 3 + round * 4), format!("d0/moved-{round}.txt"));
+        std::fs::rename(left.join(&from), left.join(&to)).unwrap();
+        std::thread::sleep(Duration::from_millis(1300)); // rclone's --dir-cache-time 1s
+        let out = sync(&[]);
+        assert!(!out.contains("deferred"), "round {round}: {out}");
+        std::thread::sleep(Duration::from_millis(1300));
+        let mut l = crate::common::files_below(&left, true);
+        let r = crate::common::files_below(&served, true);
+        l.retain(|k, _| !k.starts_with(".sync_trash"));
+        assert!(
+            l == r,
+            "round {round}: the sides differ: {:?}",
+            l.keys().filter(|k| r.get(*k) != l.get(*k)).collect::<Vec<_>>()
+        );
+        let again = sync(&["--dry-run"]);
+        assert!(
+            again.contains("0 actions planned") || again.contains("nothing to do"),
+            "round {round}: a settled pair plans again: {again}"
+        );
+    }
+}

@@ -178,6 +178,11 @@ impl<'a> Exec<'a> {
                 if e.same_meta(a) {
                     return true;
                 }
+                // A server's stamp is no change: the same size and version is the same entry.
+                if self.rep(side).caps().server_mtimes() && e.kind == a.kind && e.size == a.size && e.version != 0 && e.version == a.version
+                {
+                    return true;
+                }
                 let fixes = self.fixes.lock().unwrap();
                 fixes
                     .get(&(side, p.clone()))

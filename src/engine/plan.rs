@@ -308,6 +308,11 @@ pub struct PlanOptions<'a> {
     /// same size and the same time (within `mtime_window_ns`) are taken as the same content
     /// without reading them (as rclone's and FreeFileSync's default comparison does).
     pub content_by_meta: bool,
+    /// Per side (left, right): its mtimes are the server's upload stamps, not properties a
+    /// user sets (it has version tokens and cannot set mtimes: S3, some WebDAV servers).
+    /// There an entry with the base's size and version token is unchanged whatever its
+    /// mtime says (a server may stamp a copy anew, or list another time than it answers).
+    pub server_mtimes: [bool; 2],
 }
 
 impl PlanOptions<'_> {
@@ -1145,7 +1150,8 @@ impl<'a> Planner<'a, '_> {
         let m = b.side(s);
         let ids_same =
             (x.file_id == 0 || m.file_id == 0 || x.file_id == m.file_id) && (x.version == 0 || m.version == 0 || x.version == m.version);
-        if x.mtime == m.mtime && ids_same {
+        let stamped = self.opts.server_mtimes[s as usize] && x.version != 0 && x.version == m.version;
+        if (x.mtime == m.mtime || stamped) && ids_same {
             return if x.mode == m.mode || x.mode == 0 || m.mode == 0 {
                 Change::Unchanged
             } else {

@@ -705,6 +705,7 @@ fn plan_until_done(
         comparable_versions: [lfs, rfs].iter().all(|s| s.caps().version == VersionToken::ChangeTime),
         mtime_window_ns: lfs.caps().mtime_resolution_ns.max(rfs.caps().mtime_resolution_ns),
         content_by_meta: !(lfs.caps().cheap_listing && rfs.caps().cheap_listing),
+        server_mtimes: [lfs.caps(), rfs.caps()].map(|c| c.server_mtimes()),
     };
     for _ in 0..8 {
         let p = plan::plan(&input, &opts);

@@ -137,6 +137,15 @@ pub struct Caps {
     pub changes: ChangeSource,
 }
 
+impl Caps {
+    /// The side's mtimes are the server's stamps, not properties (version tokens, mtimes
+    /// not settable): an entry with the same size and version is the same, whatever its
+    /// mtime (the planner's `server_mtimes`, the executor's re-checks).
+    pub fn server_mtimes(&self) -> bool {
+        self.version != VersionToken::None && !self.set_mtime
+    }
+}
+
 /// One side of a pair. Every path is relative to the side's root; `RelPath::root()` names
 /// the root folder itself. Errors carry the side's full name for the path (see
 /// [`Replica::describe`]) so a message says where it happened.
