@@ -427,7 +427,22 @@ impl<'a> Exec<'a> {
             to.create_dir_all(&dir).map_err(|e| failed("create folder", to, &dir, e))?;
             self.known_dirs.lock().unwrap().insert((side, dir.clone()));
         }
-        let tmp = self.temp_path(&dir);
+        // A new file on a side whose uploads appear whole (S3) goes straight to its name:
+        // `create_new` is "only if absent", and an interrupted upload leaves nothing there.
+        let direct = d0.is_none() && dst.is_none() && to.caps().whole_uploads;
+        let tmp = if direct { da.clone() } else { self.temp_path(&dir) };
+        // Undo a failed or torn copy: a temporary file is ours; a direct upload that did
+        // not finish left nothing, and one that finished is removed only while it is still
+        // the size we wrote (not another client's file that replaced it).
+        let undo = |written: Option<u64>| {
+            if !direct {
+                let _ = to.remove_file(&tmp);
+            } else if let Some(n) = written {
+                if stat_entry(to, &tmp).ok().flatten().is_some_and(|e| e.is_file() && e.size == n) {
+                    let _ = to.remove_file(&tmp);
+                }
+            }
+        };
         let hooks = self.opts.hooks.as_ref().map(|h| &h.0);
         if let Some(h) = hooks {
             h.copy_progress(k, a, 0);
@@ -466,13 +481,13 @@ impl<'a> Exec<'a> {
         let (hash, bytes) = match copied {
             Ok(x) => x,
             Err(_) if stopped.load(Ordering::SeqCst) => {
-                let _ = to.remove_file(&tmp);
+                undo(None);
                 return Err(Outcome::Deferred {
                     reason: "stopped before the copy finished (pause or shutdown); rolled back".into(),
                 });
             }
             Err(e) => {
-                let _ = to.remove_file(&tmp);
+                undo(None);
                 // Gone or changed since the scan (deleted by the user a moment ago): the next
                 // run re-plans it. Otherwise it is a real read failure.
                 if !stat_entry(from, &sa).ok().flatten().is_some_and(|now| now.same_meta(&s0)) {
@@ -501,7 +516,7 @@ impl<'a> Exec<'a> {
         // A source that changed while we read it gave a torn copy: discard it.
         let s1 = stat_entry(from, &sa).ok().flatten();
         if bytes != s0.size || !s1.is_some_and(|s1| s1.same_meta(&s0)) {
-            let _ = to.remove_file(&tmp);
+            undo(Some(bytes));
             return Err(Outcome::Deferred {
                 reason: format!("{} changed during the copy", from.describe(&sa)),
             });
@@ -509,6 +524,7 @@ impl<'a> Exec<'a> {
         Ok(Staged {
             side,
             tmp,
+            direct,
             src: s0,
             hash,
             bytes,
@@ -519,6 +535,9 @@ impl<'a> Exec<'a> {
     fn install(&self, side: Side, p: &RelPath, dst: Option<&Entry>, st: &Staged, ups: &mut Vec<BaseUpdate>) -> Outcome {
         let to = self.rep(side);
         let da = p.clone();
+        if st.direct {
+            return self.record_copy(side, p, st, ups);
+        }
         let discard = |o: Outcome| {
             let _ = to.remove_file(&st.tmp);
             o
@@ -581,7 +600,12 @@ impl<'a> Exec<'a> {
                 tracing::warn!(path = %to.describe(dest), "cannot remove the overwritten version: {e}");
             }
         }
-        match stat_entry(to, &da) {
+        self.record_copy(side, p, st, ups)
+    }
+
+    /// A copy is in place: the base takes both sides as they are now.
+    fn record_copy(&self, side: Side, p: &RelPath, st: &Staged, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        match stat_entry(self.rep(side), p) {
             Ok(Some(now)) => {
                 let now = kept_mode(now, st.src.mode);
                 let (l, r) = if side == Side::Left { (now, st.src) } else { (st.src, now) };
@@ -713,7 +737,11 @@ fn kept_mode(now: Entry, wanted: u32) -> Entry {
 
 struct Staged {
     side: Side,
+    /// Where the copy was written: a temporary name, or the path itself (`direct`).
     tmp: RelPath,
+    /// Written at its own name (a new file on a side with whole uploads): nothing to
+    /// rename, nothing that was there to keep.
+    direct: bool,
     src: Entry,
     hash: Hash,
     bytes: u64,
@@ -941,8 +969,13 @@ fn stage_batch(ex: &Exec, acts: &[Action], i: usize, end: usize) -> (Batch, usiz
 
 fn discard(ex: &Exec, batch: &Batch) {
     for (_, s) in batch {
-        if let Ok(st) = s {
-            let _ = ex.rep(st.side).remove_file(&st.tmp);
+        // A direct upload is a complete file at its own name: left for the next run to
+        // find on both sides (removing it could remove a version someone else wrote).
+        match s {
+            Ok(st) if !st.direct => {
+                let _ = ex.rep(st.side).remove_file(&st.tmp);
+            }
+            _ => {}
         }
     }
 }

@@ -368,6 +368,7 @@ impl Replica for LocalSide {
             atomic_replace: true,
             keep_version: KeepVersion::HardLink,
             needs_flush: true,
+            whole_uploads: false,
             cheap_listing: true,
             changes: ChangeSource::OsEvents,
         };

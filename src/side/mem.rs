@@ -494,6 +494,7 @@ impl Replica for MemSide {
                 (true, true) => KeepVersion::MoveAside,
             },
             needs_flush: false,
+            whole_uploads: false,
             cheap_listing: true,
             changes: ChangeSource::Poll,
         }

@@ -129,6 +129,11 @@ pub struct Caps {
     /// Whether written data needs an explicit flush to be durable (local disks); a server
     /// that commits an upload when it answers needs none.
     pub needs_flush: bool,
+    /// A new file written with `create_new` appears at its name only when `finish`
+    /// succeeds, whole (an S3 PUT or completed multipart upload; an interrupted one leaves
+    /// nothing): a copy to a free name is written there directly, without a temporary
+    /// name and a rename (on S3 a rename is a copy and a delete).
+    pub whole_uploads: bool,
     /// Whether listing and reading are cheap (a local disk) or cost requests and downloads
     /// (a server, a cloud drive mounted as a folder). Where they cost, the planner takes
     /// same size and same time (within the coarser mtime step) as same content instead of

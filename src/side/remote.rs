@@ -305,6 +305,7 @@ impl Replica for Connecting {
                 atomic_replace: false,
                 keep_version: KeepVersion::Copy,
                 needs_flush: false,
+                whole_uploads: false,
                 cheap_listing: false,
                 changes: ChangeSource::Poll,
             },

@@ -1062,6 +1062,8 @@ impl Replica for S3Side {
             keep_version: KeepVersion::ServerCopy,
             // The server commits an upload when it answers.
             needs_flush: false,
+            // An object appears when its PUT or multipart upload completes.
+            whole_uploads: true,
             cheap_listing: false,
             changes: ChangeSource::Poll,
         }

@@ -2009,6 +2009,8 @@ impl Replica for WebDavSide {
             atomic_replace: false,
             keep_version: KeepVersion::ServerCopy,
             needs_flush: false,
+            // A large upload claims its name with an empty file first.
+            whole_uploads: false,
             cheap_listing: false,
             changes: ChangeSource::Poll,
         }
