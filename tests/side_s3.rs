@@ -44,6 +44,8 @@ struct Server {
     conditional: bool,
     /// rclone's served folder (the buckets are its subfolders) and the server's log.
     dir: tempfile::TempDir,
+    /// The command line, to start the server again (`restart`).
+    argv: (std::ffi::OsString, Vec<std::ffi::OsString>),
 }
 
 impl Drop for Server {
@@ -64,6 +66,7 @@ impl Drop for Server {
 
 impl Server {
     fn start(name: &'static str, dir: tempfile::TempDir, mut cmd: Command, port: u16) -> Server {
+        let argv = (cmd.get_program().to_owned(), cmd.get_args().map(|a| a.to_owned()).collect());
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -74,6 +77,7 @@ impl Server {
             markers: !name.starts_with("rclone"),
             conditional: !name.starts_with("rclone"),
             dir,
+            argv,
         };
         s.wait_ready();
         s
@@ -95,6 +99,24 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Stop the server (SIGKILL) and start it again on the same port and folder.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        self.child = Command::new(&self.argv.0)
+            .args(&self.argv.1)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.wait_ready();
     }
 
     fn log(&self) -> String {
@@ -962,4 +984,45 @@ fn s3_regression_server_stamped_mtimes_made_runs_defer_and_never_converge() {
             "round {round}: a settled pair plans again: {again}"
         );
     }
+}
+
+#[test]
+fn s3_server_restarted_while_the_service_runs_changes_still_arrive() {
+    let mut srv = Server::rclone();
+    srv.bucket("rs");
+    let served = srv.dir.path().join("served/rs");
+    let p = crate::common::Pair::new();
+    let cfg = p.dir.path().join("tandem.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "poll_interval = \"1s\"\n[[pair]]\nname = \"rs\"\nleft = {:?}\nright = \"s3://rs\"\n[pair.remote]\nendpoint = {:?}\nuser = {KEY:?}\nsecret_env = \"TANDEM_TEST_S3_SECRET\"\n",
+            p.left.to_str().unwrap(),
+            srv.endpoint()
+        ),
+    )
+    .unwrap();
+    let _svc = crate::common::start_service(&p, &["--config", cfg.to_str().unwrap()], &[("TANDEM_TEST_S3_SECRET", SECRET)]);
+    let t = Duration::from_secs(60);
+    p.write(tandem::model::Side::Left, "before.txt", b"before the restart");
+    crate::common::wait_for("the first upload", t, || served.join("before.txt").is_file());
+    // The server goes away (SIGKILL) and comes back; meanwhile both sides change.
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
+    p.write(tandem::model::Side::Left, "during.txt", b"written while the server was down");
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(served.join("theirs.txt"), b"uploaded by another client").unwrap();
+    srv.restart();
+    crate::common::wait_for("both changes after the restart", t, || {
+        served.join("during.txt").is_file() && p.read(tandem::model::Side::Left, "theirs.txt").is_some()
+    });
+    assert_eq!(
+        std::fs::read(served.join("during.txt")).unwrap(),
+        b"written while the server was down"
+    );
+    assert_eq!(
+        std::fs::read(served.join("before.txt")).unwrap(),
+        b"before the restart",
+        "nothing lost"
+    );
 }
