@@ -864,11 +864,12 @@ impl Inner {
     }
 }
 
-/// A streamed download: the body is pulled from the runtime in batches of about
-/// [`READ_BATCH`] bytes; never the whole object in memory.
-struct S3Reader {
-    inner: Arc<Inner>,
-    path: RelPath,
+/// A streamed download through OpenDAL (S3 here, WebDAV's GET too): the body is pulled
+/// from the runtime in batches of about [`READ_BATCH`] bytes; never the whole object in
+/// memory. `place` names the file in errors, `scrub` takes the side's secret out of them.
+pub(super) struct StreamReader {
+    place: String,
+    scrub: Box<dyn Fn(String) -> String + Send>,
     stream: Option<opendal::FuturesBytesStream>,
     chunks: VecDeque<Chunk>,
     done: bool,
@@ -878,7 +879,23 @@ struct S3Reader {
 /// `bytes` dependency.
 type Chunk = <opendal::FuturesBytesStream as futures_util::Stream>::Item;
 
-impl Read for S3Reader {
+impl StreamReader {
+    pub(super) fn new(
+        place: String,
+        stream: opendal::FuturesBytesStream,
+        scrub: impl Fn(String) -> String + Send + 'static,
+    ) -> StreamReader {
+        StreamReader {
+            place,
+            scrub: Box::new(scrub),
+            stream: Some(stream),
+            chunks: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -890,10 +907,7 @@ impl Read for S3Reader {
                     Err(_) => {
                         let e = self.chunks.pop_front().unwrap().unwrap_err();
                         self.done = true;
-                        return Err(io::Error::new(
-                            e.kind(),
-                            scrub_secret(format!("{}: read: {e}", self.inner.describe(&self.path)), &self.inner.secret),
-                        ));
+                        return Err(io::Error::new(e.kind(), (self.scrub)(format!("{}: read: {e}", self.place))));
                     }
                 };
                 if chunk.is_empty() {
@@ -1103,13 +1117,10 @@ impl Replica for S3Side {
             s.metadata().await.map_err(|e| i.err(&path, "open", e))?;
             Ok(s)
         })?;
-        Ok(Box::new(S3Reader {
-            inner: self.inner.clone(),
-            path: p.clone(),
-            stream: Some(stream),
-            chunks: VecDeque::new(),
-            done: false,
-        }))
+        let secret = self.inner.secret.clone();
+        Ok(Box::new(StreamReader::new(self.describe(p), stream, move |m| {
+            scrub_secret(m, &secret)
+        })))
     }
 
     fn create_new(&self, p: &RelPath) -> io::Result<Box<dyn FileWriter>> {

@@ -70,14 +70,13 @@
 //! Must not touch: anything outside the endpoint's folder, the password in any message, log
 //! or `Debug` output (Basic authentication only goes into request headers).
 
-use super::s3::{err_text, install_transport, io_kind, run, scrub_secret};
+use super::s3::{err_text, install_transport, io_kind, run, scrub_secret, StreamReader};
 use super::{Caps, ChangeSource, DirItem, FileWriter, KeepVersion, Node, Replica, VersionToken};
 use crate::model::{Entry, Kind, RelPath};
-use futures_util::StreamExt;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::options::ReaderOptions;
 use opendal::Operator;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -94,9 +93,6 @@ const CHUNK: usize = 256 * 1024;
 
 /// Chunks a streamed upload's queue holds (what a writer may be ahead of the network).
 const QUEUE: usize = 4;
-
-/// Bytes a reader fetches per hop to the runtime.
-const READ_BATCH: usize = 1024 * 1024;
 
 /// Retries of a request after the first attempt.
 const RETRIES: u32 = 4;
@@ -1909,82 +1905,6 @@ impl Drop for DavWriter {
     }
 }
 
-/// A streamed download (OpenDAL's GET), pulled from the runtime in batches of about
-/// [`READ_BATCH`] bytes; never the whole file in memory.
-struct DavReader {
-    inner: Arc<Inner>,
-    path: RelPath,
-    stream: Option<opendal::FuturesBytesStream>,
-    chunks: VecDeque<Chunk>,
-    done: bool,
-}
-
-type Chunk = <opendal::FuturesBytesStream as futures_util::Stream>::Item;
-
-impl Read for DavReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            while let Some(front) = self.chunks.front_mut() {
-                let chunk = match front {
-                    Ok(b) => b,
-                    Err(_) => {
-                        let e = self.chunks.pop_front().unwrap().unwrap_err();
-                        self.done = true;
-                        return Err(io::Error::new(
-                            e.kind(),
-                            self.inner.scrub(format!("{}: read: {e}", self.inner.describe(&self.path))),
-                        ));
-                    }
-                };
-                if chunk.is_empty() {
-                    self.chunks.pop_front();
-                    continue;
-                }
-                let n = buf.len().min(chunk.len());
-                buf[..n].copy_from_slice(&chunk[..n]);
-                let _ = chunk.split_to(n);
-                if chunk.is_empty() {
-                    self.chunks.pop_front();
-                }
-                return Ok(n);
-            }
-            if self.done {
-                return Ok(0);
-            }
-            let Some(mut s) = self.stream.take() else { return Ok(0) };
-            let (s, got, end) = run(async move {
-                let mut got = VecDeque::new();
-                let mut n = 0usize;
-                let mut end = false;
-                while n < READ_BATCH {
-                    match s.next().await {
-                        Some(Ok(b)) => {
-                            n += b.len();
-                            got.push_back(Ok(b));
-                        }
-                        Some(Err(e)) => {
-                            got.push_back(Err(e));
-                            end = true;
-                            break;
-                        }
-                        None => {
-                            end = true;
-                            break;
-                        }
-                    }
-                }
-                (s, got, end)
-            })?;
-            self.stream = Some(s);
-            self.chunks = got;
-            self.done = end;
-        }
-    }
-}
-
 fn op_err(inner: &Inner, p: &RelPath, what: &str, e: opendal::Error) -> io::Error {
     let (kind, note) = io_kind(&e);
     io::Error::new(
@@ -2047,13 +1967,8 @@ impl Replica for WebDavSide {
             s.metadata().await.map_err(|e| op_err(&i, &path, "open", e))?;
             Ok(s)
         })?;
-        Ok(Box::new(DavReader {
-            inner: self.inner.clone(),
-            path: p.clone(),
-            stream: Some(stream),
-            chunks: VecDeque::new(),
-            done: false,
-        }))
+        let inner = self.inner.clone();
+        Ok(Box::new(StreamReader::new(self.describe(p), stream, move |m| inner.scrub(m))))
     }
 
     fn create_new(&self, p: &RelPath) -> io::Result<Box<dyn FileWriter>> {
