@@ -7,7 +7,7 @@
 //! from inside tokio runtimes, and an end-to-end sync of a local folder with a bucket
 //! through the engine's pipeline (`api::sync_with`).
 
-use crate::common::{free_port, venv_tool};
+use crate::common::{free_port, output_text, venv_tool};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -667,42 +667,21 @@ fn s3_end_to_end_sync_with_a_local_folder() {
     assert_eq!(r3.counts.copied, 0);
 }
 
-/// Everything a secret could leak into after a run: the state file, logs, the discovery
-/// and token files, any file below `dir` but the secret file itself.
-fn assert_secret_nowhere(dir: &Path, secret_file: Option<&Path>, also: &[&str]) {
-    for text in also {
-        assert!(!text.contains(SECRET), "the secret appears in output: {text}");
-    }
-    let mut leaks = Vec::new();
-    crate::common::files_below(dir, false).into_iter().for_each(|(rel, data)| {
-        if Some(dir.join(&rel).as_path()) != secret_file && data.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()) {
-            leaks.push(rel);
-        }
-    });
-    assert!(leaks.is_empty(), "the secret is written in {leaks:?}");
-}
+const AWS_VARS: [&str; 5] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+];
 
 /// `tandem` with the S3 variables of an ad-hoc pair (and nothing from the caller's).
 fn tandem_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
-    cmd.args(args).env("TANDEM_LOG", "info");
-    for k in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ] {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    crate::common::tandem_env(args, env, &AWS_VARS)
 }
 
-fn text_of(o: &std::process::Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+fn assert_secret_nowhere(dir: &Path, secret_file: Option<&Path>, texts: &[&str]) {
+    crate::common::assert_secret_nowhere(SECRET, dir, secret_file, texts)
 }
 
 #[test]
@@ -729,14 +708,14 @@ fn s3_cli_sync_with_an_s3_url_takes_credentials_from_the_environment() {
         "s3://team/share",
     ];
     let o = tandem_env(&args, &good);
-    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert_eq!(std::fs::read(served.join("plan.txt")).unwrap(), b"the plan");
     assert_eq!(std::fs::read(served.join("sub/notes.md")).unwrap(), b"notes");
     // Another client's upload to the bucket comes down.
     std::fs::write(served.join("sub/from the bucket.txt"), b"uploaded elsewhere").unwrap();
     std::thread::sleep(Duration::from_millis(1100)); // rclone's --dir-cache-time 1s
     let o2 = tandem_env(&args, &good);
-    assert_eq!(o2.status.code(), Some(0), "{}", text_of(&o2));
+    assert_eq!(o2.status.code(), Some(0), "{}", output_text(&o2));
     assert_eq!(std::fs::read(left.join("sub/from the bucket.txt")).unwrap(), b"uploaded elsewhere");
     // A wrong secret: a clear error naming the place and the key id, never the secret.
     let wrong = [
@@ -747,23 +726,29 @@ fn s3_cli_sync_with_an_s3_url_takes_credentials_from_the_environment() {
     let o3 = tandem_env(&args, &wrong);
     assert_ne!(o3.status.code(), Some(0));
     assert!(
-        text_of(&o3).contains("s3://team/share") && !text_of(&o3).contains("not-the-secret-42"),
+        output_text(&o3).contains("s3://team/share") && !output_text(&o3).contains("not-the-secret-42"),
         "{}",
-        text_of(&o3)
+        output_text(&o3)
     );
     // No secret at all: says where one goes.
     let o4 = tandem_env(&args, &good[..2]);
-    assert_eq!(o4.status.code(), Some(2), "{}", text_of(&o4));
+    assert_eq!(o4.status.code(), Some(2), "{}", output_text(&o4));
     assert!(
-        text_of(&o4).contains("AWS_SECRET_ACCESS_KEY") && text_of(&o4).contains("secret_file"),
+        output_text(&o4).contains("AWS_SECRET_ACCESS_KEY") && output_text(&o4).contains("secret_file"),
         "{}",
-        text_of(&o4)
+        output_text(&o4)
     );
     let h = tandem_env(&["--state", state.to_str().unwrap(), "history", "--json"], &[]);
     assert_secret_nowhere(
         dir.path(),
         None,
-        &[&text_of(&o), &text_of(&o2), &text_of(&o3), &text_of(&o4), &text_of(&h)],
+        &[
+            &output_text(&o),
+            &output_text(&o2),
+            &output_text(&o3),
+            &output_text(&o4),
+            &output_text(&h),
+        ],
     );
 }
 
@@ -791,18 +776,18 @@ fn s3_secret_file_must_be_private() {
     let state = dir.path().join("state.db");
     let args = ["--state", state.to_str().unwrap(), "sync", "--config", cfg.to_str().unwrap()];
     let o = tandem_env(&args, &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", text_of(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(
-        text_of(&o).contains("s3.secret") && text_of(&o).contains("chmod 600"),
+        output_text(&o).contains("s3.secret") && output_text(&o).contains("chmod 600"),
         "{}",
-        text_of(&o)
+        output_text(&o)
     );
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     write_local(&left, "ok.txt", b"ok");
     let o = tandem_env(&args, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert!(srv.dir.path().join("served/b/x/ok.txt").is_file());
-    assert_secret_nowhere(dir.path(), Some(&secret), &[&text_of(&o)]);
+    assert_secret_nowhere(dir.path(), Some(&secret), &[&output_text(&o)]);
 }
 
 #[test]
@@ -847,7 +832,11 @@ fn s3_service_polls_the_bucket_and_never_shows_the_secret() {
     });
     let h = p.tandem(&["--state", p.state.to_str().unwrap(), "history", "--json"]);
     let cfg_shown = p.tandem(&["check-config", cfg.to_str().unwrap()]);
-    assert_secret_nowhere(p.dir.path(), Some(&secret), &[&status(), &text_of(&h), &text_of(&cfg_shown)]);
+    assert_secret_nowhere(
+        p.dir.path(),
+        Some(&secret),
+        &[&status(), &output_text(&h), &output_text(&cfg_shown)],
+    );
 }
 
 #[test]
@@ -916,7 +905,7 @@ fn s3_kill_9_during_an_upload_leaves_no_partial_object_and_the_next_run_complete
         .env("TANDEM_TEST_S3_SECRET", SECRET)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert!(get(&bucket, "big.bin") == big);
     let names: Vec<String> = listing(&bucket, "").into_keys().filter(|k| !k.starts_with(".sync_trash")).collect();
     assert_eq!(names, ["big.bin", "small.txt"], "no temporary objects left");
@@ -947,7 +936,7 @@ fn s3_regression_server_stamped_mtimes_made_runs_defer_and_never_converge() {
         let mut args = vec!["--state", state.to_str().unwrap(), "sync", left.to_str().unwrap(), "s3://conv/t"];
         args.extend_from_slice(extra);
         let o = tandem_env(&args, &env);
-        assert_eq!(o.status.code(), Some(0), "{}", text_of(&o));
+        assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     sync(&[]);

@@ -963,16 +963,8 @@ fn webdav_end_to_end_sync_with_rclone_serve_webdav() {
 }
 
 fn tandem_out(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
-    cmd.args(args).env("TANDEM_LOG", "info").env_remove("TANDEM_WEBDAV_PASSWORD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let o = cmd.output().unwrap();
-    (
-        o.status.code(),
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-    )
+    let o = crate::common::tandem_env(args, env, &["TANDEM_WEBDAV_PASSWORD"]);
+    (o.status.code(), crate::common::output_text(&o))
 }
 
 #[test]
@@ -1006,15 +998,7 @@ fn webdav_cli_sync_with_a_webdav_url_takes_the_password_from_the_environment() {
         "{out4}"
     );
     let (_, hist) = tandem_out(&["--state", state.to_str().unwrap(), "history", "--json"], &[]);
-    for text in [&out, &out2, &out3, &out4, &hist] {
-        assert!(!text.contains(PASS), "the password appears: {text}");
-    }
-    let leaks: Vec<String> = crate::common::files_below(dir.path(), false)
-        .into_iter()
-        .filter(|(_, d)| d.windows(PASS.len()).any(|w| w == PASS.as_bytes()))
-        .map(|(k, _)| k)
-        .collect();
-    assert!(leaks.is_empty(), "the password is written in {leaks:?}");
+    crate::common::assert_secret_nowhere(PASS, dir.path(), None, &[&out, &out2, &out3, &out4, &hist]);
 }
 
 #[test]

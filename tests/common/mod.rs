@@ -269,3 +269,36 @@ pub fn venv_tool(name: &str) -> Option<PathBuf> {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// `tandem ARGS` with `env` set and the variables in `unset` removed (a test must not pick
+/// up the caller's credentials).
+pub fn tandem_env(args: &[&str], env: &[(&str, &str)], unset: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    cmd.args(args).env("TANDEM_LOG", "info");
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// A command's stdout and stderr, together.
+pub fn output_text(o: &Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+/// A planted `secret` appears in none of `texts` (output, API answers) and in no file below
+/// `dir` (state, logs, discovery and token files) but `secret_file`, where it belongs.
+pub fn assert_secret_nowhere(secret: &str, dir: &Path, secret_file: Option<&Path>, texts: &[&str]) {
+    for text in texts {
+        assert!(!text.contains(secret), "the secret appears in output: {text}");
+    }
+    let leaks: Vec<String> = files_below(dir, false)
+        .into_iter()
+        .filter(|(rel, data)| Some(dir.join(rel).as_path()) != secret_file && data.windows(secret.len()).any(|w| w == secret.as_bytes()))
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(leaks.is_empty(), "the secret is written in {leaks:?}");
+}
