@@ -1204,21 +1204,9 @@ fn guard_lost_state_file_never_deletes_and_turns_differences_into_clash_copies()
 
 /// Run the binary without the power to bypass file permissions (tests may run as root).
 fn tandem_without_dac_override(args: &[&str]) -> Output {
-    use std::os::unix::process::CommandExt;
     let mut c = Command::new(env!("CARGO_BIN_EXE_tandem"));
     c.args(args).env("TANDEM_LOG", "warn");
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            // CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2. Dropping them from the bounding
-            // set removes them from root's capabilities after exec. Without privileges the
-            // call fails, and permissions apply anyway.
-            for cap in [1, 2] {
-                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
-            }
-            Ok(())
-        });
-    }
+    crate::common::without_dac_override(&mut c);
     c.output().unwrap()
 }
 

@@ -251,6 +251,21 @@ const CASES: &[Case] = &[
         expect: &["record n.doc R2"],
     },
     Case {
+        name: "regression: a local file and an S3 upload of the same size in the same second were taken for the same content",
+        base: &[],
+        left: &[("n.doc", "f:aaaa@2000")],
+        right: &[("n.doc", "f:bbbb@2000#5")],
+        opts: |o| {
+            o.content_by_meta = true;
+            o.server_mtimes = [false, true];
+        },
+        expect: &[
+            "clash right n.doc->n_clash_197001010033.doc R2",
+            "copy right n.doc R2",
+            "copy left n_clash_197001010033.doc R2",
+        ],
+    },
+    Case {
         name: "R2 where reading is a download: another time still compares content",
         base: &[],
         left: &[("n.doc", "f:aaaa@1795357800")],

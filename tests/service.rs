@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tandem::model::Side::{Left, Right};
 
-use crate::common::{discovery, start_service as start, wait_for, Svc};
+use crate::common::{discovery, start_service as start, start_service_as, wait_for, Svc};
 
 fn start_pair(p: &Pair) -> Svc {
     start(p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[])
@@ -394,15 +394,58 @@ fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
     assert_eq!(code, 200, "{body}");
     let items: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     assert!(
-        items
-            .iter()
-            .any(|i| i["path"] == "huge.bin" && i["lane"] == "large" && i["copying"] == true && i["done"].as_u64() > Some(0)),
+        items.iter().any(|i| i["path"] == "huge.bin"
+            && i["lane"] == "large"
+            && i["copying"] == true
+            && i["state"] == "transferring"
+            && i["done"].as_u64() > Some(0)),
         "{body}"
     );
     // A graceful stop rolls the copy in flight back: no temporary file, no partial target.
     assert_eq!(svc.stop(), Some(0));
     assert!(!p.exists(Right, "huge.bin"));
     assert!(temp_files(&p.right).is_empty(), "{:?}", temp_files(&p.right));
+}
+
+/// Each finished action is listed with its state, and a failure with its error: the
+/// Backlog page's "Recently finished" (issue 15: per-item states and the error).
+#[test]
+fn service_recent_lists_done_and_failed_items_with_the_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pair::new();
+    p.write(Left, "fine.txt", b"fine");
+    p.write(Left, "locked.txt", b"nobody may read this");
+    std::fs::set_permissions(p.path(Left, "locked.txt"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    // As an ordinary user: root would read the file anyway.
+    let cfg = config(&p, "");
+    let _svc = start_service_as(&p, &["--config", cfg.to_str().unwrap()], &[], true);
+    let token = api_token(&p);
+    let recent = || -> Vec<serde_json::Value> {
+        let (code, body) = http(&p, "GET", "/api/pairs/t/recent", None, Some(token.as_str()), None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    wait_for("both outcomes", T, || {
+        let r = recent();
+        r.iter().any(|f| f["path"] == "fine.txt" && f["state"] == "done")
+            && r.iter().any(|f| f["path"] == "locked.txt" && f["state"] == "failed")
+    });
+    let r = recent();
+    let fine = r.iter().find(|f| f["path"] == "fine.txt").unwrap();
+    assert_eq!(
+        (fine["op"].as_str(), fine["side"].as_str(), fine["bytes"].as_u64()),
+        (Some("copy"), Some("right"), Some(4)),
+        "{fine}"
+    );
+    assert!(fine["detail"].is_null() && fine["at"].as_i64().unwrap() > 1_700_000_000, "{fine}");
+    let locked = r.iter().find(|f| f["path"] == "locked.txt").unwrap();
+    let detail = locked["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("locked.txt") && detail.to_lowercase().contains("permission denied"),
+        "{locked}"
+    );
+    assert!(p.exists(Right, "fine.txt") && !p.exists(Right, "locked.txt"));
+    std::fs::set_permissions(p.path(Left, "locked.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
 }
 
 #[test]

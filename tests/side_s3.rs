@@ -32,10 +32,10 @@ fn tool(name: &str) -> PathBuf {
 }
 
 /// An S3 server on loopback, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// Whether the server keeps folder markers (`rclone serve s3` turns a marker `d/` into
     /// a file `d`: the side detects that and writes none there, so an empty folder cannot
     /// be created through it).
@@ -124,7 +124,7 @@ impl Server {
     }
 
     /// `moto_server -H 127.0.0.1 -p PORT`.
-    fn moto() -> Server {
+    pub(crate) fn moto() -> Server {
         let port = free_port();
         let mut cmd = Command::new(tool("moto_server"));
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
@@ -132,7 +132,7 @@ impl Server {
     }
 
     /// `rclone serve s3 DIR`: buckets are subfolders of DIR (made by `bucket`).
-    fn rclone() -> Server {
+    pub(crate) fn rclone() -> Server {
         Server::rclone_on(free_port())
     }
 
@@ -160,7 +160,7 @@ impl Server {
 
     /// Create a bucket: a subfolder for rclone, an unsigned `PUT /BUCKET` for moto (which
     /// accepts any request).
-    fn bucket(&self, bucket: &str) {
+    pub(crate) fn bucket(&self, bucket: &str) {
         if self.name.starts_with("rclone") {
             std::fs::create_dir(self.dir.path().join("served").join(bucket)).unwrap();
             return;
@@ -189,7 +189,7 @@ impl Server {
         }
     }
 
-    fn side(&self, bucket: &str, prefix: &str) -> S3Side {
+    pub(crate) fn side(&self, bucket: &str, prefix: &str) -> S3Side {
         S3Side::connect(self.config(bucket, prefix)).unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.name, self.log()))
     }
 }

@@ -27,10 +27,10 @@ const USER: &str = "tandem-user";
 const PASS: &str = "tandem-pass-0123456789";
 
 /// A WebDAV server on loopback serving `dir/served`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
-    name: &'static str,
+    pub(crate) port: u16,
+    pub(crate) name: &'static str,
     /// Whether it checks a user and password.
     auth: bool,
     /// Whether it enforces `If-None-Match: *` / `If-Match` (wsgidav does, rclone does not).
@@ -105,7 +105,7 @@ impl Server {
 
     /// `wsgidav`: anonymous (`--auth anonymous`), or with a user and password from a
     /// configuration file.
-    fn wsgidav(auth: bool) -> Option<Server> {
+    pub(crate) fn wsgidav(auth: bool) -> Option<Server> {
         let exe = tool("wsgidav")?;
         let port = free_port();
         let dir = Server::served_dir();
@@ -177,7 +177,7 @@ impl Server {
     }
 
     /// `rclone serve webdav` with a user and password.
-    fn rclone() -> Option<Server> {
+    pub(crate) fn rclone() -> Option<Server> {
         Server::rclone_with("rclone serve webdav", &[])
     }
 
@@ -219,7 +219,7 @@ impl Server {
         }
     }
 
-    fn side(&self, base: &str) -> WebDavSide {
+    pub(crate) fn side(&self, base: &str) -> WebDavSide {
         self.folder(base);
         WebDavSide::connect(self.config(base)).unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.name, self.log()))
     }
@@ -645,11 +645,12 @@ fn webdav_probes_report_what_each_server_does() {
         "mtimes not settable",
         "X-OC-Mtime ignored",
         "case-sensitive names",
-        "ETags as version tokens",
+        "ETags made from time and size",
     ] {
         assert!(note.contains(fact), "wsgidav: {fact:?} not in {note}");
     }
     assert!(!ws.caps().set_mtime && !ws.caps().case_insensitive);
+    assert!(ws.caps().weak_version && ws.caps().racy(), "wsgidav's ETag is mtime and size");
     no_probe_left(&w, "probed");
 
     let rs = r.side("probed");
@@ -660,13 +661,27 @@ fn webdav_probes_report_what_each_server_does() {
         "mtimes settable (PROPPATCH lastmodified)",
         "X-OC-Mtime honoured",
         "case-sensitive names",
-        "ETags as version tokens",
+        "ETags made from time and size",
     ] {
         assert!(note.contains(fact), "rclone: {fact:?} not in {note}");
     }
     assert!(rs.caps().set_mtime && !rs.caps().case_insensitive);
+    assert!(
+        rs.caps().weak_version && rs.caps().racy(),
+        "rclone's default ETag is mtime and size"
+    );
     assert!(!note.contains(PASS));
     no_probe_left(&r, "probed");
+
+    // rclone with content-hash ETags: a strong version token, nothing to wait for.
+    let Some(h) = Server::rclone_with("rclone serve webdav --etag-hash auto", &["--etag-hash", "auto"]) else {
+        return;
+    };
+    let hs = h.side("probed");
+    let note = hs.note().unwrap();
+    assert!(note.contains("ETags as version tokens"), "{note}");
+    assert!(!hs.caps().weak_version && !hs.caps().racy(), "{note}");
+    no_probe_left(&h, "probed");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 
 mod chaos;
 mod cli;
+mod cloud_scenario;
 mod crash;
 mod guards;
 mod mail;

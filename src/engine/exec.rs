@@ -11,7 +11,7 @@
 use crate::engine::plan::{Action, Plan};
 use crate::model::names::{TEMP_PREFIX, TEMP_SUFFIX, TRASH_DIR};
 use crate::model::{BaseEntry, BaseUpdate, Entry, Hash, RelPath, Side, SideMeta};
-use crate::side::{stat_entry, KeepVersion, Node, Replica};
+use crate::side::{stat_entry, Caps, KeepVersion, Node, Replica};
 use crate::state::{JournalRow, RunCounts};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -47,6 +47,9 @@ pub trait Observer: Send + Sync {
     fn throttle(&self, _to: Side, _bytes: u64) {}
     /// A copy moved on: `done` bytes of it are staged (0 when it starts).
     fn copy_progress(&self, _index: usize, _action: &Action, _done: u64) {}
+    /// A copy's bytes are all written: it is being checked (the source unchanged, the
+    /// upload visible) and put in place.
+    fn verifying(&self, _index: usize, _action: &Action) {}
     /// An action's outcome is known (a copy's once it is in place).
     fn finished(&self, _index: usize, _action: &Action, _outcome: &Outcome) {}
 }
@@ -416,20 +419,23 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        let d0 = stat_entry(to, &da).map_err(|e| failed("read", to, &da, e))?;
-        if !self.matches(side, p, dst, d0.as_ref()) {
-            return Err(Outcome::Deferred {
-                reason: format!("{} changed since the scan", to.describe(&da)),
-            });
+        // A new file on a side whose uploads appear whole (S3) goes straight to its name:
+        // `create_new` is "only if absent" there, so it is also the check that nothing
+        // appeared since the scan (one request less per file than a stat first).
+        let direct = dst.is_none() && to.caps().whole_uploads;
+        if !direct {
+            let d0 = stat_entry(to, &da).map_err(|e| failed("read", to, &da, e))?;
+            if !self.matches(side, p, dst, d0.as_ref()) {
+                return Err(Outcome::Deferred {
+                    reason: format!("{} changed since the scan", to.describe(&da)),
+                });
+            }
         }
         let dir = da.dir();
         if !self.known_dirs.lock().unwrap().contains(&(side, dir.clone())) {
             to.create_dir_all(&dir).map_err(|e| failed("create folder", to, &dir, e))?;
             self.known_dirs.lock().unwrap().insert((side, dir.clone()));
         }
-        // A new file on a side whose uploads appear whole (S3) goes straight to its name:
-        // `create_new` is "only if absent", and an interrupted upload leaves nothing there.
-        let direct = d0.is_none() && dst.is_none() && to.caps().whole_uploads;
         let tmp = if direct { da.clone() } else { self.temp_path(&dir) };
         // Undo a failed or torn copy: a temporary file is ours; a direct upload that did
         // not finish left nothing, and one that finished is removed only while it is still
@@ -447,10 +453,18 @@ impl<'a> Exec<'a> {
         if let Some(h) = hooks {
             h.copy_progress(k, a, 0);
         }
+        settle_before_read(&from.caps(), s0.mtime);
         let stopped = std::sync::atomic::AtomicBool::new(false);
+        let appeared = std::sync::atomic::AtomicBool::new(false);
         let copied = (|| -> std::io::Result<(Hash, u64)> {
             let mut r = from.open_read(&sa)?;
-            let mut w = to.create_new(&tmp)?;
+            let mut w = match to.create_new(&tmp) {
+                Err(e) if direct && e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    appeared.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                w => w?,
+            };
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
             let mut n = 0u64;
@@ -486,6 +500,11 @@ impl<'a> Exec<'a> {
                     reason: "stopped before the copy finished (pause or shutdown); rolled back".into(),
                 });
             }
+            Err(_) if appeared.load(Ordering::SeqCst) => {
+                return Err(Outcome::Deferred {
+                    reason: format!("{} changed since the scan", to.describe(&da)),
+                });
+            }
             Err(e) => {
                 undo(None);
                 // Gone or changed since the scan (deleted by the user a moment ago): the next
@@ -513,6 +532,9 @@ impl<'a> Exec<'a> {
                 return Err(failed("copy", from, &sa, e));
             }
         };
+        if let Some(h) = hooks {
+            h.verifying(k, a);
+        }
         // A source that changed while we read it gave a torn copy: discard it.
         let s1 = stat_entry(from, &sa).ok().flatten();
         if bytes != s0.size || !s1.is_some_and(|s1| s1.same_meta(&s0)) {
@@ -521,10 +543,14 @@ impl<'a> Exec<'a> {
                 reason: format!("{} changed during the copy", from.describe(&sa)),
             });
         }
+        // A direct upload is in place already: its entry is taken here, by the worker that
+        // uploaded it, not one by one while the batch installs.
+        let landed = if direct { stat_entry(to, &da).ok().flatten() } else { None };
         Ok(Staged {
             side,
             tmp,
             direct,
+            landed,
             src: s0,
             hash,
             bytes,
@@ -536,7 +562,7 @@ impl<'a> Exec<'a> {
         let to = self.rep(side);
         let da = p.clone();
         if st.direct {
-            return self.record_copy(side, p, st, ups);
+            return self.record(side, p, st, st.landed, ups);
         }
         let discard = |o: Outcome| {
             let _ = to.remove_file(&st.tmp);
@@ -605,8 +631,14 @@ impl<'a> Exec<'a> {
 
     /// A copy is in place: the base takes both sides as they are now.
     fn record_copy(&self, side: Side, p: &RelPath, st: &Staged, ups: &mut Vec<BaseUpdate>) -> Outcome {
-        match stat_entry(self.rep(side), p) {
-            Ok(Some(now)) => {
+        let now = stat_entry(self.rep(side), p).ok().flatten();
+        self.record(side, p, st, now, ups)
+    }
+
+    /// Record a copy whose target side now shows `now`.
+    fn record(&self, side: Side, p: &RelPath, st: &Staged, now: Option<Entry>, ups: &mut Vec<BaseUpdate>) -> Outcome {
+        match now {
+            Some(now) => {
                 let now = kept_mode(now, st.src.mode);
                 let (l, r) = if side == Side::Left { (now, st.src) } else { (st.src, now) };
                 let mut b = BaseEntry::from_pair(&l, &r, Some(st.hash));
@@ -742,9 +774,33 @@ struct Staged {
     /// Written at its own name (a new file on a side with whole uploads): nothing to
     /// rename, nothing that was there to keep.
     direct: bool,
+    /// A direct upload's entry as the side showed it just after the upload (`None`: not
+    /// visible yet, or not a direct upload).
+    landed: Option<Entry>,
     src: Entry,
     hash: Hash,
     bytes: u64,
+}
+
+/// On a racy side (`Caps::racy`), wait until the file's mtime step is over before its
+/// content is read: what is read then is what that mtime (and the same size) stands for,
+/// as any later rewrite gets a later mtime. Without it, a rewrite of the same size in the
+/// same second as the read would never be seen. At most one step (and a small margin for
+/// the server's clock); an mtime further ahead is not waited for.
+pub(crate) fn settle_before_read(caps: &Caps, mtime_ns: i64) {
+    const MARGIN_NS: i64 = 20_000_000;
+    if !caps.racy() {
+        return;
+    }
+    let step = caps.mtime_resolution_ns;
+    let end = mtime_ns.div_euclid(step).saturating_add(1).saturating_mul(step);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let wait = end - now;
+    if wait > 0 && wait <= step {
+        std::thread::sleep(std::time::Duration::from_nanos((wait + MARGIN_NS) as u64));
+    }
 }
 
 /// Apply `plan` (which must have no hash requests) to the two replicas.

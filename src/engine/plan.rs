@@ -306,7 +306,8 @@ pub struct PlanOptions<'a> {
     pub mtime_window_ns: i64,
     /// Reading a side's content is a download (a cloud drive, a server): two files of the
     /// same size and the same time (within `mtime_window_ns`) are taken as the same content
-    /// without reading them (as rclone's and FreeFileSync's default comparison does).
+    /// without reading them (as rclone's and FreeFileSync's default comparison does),
+    /// unless a side's mtimes are server stamps (`server_mtimes`).
     pub content_by_meta: bool,
     /// Per side (left, right): its mtimes are the server's upload stamps, not properties a
     /// user sets (it has version tokens and cannot set mtimes: S3, some WebDAV servers).
@@ -1181,7 +1182,10 @@ impl<'a> Planner<'a, '_> {
         if l.size != r.size {
             return false;
         }
-        if self.opts.content_by_meta && self.opts.same_time(l.mtime, r.mtime) {
+        // Not where a side's mtimes are server stamps: there a time says when a file was
+        // uploaded, not what it holds (a local write and another client's upload in the
+        // same second are not the same content).
+        if self.opts.content_by_meta && !self.opts.server_mtimes.contains(&true) && self.opts.same_time(l.mtime, r.mtime) {
             return true;
         }
         let hl = self.hash(Side::Left, p, l);

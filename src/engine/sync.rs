@@ -371,6 +371,7 @@ fn fill_hashes(cx: &mut Ctx, input: &mut PlanInput, wanted: &[(Side, RelPath)], 
                     break;
                 };
                 let fs = if *side == Side::Left { cx.lfs } else { cx.rfs };
+                crate::engine::exec::settle_before_read(&fs.caps(), e.mtime);
                 let r = match hash_file(fs, p) {
                     Ok((h, n)) if n == e.size => Ok(h),
                     Ok(_) => Err("changed while being read".to_string()),

@@ -638,6 +638,12 @@ async fn backlog(State(st): State<AppState>, UrlPath(pair): UrlPath<String>) -> 
     Ok(Json(st.svc.backlog(&pair)?).into_response())
 }
 
+/// The actions a pair finished lately, newest first (the Backlog page's "Recently
+/// finished"): state, bytes, and the error or reason where not done.
+async fn recent(State(st): State<AppState>, UrlPath(pair): UrlPath<String>) -> Result<Response, HttpError> {
+    Ok(Json(st.svc.recent(&pair, 100)?).into_response())
+}
+
 fn config_error(e: crate::config::ConfigError) -> HttpError {
     HttpError {
         status: StatusCode::BAD_REQUEST,
@@ -864,6 +870,7 @@ fn router(
         .route("/api/test-connection", post(test_connection))
         .route("/api/conflicts", get(conflicts))
         .route("/api/pairs/{pair}/backlog", get(backlog))
+        .route("/api/pairs/{pair}/recent", get(recent))
         .route("/api/pairs/{pair}/conflicts/detail", get(conflict_detail))
         .route("/api/pairs/{pair}/conflicts/resolve", post(resolve))
         .route("/api/pairs/{pair}/resync", post(resync))

@@ -29,7 +29,7 @@ use crate::side::Replica;
 use crate::state::{now_ns, RunRow, Store};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -197,6 +197,9 @@ pub struct Transfer {
     pub done: u64,
     pub bytes_per_s: u64,
     pub eta_s: Option<u64>,
+    /// "transferring", or "verifying" once every byte is written (the source re-checked,
+    /// the upload looked up, the copy put in place).
+    pub state: &'static str,
 }
 
 /// Where a worker sends the report of a run asked for by the user.
@@ -246,6 +249,8 @@ struct Live {
     small_queue: Vec<(usize, RelPath, Side, u64)>,
     waiting: u64,
     transfers: HashMap<(u8, usize), TransferState>,
+    /// The last [`RECENT_MAX`] actions finished, newest at the front.
+    recent: VecDeque<Finished>,
 }
 
 #[derive(Clone, Default)]
@@ -265,6 +270,15 @@ struct TransferState {
     done: u64,
     started: Instant,
     last_event: Instant,
+    verifying: bool,
+}
+
+fn transfer_state(verifying: bool) -> &'static str {
+    if verifying {
+        "verifying"
+    } else {
+        "transferring"
+    }
 }
 
 struct LargeJob {
@@ -289,7 +303,30 @@ pub struct BacklogItem {
     pub lane: &'static str,
     pub copying: bool,
     pub done: u64,
+    /// "queued", "transferring" or "verifying" (see [`Transfer::state`]).
+    pub state: &'static str,
 }
+
+/// An action a pair finished lately (newest first in [`Service::recent`]): what happened
+/// to it, and why when it did not happen.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finished {
+    pub path: String,
+    /// "copy", "delete", "rename", ... (as in history).
+    pub op: &'static str,
+    /// The side written to, where there is one.
+    pub side: Option<Side>,
+    /// "done", "deferred" (something changed since the scan: planned again) or "failed".
+    pub state: &'static str,
+    /// The error or the reason, when not done.
+    pub detail: Option<String>,
+    pub bytes: u64,
+    /// When it finished (Unix seconds).
+    pub at: i64,
+}
+
+/// How many finished actions a pair keeps for [`Service::recent`].
+const RECENT_MAX: usize = 200;
 
 #[derive(Default)]
 struct LargeQueue {
@@ -450,6 +487,9 @@ impl Service {
     }
     pub fn backlog(&self, pair: &str) -> Result<Vec<BacklogItem>, ApiError> {
         self.engine().backlog(pair)
+    }
+    pub fn recent(&self, pair: &str, limit: usize) -> Result<Vec<Finished>, ApiError> {
+        self.engine().recent(pair, limit)
     }
     pub fn conflicts(&self, pair: Option<&str>) -> Result<Vec<(String, crate::state::ConflictRow)>, ApiError> {
         self.engine().conflicts(pair)
@@ -790,7 +830,7 @@ impl Engine {
             l.transfers
                 .iter()
                 .find(|((ln, _), t)| *ln == lane && t.path == *path)
-                .map(|(_, t)| t.done)
+                .map(|(_, t)| (t.done, transfer_state(t.verifying)))
         };
         let mut out: Vec<BacklogItem> = l
             .small_queue
@@ -803,7 +843,8 @@ impl Engine {
                     size: *size,
                     lane: "small",
                     copying: done.is_some(),
-                    done: done.unwrap_or(0),
+                    done: done.map_or(0, |d| d.0),
+                    state: done.map_or("queued", |d| d.1),
                 }
             })
             .collect();
@@ -816,6 +857,7 @@ impl Engine {
                 lane: "large",
                 copying: true,
                 done: t.done,
+                state: transfer_state(t.verifying),
             });
         }
         let mut queued: Vec<(&u64, &LargeJob)> = q.jobs.iter().collect();
@@ -829,10 +871,18 @@ impl Engine {
                     lane: "large",
                     copying: false,
                     done: 0,
+                    state: "queued",
                 });
             }
         }
         Ok(out)
+    }
+
+    /// The actions a pair finished lately, newest first, at most `limit`.
+    pub fn recent(&self, pair: &str, limit: usize) -> Result<Vec<Finished>, ApiError> {
+        let rt = self.find(pair)?;
+        let l = rt.live.lock().unwrap();
+        Ok(l.recent.iter().take(limit).cloned().collect())
     }
 
     /// Open conflicts of one pair (or all): (pair name, conflict).
@@ -923,6 +973,7 @@ impl Engine {
                         done: t.done,
                         bytes_per_s: speed,
                         eta_s: (speed > 0).then(|| (t.size.saturating_sub(t.done)) / speed),
+                        state: transfer_state(t.verifying),
                     }
                 })
                 .collect();
@@ -1033,6 +1084,7 @@ impl Observer for RunHooks {
             done: 0,
             started: now,
             last_event: now,
+            verifying: false,
         });
         t.done = done;
         let first = done == 0;
@@ -1064,7 +1116,31 @@ impl Observer for RunHooks {
         }
     }
 
+    fn verifying(&self, k: usize, _a: &Action) {
+        if let Some(t) = self.rt.live.lock().unwrap().transfers.get_mut(&(self.lane, k)) {
+            t.verifying = true;
+        }
+    }
+
     fn finished(&self, k: usize, a: &Action, o: &Outcome) {
+        if !matches!(a, Action::Record { .. } | Action::Skip { .. }) {
+            let (state, detail, bytes) = match o {
+                Outcome::Done { bytes } => ("done", None, *bytes),
+                Outcome::Deferred { reason } => ("deferred", Some(reason.clone()), 0),
+                Outcome::Failed { error } => ("failed", Some(error.clone()), 0),
+            };
+            let mut l = self.rt.live.lock().unwrap();
+            l.recent.push_front(Finished {
+                path: a.path().as_str().into(),
+                op: op_name(a),
+                side: a.side(),
+                state,
+                detail,
+                bytes,
+                at: chrono::Utc::now().timestamp(),
+            });
+            l.recent.truncate(RECENT_MAX);
+        }
         if let Action::Copy { src, .. } = a {
             let mut l = self.rt.live.lock().unwrap();
             l.transfers.remove(&(self.lane, k));

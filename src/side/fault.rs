@@ -1,6 +1,8 @@
 //! The fault-injecting side: wraps any side and makes chosen calls fail, for tests of what
 //! the engine does when one file cannot be read, written, renamed or removed (that
-//! operation fails, never the run; nothing is lost; the next run converges).
+//! operation fails, never the run; nothing is lost; the next run converges). It can also
+//! let "another client" act at a chosen moment ([`FaultSide::meddle`]): a file changed on
+//! a server between the listing and the download.
 
 use super::{Caps, DirItem, FileWriter, Node, Replica};
 use crate::model::RelPath;
@@ -26,6 +28,14 @@ pub enum FaultOp {
 pub struct FaultSide {
     inner: Arc<dyn Replica>,
     faults: Mutex<Vec<Fault>>,
+    meddles: Mutex<Vec<Meddle>>,
+}
+
+/// Something done once, just before the first matching call goes through.
+struct Meddle {
+    op: FaultOp,
+    needle: String,
+    act: Box<dyn FnOnce() + Send>,
 }
 
 struct Fault {
@@ -42,7 +52,18 @@ impl FaultSide {
         FaultSide {
             inner,
             faults: Mutex::new(Vec::new()),
+            meddles: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Run `act` once, just before the first `op` on `needle` (a path or a final name)
+    /// goes through to the wrapped side: what another client does at that moment.
+    pub fn meddle(&self, op: FaultOp, needle: &str, act: impl FnOnce() + Send + 'static) {
+        self.meddles.lock().unwrap().push(Meddle {
+            op,
+            needle: needle.to_string(),
+            act: Box::new(act),
+        });
     }
 
     /// Fail every `op` on a path that is `needle` or whose final name is `needle` (until
@@ -63,9 +84,20 @@ impl FaultSide {
 
     pub fn clear(&self) {
         self.faults.lock().unwrap().clear();
+        self.meddles.lock().unwrap().clear();
     }
 
     fn check(&self, op: FaultOp, p: &RelPath) -> io::Result<()> {
+        let due = {
+            let mut meddles = self.meddles.lock().unwrap();
+            let at = meddles
+                .iter()
+                .position(|m| m.op == op && (p.as_str() == m.needle || p.name() == m.needle));
+            at.map(|i| meddles.remove(i))
+        };
+        if let Some(m) = due {
+            (m.act)();
+        }
         let mut faults = self.faults.lock().unwrap();
         let hit = faults
             .iter_mut()

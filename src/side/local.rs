@@ -363,6 +363,7 @@ impl Replica for LocalSide {
             modes: cfg!(unix),
             ids: cfg!(unix),
             version: if cfg!(unix) { VersionToken::ChangeTime } else { VersionToken::None },
+            weak_version: false,
             // BLAKE3 comes from the state's hash cache, not from the side.
             free_hash: None,
             atomic_replace: true,
@@ -382,6 +383,7 @@ impl Replica for LocalSide {
                 set_mtime: m.set_mtime,
                 ids: false,
                 version: VersionToken::None,
+                weak_version: false,
                 cheap_listing: false,
                 changes: ChangeSource::LocalEventsOnly,
                 ..local

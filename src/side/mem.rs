@@ -486,6 +486,7 @@ impl Replica for MemSide {
             modes: o.fixed_mode.is_none(),
             ids: !o.no_ids,
             version: if o.no_ids { VersionToken::None } else { VersionToken::ChangeTime },
+            weak_version: false,
             free_hash: None,
             atomic_replace: !o.no_atomic_replace,
             keep_version: match (o.no_hard_links, o.no_atomic_replace) {

@@ -119,6 +119,10 @@ pub struct Caps {
     /// Whether entries carry a stable id that survives a rename (rename detection by id).
     pub ids: bool,
     pub version: VersionToken,
+    /// The `Etag` version is folded from the mtime and size (probed: a rewrite of the same
+    /// size in the same second kept it, as wsgidav's and `rclone serve webdav`'s do), so it
+    /// tells no more than they do.
+    pub weak_version: bool,
     /// The hash a listing gives for free, if any. Two sides without a kind in common
     /// are compared by size and time first and by Tandem's BLAKE3, read through both,
     /// only when the planner cannot decide otherwise.
@@ -148,6 +152,19 @@ impl Caps {
     /// mtime (the planner's `server_mtimes`, the executor's re-checks).
     pub fn server_mtimes(&self) -> bool {
         self.version != VersionToken::None && !self.set_mtime
+    }
+
+    /// A rewrite that keeps the size within one mtime step can look unchanged here: no
+    /// change-time token, and a version that is absent or weak (a cloud drive mounted as a
+    /// folder, some WebDAV servers). The engine reads such a file only once its mtime step
+    /// is over, so that any later rewrite has a later mtime (git's "racy clean" problem).
+    pub fn racy(&self) -> bool {
+        self.mtime_resolution_ns > 1
+            && match self.version {
+                VersionToken::ChangeTime => false,
+                VersionToken::Etag => self.weak_version,
+                VersionToken::None => true,
+            }
     }
 }
 

@@ -301,6 +301,7 @@ impl Replica for Connecting {
                 modes: false,
                 ids: false,
                 version: VersionToken::None,
+                weak_version: false,
                 free_hash: None,
                 atomic_replace: false,
                 keep_version: KeepVersion::Copy,

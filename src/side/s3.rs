@@ -822,7 +822,8 @@ impl Inner {
     /// absent" (`If-None-Match: *` on the PUT or on completing the multipart upload): a
     /// server that enforces it (AWS, MinIO, moto) refuses to overwrite an object that
     /// appeared meanwhile. Some servers ignore the header (`rclone serve s3`): for them the
-    /// HEAD done first is the check, with a short race between it and the upload's end.
+    /// check done first (a HEAD and a listing for a folder of that name) is the check, with
+    /// a short race between it and the upload's end.
     async fn create_new(&self, p: &RelPath) -> io::Result<opendal::Writer> {
         if p.is_root() {
             return Err(io::Error::new(
@@ -830,7 +831,10 @@ impl Inner {
                 format!("{}: is the root folder", self.describe(p)),
             ));
         }
-        if self.head(p).await?.is_some() {
+        // A file or a folder (keys below `p/`) in the way: S3 would take both names. Both
+        // asked at once: one round trip before the upload, not two.
+        let (file, dir) = tokio::join!(self.head(p), self.dir_exists(p));
+        if file?.is_some() || dir? {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("{}: exists", self.describe(p)),
@@ -1069,6 +1073,7 @@ impl Replica for S3Side {
             // A rename is a copy: a new object, nothing survives it but the content.
             ids: false,
             version: VersionToken::Etag,
+            weak_version: false,
             // A multipart upload's ETag is not the MD5 of the content.
             free_hash: None,
             // A PUT or a CopyObject replaces an object atomically.

@@ -175,6 +175,10 @@ struct Probes {
     case_insensitive: bool,
     /// The server gives ETags.
     etags: bool,
+    /// Its ETags are folded from the mtime and size: two files of the same size written in
+    /// the same second get the same one (wsgidav; `rclone serve webdav` without
+    /// `--etag-hash`).
+    weak_etags: bool,
     /// A `PUT`'s `ETag` header is the ETag a PROPFIND then shows.
     put_etag_matches: bool,
     /// The same for a `PUT` with `X-OC-Mtime` (rclone answers with the ETag from before it
@@ -1564,6 +1568,29 @@ impl Inner {
             pr.oc_etag_matches =
                 matches!((oc.header("etag"), st.and_then(|it| it.etag)), (Some(x), Some(y)) if bare_etag(&x) == bare_etag(&y));
         }
+        // Weak ETags: two contents of the same size, written in the same second (the same
+        // X-OC-Mtime where the server takes it), get the same ETag. A pair of writes that
+        // straddles a second boundary cannot tell: tried again.
+        if pr.etags {
+            for _ in 0..3 {
+                let mut seen = Vec::new();
+                for body in [&b"tandem probe, etag A\n"[..], &b"tandem probe, etag B\n"[..]] {
+                    let extra = if pr.x_oc_mtime {
+                        vec![("X-OC-Mtime", PROBE_OC_MTIME.to_string())]
+                    } else {
+                        Vec::new()
+                    };
+                    put(extra, body).await?;
+                    seen.push(self.stat_item(a).await?.map(|it| (it.mtime, it.etag)));
+                }
+                if let [Some((m1, Some(e1))), Some((m2, Some(e2)))] = &seen[..] {
+                    if m1 == m2 {
+                        pr.weak_etags = bare_etag(e1) == bare_etag(e2);
+                        break;
+                    }
+                }
+            }
+        }
         // Settable mtimes: set, then read back.
         for via in [MtimeVia::DavLastModified, MtimeVia::Win32, MtimeVia::GetLastModified] {
             let set = self.set_mtime_with(a, via, PROBE_SET_MTIME).await;
@@ -1700,7 +1727,11 @@ fn note_text(location: &str, p: &Probes) -> String {
     } else {
         "case-sensitive names"
     };
-    let etag = if p.etags { "ETags as version tokens" } else { "no ETags" };
+    let etag = match (p.etags, p.weak_etags) {
+        (false, _) => "no ETags",
+        (true, false) => "ETags as version tokens",
+        (true, true) => "ETags made from time and size (a file changed in its last second is read once that second is over)",
+    };
     format!("WebDAV server {location}: {cond}, {mtime}, {oc}, {case}, {etag}; changes made on the server are found by polling")
 }
 
@@ -1924,6 +1955,7 @@ impl Replica for WebDavSide {
             modes: false,
             ids: false,
             version: if p.etags { VersionToken::Etag } else { VersionToken::None },
+            weak_version: p.etags && p.weak_etags,
             free_hash: None,
             // MOVE with Overwrite: T deletes the target first on common servers.
             atomic_replace: false,

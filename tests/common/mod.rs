@@ -232,10 +232,35 @@ impl Drop for Svc {
     }
 }
 
+/// Make `cmd` run without the power to bypass file permissions (tests may run as root):
+/// CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) are dropped from the bounding set,
+/// which removes them from root's capabilities after exec. Without privileges the call
+/// fails, and permissions apply anyway.
+pub fn without_dac_override(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in [1, 2] {
+                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Start `tandem --state STATE run ARGS` and wait until its API answers.
 pub fn start_service(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
+    start_service_as(p, args, env, false)
+}
+
+/// [`start_service`], and with `unprivileged` file permissions apply even to root.
+pub fn start_service_as(p: &Pair, args: &[&str], env: &[(&str, &str)], unprivileged: bool) -> Svc {
     let _ = std::fs::remove_file(discovery(&p.state));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    if unprivileged {
+        without_dac_override(&mut cmd);
+    }
     cmd.args(["--state", p.state.to_str().unwrap(), "run"])
         .args(args)
         .args(["--listen", "127.0.0.1:0", "--log-dir"])

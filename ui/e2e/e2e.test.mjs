@@ -248,6 +248,11 @@ test('the backlog shows a copy in flight with its progress', async () => {
   await until('progress above 0', async () => Number(await bar.getAttribute('aria-valuenow')) > 0);
   await shot('backlog');
   await until('big.bin copied', () => fs.existsSync(path.join(right, 'big.bin')) && fs.statSync(path.join(right, 'big.bin')).size === 40 << 20, 30000);
+  // Once done it leaves the queue for "Recently finished", with its state.
+  const done = page.locator('table.recent tr.finished.done[data-path="big.bin"]').first();
+  await done.waitFor({ timeout: 10000 });
+  assert.match(await done.textContent(), /copy.*big\.bin.*left → right.*40 MiB.*done/);
+  assert.equal(await page.locator('tr.copying[data-path="big.bin"]').count(), 0);
 });
 
 test('history lists the runs, opens one, and downloads them as CSV', async () => {

@@ -154,6 +154,18 @@ export interface BacklogItem {
   lane: string;
   copying: boolean;
   done: number;
+  state: 'queued' | 'transferring' | 'verifying';
+}
+
+/** An action a pair finished lately (`/api/pairs/P/recent`, newest first). */
+export interface FinishedItem {
+  path: string;
+  op: string;
+  side: Side | null;
+  state: 'done' | 'deferred' | 'failed';
+  detail: string | null;
+  bytes: number;
+  at: number;
 }
 
 export interface Entry {

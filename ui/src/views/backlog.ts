@@ -1,11 +1,12 @@
 // Backlog: per pair, the copies in flight (progress, speed, time left) and the queue in
 // the order it runs: smallest first, large files in their own lane. Progress events
 // update the bars as they arrive; the queue is fetched again when a plan or action ends.
+// Below it, what each pair finished lately: done, deferred or failed, with the reason.
 
-import { BacklogItem, EngineEvent, Status, enc, get } from '../api';
+import { BacklogItem, EngineEvent, FinishedItem, Status, enc, get } from '../api';
 import { View } from '../app';
 import { fill, h, throttle } from '../dom';
-import { bytes, plural, span } from '../format';
+import { ago, bytes, plural, span } from '../format';
 
 const arrow = (side: string) => (side === 'right' ? 'left → right' : 'right → left');
 
@@ -20,6 +21,7 @@ export function backlog(): View {
   const el = h('div', null, h('h1', null, 'Backlog'), h('p', { class: 'help' }, 'Copies run smallest first; files above the large-file size run in their own lane beside them.'), body);
   let status: Status | null = null;
   const queues = new Map<string, BacklogItem[]>();
+  const recent = new Map<string, FinishedItem[]>();
   const live = new Map<string, Live>();
 
   const row = (pair: string, it: BacklogItem, i: number) => {
@@ -38,14 +40,48 @@ export function backlog(): View {
       h(
         'td',
         null,
-        it.copying
-          ? h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct), 'aria-label': `${it.path} ${pct}%` }, h('div', { class: 'bar', 'data-pct': String(pct) }))
-          : 'queued',
+        it.state === 'verifying'
+          ? h('span', { class: 'state verifying' }, 'verifying')
+          : it.copying
+            ? h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct), 'aria-label': `${it.path} ${pct}%` }, h('div', { class: 'bar', 'data-pct': String(pct) }))
+            : 'queued',
       ),
       h('td', { class: 'num' }, l?.rate ? `${bytes(l.rate)}/s` : '–'),
       h('td', { class: 'num' }, it.copying ? eta : '–'),
     );
   };
+
+  const finishedRow = (f: FinishedItem) =>
+    h(
+      'tr',
+      { class: `finished ${f.state}`, 'data-path': f.path },
+      h('td', null, ago(f.at * 1e9)),
+      h('td', null, f.op),
+      h('td', { class: 'path' }, f.path),
+      h('td', null, f.side ? arrow(f.side) : '–'),
+      h('td', { class: 'num' }, f.bytes ? bytes(f.bytes) : '–'),
+      h('td', null, h('span', { class: `state ${f.state}` }, f.state)),
+      h('td', null, f.detail ?? ''),
+    );
+
+  const finishedTable = (items: FinishedItem[]) =>
+    items.length
+      ? h(
+          'div',
+          { class: 'recent' },
+          h('h3', null, `Recently finished (${items.length}${items.some((f) => f.state === 'failed') ? `, ${items.filter((f) => f.state === 'failed').length} failed` : ''})`),
+          h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              { class: 'recent' },
+              h('thead', null, h('tr', null, ['When', 'Action', 'File', 'Direction', 'Size', 'State', 'Error or reason'].map((c) => h('th', { scope: 'col' }, c)))),
+              h('tbody', null, items.map(finishedRow)),
+            ),
+          ),
+        )
+      : null;
 
   const render = () => {
     if (!status) return;
@@ -70,6 +106,7 @@ export function backlog(): View {
                 ),
               )
             : null,
+          finishedTable(recent.get(p.pair) ?? []),
         );
       }),
     );
@@ -82,7 +119,12 @@ export function backlog(): View {
     await Promise.all(
       status.pairs.map(async (p) => {
         try {
-          queues.set(p.pair, await get<BacklogItem[]>(`/api/pairs/${enc(p.pair)}/backlog`));
+          const [items, done] = await Promise.all([
+            get<BacklogItem[]>(`/api/pairs/${enc(p.pair)}/backlog`),
+            get<FinishedItem[]>(`/api/pairs/${enc(p.pair)}/recent`),
+          ]);
+          queues.set(p.pair, items);
+          recent.set(p.pair, done);
         } catch {
           queues.set(p.pair, []);
         }
