@@ -342,12 +342,12 @@ fn cloud_scenario_s3_on_rclone_serve_s3_converges_and_loses_nothing() {
 
 #[test]
 fn cloud_scenario_webdav_on_wsgidav_converges_and_loses_nothing() {
-    dav_scenario(&DavServer::wsgidav(false).expect("wsgidav is installed in target/test-venv (scripts/install-deps.sh)"));
+    dav_scenario(&DavServer::wsgidav(false));
 }
 
 #[test]
 fn cloud_scenario_webdav_on_rclone_serve_webdav_converges_and_loses_nothing() {
-    dav_scenario(&DavServer::rclone().expect("rclone is installed in target/test-venv (scripts/install-deps.sh)"));
+    dav_scenario(&DavServer::rclone());
 }
 
 /// A file on the server is changed by another client at `op` on its name (the engine's
@@ -402,7 +402,7 @@ fn cloud_file_changed_on_the_server_between_listing_and_download_is_not_installe
         moto.bucket(&bucket);
         changed_on_the_server(Arc::new(moto.side(&bucket, "")), format!("s3://{bucket}"), op);
     }
-    let dav = DavServer::wsgidav(false).expect("wsgidav is installed in target/test-venv (scripts/install-deps.sh)");
+    let dav = DavServer::wsgidav(false);
     for op in [FaultOp::Stat, FaultOp::Read] {
         let base = format!("race{}", op as u8);
         changed_on_the_server(
@@ -419,10 +419,7 @@ fn cloud_file_changed_on_the_server_between_listing_and_download_is_not_installe
 /// Reads from such a server now wait for the file's second to pass.
 #[test]
 fn cloud_regression_a_same_size_rewrite_in_the_second_of_the_download_was_never_seen() {
-    let servers = [
-        DavServer::wsgidav(false).expect("wsgidav is installed in target/test-venv (scripts/install-deps.sh)"),
-        DavServer::rclone().expect("rclone is installed in target/test-venv (scripts/install-deps.sh)"),
-    ];
+    let servers = [DavServer::wsgidav(false), DavServer::rclone()];
     for srv in &servers {
         let top = srv.side("");
         top.create_dir_all(&rp("same-size")).unwrap();

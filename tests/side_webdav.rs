@@ -57,14 +57,10 @@ impl Drop for Server {
 }
 
 /// The tool, or `None` after saying why the test cannot run.
-fn tool(name: &str) -> Option<PathBuf> {
-    let t = venv_tool(name);
-    if t.is_none() {
-        eprintln!(
-            "SKIPPED: {name} is not installed in target/test-venv (run scripts/install-deps.sh): the WebDAV tests need wsgidav and rclone"
-        );
-    }
-    t
+fn tool(name: &str) -> PathBuf {
+    venv_tool(name).unwrap_or_else(|| {
+        panic!("{name} is not installed in target/test-venv: run scripts/install-deps.sh (the WebDAV tests need wsgidav and rclone)")
+    })
 }
 
 impl Server {
@@ -105,8 +101,8 @@ impl Server {
 
     /// `wsgidav`: anonymous (`--auth anonymous`), or with a user and password from a
     /// configuration file.
-    pub(crate) fn wsgidav(auth: bool) -> Option<Server> {
-        let exe = tool("wsgidav")?;
+    pub(crate) fn wsgidav(auth: bool) -> Server {
+        let exe = tool("wsgidav");
         let port = free_port();
         let dir = Server::served_dir();
         let root = dir.path().join("served");
@@ -137,16 +133,16 @@ impl Server {
             ])
             .arg(&root);
         }
-        Some(Server::start("wsgidav", dir, cmd, port, auth))
+        Server::start("wsgidav", dir, cmd, port, auth)
     }
 
     /// wsgidav (anonymous) started through a small Python launcher that changes it the way
     /// other servers behave: `finite_depth` refuses `PROPFIND Depth: infinity` with 403
     /// (as Apache and Nextcloud do); `flaky` answers the first request of each method to
     /// each path containing "flaky" with `503 Service Unavailable` and `Retry-After: 1`.
-    fn wsgidav_variant(name: &'static str, finite_depth: bool, flaky: bool) -> Option<Server> {
-        tool("wsgidav")?;
-        let python = tool("python3")?;
+    fn wsgidav_variant(name: &'static str, finite_depth: bool, flaky: bool) -> Server {
+        tool("wsgidav"); // installed, or a clear failure
+        let python = tool("python3");
         let port = free_port();
         let dir = Server::served_dir();
         let launcher = dir.path().join("launch.py");
@@ -173,16 +169,16 @@ impl Server {
         let mut s = Server::start(name, dir, cmd, port, false);
         s.conditional = true;
         s.set_mtime = false;
-        Some(s)
+        s
     }
 
     /// `rclone serve webdav` with a user and password.
-    pub(crate) fn rclone() -> Option<Server> {
+    pub(crate) fn rclone() -> Server {
         Server::rclone_with("rclone serve webdav", &[])
     }
 
-    fn rclone_with(name: &'static str, extra: &[&str]) -> Option<Server> {
-        let exe = tool("rclone")?;
+    fn rclone_with(name: &'static str, extra: &[&str]) -> Server {
+        let exe = tool("rclone");
         let port = free_port();
         let dir = Server::served_dir();
         let conf = dir.path().join("rclone.conf");
@@ -197,7 +193,7 @@ impl Server {
             .args(extra)
             .arg("--config")
             .arg(&conf);
-        Some(Server::start(name, dir, cmd, port, true))
+        Server::start(name, dir, cmd, port, true)
     }
 
     fn log(&self) -> String {
@@ -571,21 +567,19 @@ fn contract(srv: &Server) {
 
 #[test]
 fn webdav_contract_on_wsgidav() {
-    let Some(srv) = Server::wsgidav(false) else { return };
+    let srv = Server::wsgidav(false);
     contract(&srv);
 }
 
 #[test]
 fn webdav_contract_on_rclone_serve_webdav() {
-    let Some(srv) = Server::rclone() else { return };
+    let srv = Server::rclone();
     contract(&srv);
 }
 
 #[test]
 fn webdav_contract_on_a_server_without_infinite_listings() {
-    let Some(srv) = Server::wsgidav_variant("wsgidav (finite depth)", true, false) else {
-        return;
-    };
+    let srv = Server::wsgidav_variant("wsgidav (finite depth)", true, false);
     contract(&srv);
     let log = srv.log();
     assert!(
@@ -605,9 +599,7 @@ fn webdav_contract_on_a_server_without_infinite_listings() {
 
 #[test]
 fn webdav_retries_temporary_failures_honouring_retry_after() {
-    let Some(srv) = Server::wsgidav_variant("wsgidav (flaky)", false, true) else {
-        return;
-    };
+    let srv = Server::wsgidav_variant("wsgidav (flaky)", false, true);
     let side = srv.side("base");
     let t = Instant::now();
     side.create_dir_all(&rp("flaky")).unwrap();
@@ -634,8 +626,8 @@ fn webdav_retries_temporary_failures_honouring_retry_after() {
 
 #[test]
 fn webdav_probes_report_what_each_server_does() {
-    let Some(w) = Server::wsgidav(false) else { return };
-    let Some(r) = Server::rclone() else { return };
+    let w = Server::wsgidav(false);
+    let r = Server::rclone();
     let ws = w.side("probed");
     let note = ws.note().unwrap();
     eprintln!("{note}");
@@ -674,9 +666,7 @@ fn webdav_probes_report_what_each_server_does() {
     no_probe_left(&r, "probed");
 
     // rclone with content-hash ETags: a strong version token, nothing to wait for.
-    let Some(h) = Server::rclone_with("rclone serve webdav --etag-hash auto", &["--etag-hash", "auto"]) else {
-        return;
-    };
+    let h = Server::rclone_with("rclone serve webdav --etag-hash auto", &["--etag-hash", "auto"]);
     let hs = h.side("probed");
     let note = hs.note().unwrap();
     assert!(note.contains("ETags as version tokens"), "{note}");
@@ -688,9 +678,7 @@ fn webdav_probes_report_what_each_server_does() {
 fn webdav_case_insensitive_server_is_found_and_case_renames_work() {
     // rclone's VFS finds a name in any case with --vfs-case-insensitive (as Windows and
     // macOS servers do).
-    let Some(srv) = Server::rclone_with("rclone serve webdav (case-insensitive)", &["--vfs-case-insensitive"]) else {
-        return;
-    };
+    let srv = Server::rclone_with("rclone serve webdav (case-insensitive)", &["--vfs-case-insensitive"]);
     let side = srv.side("ci");
     let note = side.note().unwrap();
     eprintln!("{note}");
@@ -730,8 +718,8 @@ fn assert_clean_error(e: &std::io::Error, url: &str) {
 
 #[test]
 fn webdav_connect_errors_name_the_url_and_never_the_password() {
-    let Some(r) = Server::rclone() else { return };
-    let Some(w) = Server::wsgidav(true) else { return };
+    let r = Server::rclone();
+    let w = Server::wsgidav(true);
     for srv in [&r, &w] {
         srv.folder("base");
         // A refused password.
@@ -791,7 +779,7 @@ fn peak_rss_kib() -> u64 {
 fn webdav_large_upload_streams_without_holding_the_file() {
     const MIB: usize = 1024 * 1024;
     const CHUNKS: usize = 64;
-    let Some(srv) = Server::wsgidav(false) else { return };
+    let srv = Server::wsgidav(false);
     let side = srv.side("large");
     let chunk = |i: usize| data(MIB, 1000 + i as u64);
     let mut want = blake3::Hasher::new();
@@ -841,7 +829,7 @@ fn webdav_large_upload_streams_without_holding_the_file() {
 
 #[test]
 fn webdav_side_works_when_called_from_inside_tokio_runtimes() {
-    let Some(srv) = Server::rclone() else { return };
+    let srv = Server::rclone();
     let side = Arc::new(srv.side("runtimes"));
     put(&side, "f.txt", b"from a plain thread");
     let ct = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -967,13 +955,13 @@ fn end_to_end(srv: &Server) {
 
 #[test]
 fn webdav_end_to_end_sync_with_wsgidav() {
-    let Some(srv) = Server::wsgidav(false) else { return };
+    let srv = Server::wsgidav(false);
     end_to_end(&srv);
 }
 
 #[test]
 fn webdav_end_to_end_sync_with_rclone_serve_webdav() {
-    let Some(srv) = Server::rclone() else { return };
+    let srv = Server::rclone();
     end_to_end(&srv);
 }
 
@@ -984,7 +972,7 @@ fn tandem_out(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
 
 #[test]
 fn webdav_cli_sync_with_a_webdav_url_takes_the_password_from_the_environment() {
-    let Some(srv) = Server::rclone() else { return };
+    let srv = Server::rclone();
     let served = srv.folder("Docs");
     let dir = tempfile::tempdir().unwrap();
     let left = dir.path().join("left");
@@ -1016,9 +1004,45 @@ fn webdav_cli_sync_with_a_webdav_url_takes_the_password_from_the_environment() {
     crate::common::assert_secret_nowhere(PASS, dir.path(), None, &[&out, &out2, &out3, &out4, &hist]);
 }
 
+/// `webdav://` is HTTPS, and the server's certificate is checked against the system's
+/// roots: a server signed by a CA the machine does not trust is refused (naming the URL and
+/// the certificate; nothing written); once the CA is among the roots (`SSL_CERT_FILE` here,
+/// as a company CA installed by an admin) the same sync works.
+#[test]
+fn webdav_over_https_verifies_the_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = crate::common::test_ca(dir.path());
+    let srv = Server::rclone_with(
+        "rclone serve webdav (HTTPS)",
+        &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()],
+    );
+    let served = srv.folder("Secure");
+    let left = dir.path().join("left");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("contract.txt"), b"signed copy").unwrap();
+    let state = dir.path().join("state.db");
+    let url = format!("webdav://{USER}@127.0.0.1:{}/Secure", srv.port);
+    let args = ["--state", state.to_str().unwrap(), "sync", left.to_str().unwrap(), url.as_str()];
+    let untrusted = dir.path().join("no-such-roots.pem");
+    std::fs::write(&untrusted, "").unwrap();
+    let (code, out) = tandem_out(
+        &args,
+        &[("TANDEM_WEBDAV_PASSWORD", PASS), ("SSL_CERT_FILE", untrusted.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("https://127.0.0.1:{}/Secure", srv.port)) && out.to_lowercase().contains("certificate"),
+        "{out}"
+    );
+    assert!(!served.join("contract.txt").exists());
+    let (code, out) = tandem_out(&args, &[("TANDEM_WEBDAV_PASSWORD", PASS), ("SSL_CERT_FILE", ca.to_str().unwrap())]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(std::fs::read(served.join("contract.txt")).unwrap(), b"signed copy");
+}
+
 #[test]
 fn webdav_service_polls_the_account() {
-    let Some(srv) = Server::wsgidav(true) else { return };
+    let srv = Server::wsgidav(true);
     let served = srv.folder("live");
     let p = crate::common::Pair::new();
     let pw = p.dir.path().join("dav.password");

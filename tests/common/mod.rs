@@ -327,3 +327,66 @@ pub fn assert_secret_nowhere(secret: &str, dir: &Path, secret_file: Option<&Path
         .collect();
     assert!(leaks.is_empty(), "the secret is written in {leaks:?}");
 }
+
+/// A certificate authority and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, made with the `openssl` command in `dir`: (CA certificate, server
+/// certificate, server key), PEM files.
+pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr, ext) = (
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("ext.cnf"),
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let openssl = |cmd: &mut Command| {
+        let o = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (Debian package openssl, installed by scripts/install-deps.sh): {e}"));
+        assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(
+        Command::new("openssl")
+            .args(["req", "-x509", "-days", "2", "-subj", "/CN=Tandem test CA"])
+            .args(ec)
+            .args([
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+    );
+    openssl(
+        Command::new("openssl")
+            .args(["req", "-subj", "/CN=127.0.0.1"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+    );
+    openssl(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&cert),
+    );
+    (ca, cert, key)
+}
