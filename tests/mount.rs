@@ -5,7 +5,7 @@
 //! inotify event, exactly as on pCloud Drive or OneDrive's Linux clients. Where FUSE is not
 //! available, the same polling path is tested with `watch = "poll"` / `watch_right`.
 
-use crate::common::{start_service, stderr, stdout, venv_tool, wait_for, Pair};
+use crate::common::{start_service, status, stdout, venv_tool, wait_for, Pair};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -76,12 +76,6 @@ impl Drop for RcloneMount {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn status(p: &Pair) -> serde_json::Value {
-    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
 }
 
 /// A config with one pair `t` between two folders and extra TOML lines.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tandem::model::Side::{Left, Right};
 
-use crate::common::{discovery, start_service as start, start_service_as, wait_for, Svc};
+use crate::common::{discovery, start_service as start, start_service_as, status, wait_for, Svc};
 
 fn start_pair(p: &Pair) -> Svc {
     start(p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[])
@@ -37,12 +37,6 @@ fn api_token(p: &Pair) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn status(p: &Pair) -> serde_json::Value {
-    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
 }
 
 fn cli(p: &Pair, args: &[&str]) {

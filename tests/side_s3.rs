@@ -7,11 +7,11 @@
 //! from inside tokio runtimes, and an end-to-end sync of a local folder with a bucket
 //! through the engine's pipeline (`api::sync_with`).
 
-use crate::common::{free_port, output_text, venv_tool};
+use crate::common::{free_port, output_text, venv_tool, ServerProc};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem::api::{self, SyncRequest};
@@ -31,96 +31,37 @@ fn tool(name: &str) -> PathBuf {
     })
 }
 
-/// An S3 server on loopback, killed when dropped.
+/// An S3 server on loopback ([`ServerProc`]: killed when dropped) and what it enforces.
 pub(crate) struct Server {
-    child: Child,
-    port: u16,
-    pub(crate) name: &'static str,
+    proc: ServerProc,
     /// Whether the server keeps folder markers (`rclone serve s3` turns a marker `d/` into
     /// a file `d`: the side detects that and writes none there, so an empty folder cannot
     /// be created through it).
     markers: bool,
     /// Whether it enforces conditional writes (`If-None-Match: *`); rclone ignores them.
     conditional: bool,
-    /// rclone's served folder (the buckets are its subfolders) and the server's log.
-    dir: tempfile::TempDir,
-    /// The command line, to start the server again (`restart`).
-    argv: (std::ffi::OsString, Vec<std::ffi::OsString>),
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- last lines of the {} log:\n{}",
-                self.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = ServerProc;
+    fn deref(&self) -> &ServerProc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProc {
+        &mut self.proc
     }
 }
 
 impl Server {
-    fn start(name: &'static str, dir: tempfile::TempDir, mut cmd: Command, port: u16) -> Server {
-        let argv = (cmd.get_program().to_owned(), cmd.get_args().map(|a| a.to_owned()).collect());
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let mut s = Server {
-            child,
-            port,
-            name,
+    fn start(name: &'static str, dir: tempfile::TempDir, cmd: Command, port: u16) -> Server {
+        Server {
+            proc: ServerProc::start(name, dir, cmd, port),
             markers: !name.starts_with("rclone"),
             conditional: !name.starts_with("rclone"),
-            dir,
-            argv,
-        };
-        s.wait_ready();
-        s
-    }
-
-    fn wait_ready(&mut self) {
-        let t = Instant::now();
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("{} exited ({st}) before answering: {}", self.name, self.log());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(90),
-                "{} did not answer on port {} within 90 s: {}",
-                self.name,
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// Stop the server (SIGKILL) and start it again on the same port and folder.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .unwrap();
-        self.child = Command::new(&self.argv.0)
-            .args(&self.argv.1)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.wait_ready();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// `moto_server -H 127.0.0.1 -p PORT`.
@@ -1044,8 +985,7 @@ fn s3_server_restarted_while_the_service_runs_changes_still_arrive() {
     p.write(tandem::model::Side::Left, "before.txt", b"before the restart");
     crate::common::wait_for("the first upload", t, || served.join("before.txt").is_file());
     // The server goes away (SIGKILL) and comes back; meanwhile both sides change.
-    let _ = srv.child.kill();
-    let _ = srv.child.wait();
+    srv.kill();
     p.write(tandem::model::Side::Left, "during.txt", b"written while the server was down");
     std::thread::sleep(Duration::from_secs(2));
     std::fs::write(served.join("theirs.txt"), b"uploaded by another client").unwrap();

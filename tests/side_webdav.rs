@@ -8,11 +8,11 @@
 //! peak RSS is measured), calls from inside tokio runtimes, and end-to-end two-way syncs of a
 //! local folder with a WebDAV folder through the engine's pipeline (`api::sync_with`).
 
-use crate::common::{files_below, free_port, venv_tool};
+use crate::common::{files_below, free_port, venv_tool, ServerProc};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tandem::api::{self, SyncRequest};
@@ -26,37 +26,26 @@ use tandem::state::Store;
 const USER: &str = "tandem-user";
 const PASS: &str = "tandem-pass-0123456789";
 
-/// A WebDAV server on loopback serving `dir/served`, killed when dropped.
+/// A WebDAV server on loopback serving `dir/served` ([`ServerProc`]: killed when dropped)
+/// and what it does.
 pub(crate) struct Server {
-    child: Child,
-    pub(crate) port: u16,
-    pub(crate) name: &'static str,
+    proc: ServerProc,
     /// Whether it checks a user and password.
     auth: bool,
     /// Whether it enforces `If-None-Match: *` / `If-Match` (wsgidav does, rclone does not).
     conditional: bool,
     /// Whether mtimes can be set (rclone: PROPPATCH `lastmodified`; wsgidav: no).
     set_mtime: bool,
-    dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!(
-                "--- last lines of the {} log:\n{}",
-                self.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = ServerProc;
+    fn deref(&self) -> &ServerProc {
+        &self.proc
     }
 }
 
-/// The tool, or `None` after saying why the test cannot run.
+/// The tool, installed by `scripts/install-deps.sh`, or a clear failure.
 fn tool(name: &str) -> PathBuf {
     venv_tool(name).unwrap_or_else(|| {
         panic!("{name} is not installed in target/test-venv: run scripts/install-deps.sh (the WebDAV tests need wsgidav and rclone)")
@@ -64,33 +53,13 @@ fn tool(name: &str) -> PathBuf {
 }
 
 impl Server {
-    fn start(name: &'static str, dir: tempfile::TempDir, mut cmd: Command, port: u16, auth: bool) -> Server {
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let mut s = Server {
-            child,
-            port,
-            name,
+    fn start(name: &'static str, dir: tempfile::TempDir, cmd: Command, port: u16, auth: bool) -> Server {
+        Server {
+            proc: ServerProc::start(name, dir, cmd, port),
             auth,
             conditional: name.starts_with("wsgidav"),
             set_mtime: !name.starts_with("wsgidav"),
-            dir,
-        };
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let t = Instant::now();
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("{name} exited ({st}) before answering: {}", s.log());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(90),
-                "{name} did not answer within 90 s: {}",
-                s.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        s
     }
 
     fn served_dir() -> tempfile::TempDir {
@@ -194,10 +163,6 @@ impl Server {
             .arg("--config")
             .arg(&conf);
         Server::start(name, dir, cmd, port, true)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
     /// A folder on the server's disk (made if missing).

@@ -249,6 +249,13 @@ pub fn without_dac_override(cmd: &mut Command) {
     }
 }
 
+/// `tandem status --json` of the pair's state (a running service's), parsed.
+pub fn status(p: &Pair) -> serde_json::Value {
+    let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
 /// Start `tandem --state STATE run ARGS` and wait until its API answers.
 pub fn start_service(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
     start_service_as(p, args, env, false)
@@ -389,4 +396,115 @@ pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             .arg(&cert),
     );
     (ca, cert, key)
+}
+
+/// A test server on loopback (moto, `rclone serve`, wsgidav), its output in
+/// `dir/server.log`: started and waited for until its port answers, started again on the
+/// same port and folder by `restart`, killed when dropped (after printing the log's last
+/// lines when the test is failing).
+pub struct ServerProc {
+    child: std::process::Child,
+    pub port: u16,
+    pub name: &'static str,
+    pub dir: tempfile::TempDir,
+    argv: Argv,
+}
+
+/// A command line to start again: program, arguments, environment changes.
+struct Argv {
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+}
+
+impl ServerProc {
+    pub fn start(name: &'static str, dir: tempfile::TempDir, cmd: Command, port: u16) -> ServerProc {
+        let argv = Argv {
+            program: cmd.get_program().to_owned(),
+            args: cmd.get_args().map(|a| a.to_owned()).collect(),
+            envs: cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect(),
+        };
+        let mut s = ServerProc {
+            child: Self::spawn(name, dir.path(), &argv, false),
+            port,
+            name,
+            dir,
+            argv,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn spawn(name: &str, dir: &Path, argv: &Argv, append: bool) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(dir.join("server.log"))
+            .unwrap();
+        let mut cmd = Command::new(&argv.program);
+        cmd.args(&argv.args);
+        for (k, v) in &argv.envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+
+    fn wait_ready(&mut self) {
+        let t = std::time::Instant::now();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        while std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)).is_err() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("{} exited ({st}) before answering: {}", self.name, self.log());
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(90),
+                "{} did not answer on port {} within 90 s: {}",
+                self.name,
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Stop the server (SIGKILL) and wait for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stop the server (SIGKILL, if it runs) and start it again on the same port and folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.name, self.dir.path(), &self.argv, true);
+        self.wait_ready();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last lines of the {} log:\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        self.kill();
+    }
 }
