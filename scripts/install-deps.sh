@@ -16,8 +16,9 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # xdotool, ImageMagick for screenshots, WebKitWebDriver for tauri-driver.
 # fuse3: the tests mount a folder with `rclone mount` as a cloud drive would be mounted.
 # openssl: the HTTPS tests make a CA and a server certificate.
+# gnome-keyring: the keyring tests run a real Secret Service on a private session bus (dbus).
 for p in fuse3 openssl libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
-    xvfb xauth webkit2gtk-driver imagemagick x11-apps dbus dunst xdotool trayer x11-utils; do
+    xvfb xauth webkit2gtk-driver imagemagick x11-apps dbus dunst xdotool trayer x11-utils gnome-keyring; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
 sudo_cmd=""

@@ -1,7 +1,8 @@
 //! The façade the shells call (the CLI, the web UI's API, the desktop app): a one-shot sync
 //! of a configured or ad-hoc pair, a scan summary, resolving a conflict, re-syncing a path,
-//! and the engine's records and types the shells need. Here and in the shells' start-up
-//! are the only places that open a pair's sides from its configured locations.
+//! and the engine's records and types the shells need (and the OS keyring's entries, for
+//! `tandem secret`). Here and in the shells' start-up are the only places that open a
+//! pair's sides from its configured locations.
 //! Errors carry a stable code (for the UI) and an exit code (for the CLI).
 //! Must not touch: terminal output (it returns data), tauri, flag parsing.
 
@@ -10,6 +11,8 @@ use crate::engine::pair::SyncOptions;
 use crate::engine::plan::Keep;
 pub use crate::engine::records::*;
 pub use crate::engine::sync::*;
+/// The OS keyring's entries that `keyring = "NAME"` options name (`tandem secret ...`).
+pub use crate::side::keyring;
 use crate::side::Replica;
 use crate::state::Store;
 use serde::Serialize;

@@ -22,8 +22,8 @@ use tandem::side::s3::{S3Config, S3Side};
 use tandem::side::{ChangeSource, KeepVersion, Node, Replica, VersionToken};
 use tandem::state::Store;
 
-const KEY: &str = "tandem-test-key";
-const SECRET: &str = "tandem-test-secret-0123456789";
+pub(crate) const KEY: &str = "tandem-test-key";
+pub(crate) const SECRET: &str = "tandem-test-secret-0123456789";
 
 fn tool(name: &str) -> PathBuf {
     venv_tool(name).unwrap_or_else(|| {
@@ -101,7 +101,7 @@ impl Server {
         Server::start("rclone serve s3", dir, cmd, port)
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -529,7 +529,7 @@ fn s3_side_works_when_called_from_inside_tokio_runtimes() {
     mt.block_on(async move { drop(s) });
 }
 
-fn write_local(root: &Path, rel: &str, content: &[u8]) {
+pub(crate) fn write_local(root: &Path, rel: &str, content: &[u8]) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, content).unwrap();
@@ -614,7 +614,7 @@ fn s3_end_to_end_sync_with_a_local_folder() {
     assert_eq!(r3.counts.copied, 0);
 }
 
-const AWS_VARS: [&str; 5] = [
+pub(crate) const AWS_VARS: [&str; 5] = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
     "AWS_ACCESS_KEY_ID",

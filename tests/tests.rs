@@ -8,6 +8,7 @@ mod cli;
 mod cloud_scenario;
 mod crash;
 mod guards;
+mod keyring;
 mod mail;
 mod mount;
 mod planner;

@@ -42,6 +42,9 @@ pub struct EmailConfig {
     pub username: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// An entry of the OS credential store (service `tandem`, account this name) holding
+    /// the SMTP password; at most one of `password_env`, `password_file`, `keyring`.
+    pub keyring: Option<String>,
     pub from: String,
     pub to: Vec<String>,
     pub subject_prefix: String,

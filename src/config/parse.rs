@@ -45,13 +45,14 @@ const KNOWN_TOP: [&str; 28] = [
 ];
 const PAIR_OPTIONS_FROM: usize = 6;
 
-const EMAIL_KEYS: [&str; 11] = [
+const EMAIL_KEYS: [&str; 12] = [
     "host",
     "port",
     "security",
     "username",
     "password_env",
     "password_file",
+    "keyring",
     "password",
     "from",
     "to",
@@ -361,14 +362,15 @@ impl Walker<'_> {
     }
 
     /// A `[remote]` table: how a pair's `s3://` or `webdav://` side is reached. Never the
-    /// secret itself: `secret_file` (owner-only) or `secret_env` name where it is.
+    /// secret itself: at most one of `keyring` (an entry in the OS credential store),
+    /// `secret_file` (owner-only) or `secret_env` names where it is.
     fn remote(&self, v: &toml::Value, key: &str) -> Result<RemoteOptions, ConfigError> {
         let t = v.as_table().ok_or_else(|| self.invalid(key, "a table", v))?;
         for secret in ["secret", "password", "secret_key", "secret_access_key"] {
             if t.contains_key(secret) {
                 return Err(self.secret_in_file(
                     &join_key(key, secret),
-                    "no secret in the file: use secret_file (a file only its owner can read) or secret_env",
+                    "no secret in the file: use keyring (an entry in the OS keyring: `tandem secret set NAME`), secret_file (a file only its owner can read) or secret_env",
                 ));
             }
         }
@@ -383,22 +385,56 @@ impl Walker<'_> {
                 "secret_env",
                 "password_file",
                 "password_env",
+                "keyring",
             ],
         )?;
-        // `password_file` / `password_env` (a WebDAV account's words) are the same thing.
-        let one_of = |a: &str, b: &str| -> Result<Option<String>, ConfigError> {
-            match (self.opt_str(t, key, a)?, self.opt_str(t, key, b)?) {
-                (Some(_), Some(_)) => Err(self.invalid(&join_key(key, b), &format!("either {a} or {b}, not both"), &t[b])),
-                (x, y) => Ok(x.or(y)),
-            }
-        };
+        self.one_secret_source(
+            t,
+            key,
+            &["secret_file", "password_file", "secret_env", "password_env", "keyring"],
+            "keyring, secret_file (or password_file) and secret_env (or password_env)",
+        )?;
+        // `password_file` / `password_env` (a WebDAV account's words) are the same thing
+        // (never both: `one_secret_source`).
+        let one_of =
+            |a: &str, b: &str| -> Result<Option<String>, ConfigError> { Ok(self.opt_str(t, key, a)?.or(self.opt_str(t, key, b)?)) };
         Ok(RemoteOptions {
             endpoint: self.opt_str(t, key, "endpoint")?,
             region: self.opt_str(t, key, "region")?,
             user: self.opt_str(t, key, "user")?,
             secret_file: one_of("secret_file", "password_file")?.map(|f| resolve(self.file.parent().unwrap_or(Path::new("/")), &f)),
             secret_env: one_of("secret_env", "password_env")?,
+            keyring: self.opt_keyring(t, key, "keyring")?,
         })
+    }
+
+    /// At most one place for a secret: of the `keys` (in the order they are named), the
+    /// second one set is the error, naming the first.
+    fn one_secret_source(&self, t: &toml::Table, prefix: &str, keys: &[&str], all: &str) -> Result<(), ConfigError> {
+        let set: Vec<&str> = keys.iter().copied().filter(|k| t.contains_key(*k)).collect();
+        if let [first, second, ..] = set[..] {
+            return Err(self.invalid(
+                &join_key(prefix, second),
+                &format!("only one of {all}: where the secret is ({first} is set too)"),
+                &t[second],
+            ));
+        }
+        Ok(())
+    }
+
+    /// `keyring = "NAME"`: an entry of the OS credential store (service `tandem`). A value
+    /// that is no entry name is not repeated: it may be the secret itself.
+    fn opt_keyring(&self, t: &toml::Table, prefix: &str, key: &str) -> Result<Option<String>, ConfigError> {
+        let name = self.opt_str(t, prefix, key)?;
+        if let Some(n) = &name {
+            crate::side::keyring::check_name(n).map_err(|why| ConfigError::Invalid {
+                file: self.file.to_path_buf(),
+                key: join_key(prefix, key),
+                expected: format!("{why}, naming the entry tandem/NAME stored with `tandem secret set NAME`"),
+                found: "another string (not shown: it may be a secret)".into(),
+            })?;
+        }
+        Ok(name)
     }
 
     /// A pair's `left` and `right` folders, absolute, neither inside the other.
@@ -667,8 +703,17 @@ impl Walker<'_> {
         let p = "email";
         self.known(t, p, &EMAIL_KEYS)?;
         if t.contains_key("password") {
-            return Err(self.secret_in_file("email.password", "no clear password in the file: use password_env or password_file"));
+            return Err(self.secret_in_file(
+                "email.password",
+                "no clear password in the file: use keyring (an entry in the OS keyring: `tandem secret set NAME`), password_env or password_file",
+            ));
         }
+        self.one_secret_source(
+            t,
+            p,
+            &["password_env", "password_file", "keyring"],
+            "keyring, password_env and password_file",
+        )?;
         let security = self.smtp_security(t)?;
         let granularity = self.mail_granularity(t)?;
         let to = self.recipients(t)?;
@@ -683,6 +728,7 @@ impl Walker<'_> {
             username: self.opt_str(t, p, "username")?,
             password_env: self.opt_str(t, p, "password_env")?,
             password_file: self.opt_str(t, p, "password_file")?.map(PathBuf::from),
+            keyring: self.opt_keyring(t, p, "keyring")?,
             from,
             to,
             subject_prefix: self.opt_str(t, p, "subject_prefix")?.unwrap_or_else(|| "[Tandem]".into()),
@@ -941,6 +987,54 @@ password_env = "DOCS_PASSWORD"
             "password_env is secret_env"
         );
         assert_eq!(d.right, Path::new("webdav://me@webdav.example.org/Docs"));
+    }
+
+    #[test]
+    fn a_secret_comes_from_one_place_a_keyring_entry_a_file_or_a_variable() {
+        let c = parse(
+            "[remote]\nkeyring = \"s3-main\"\n[email]\nhost='h'\nfrom='a@b.c'\nusername='u'\nkeyring='smtp'\n[[pair]]\nname='a'\nleft='/a'\nright='s3://b'\n[[pair]]\nname='b'\nleft='/b'\nright='s3://c'\n[pair.remote]\nkeyring='me@pcloud'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.pairs[0].options.remote.keyring.as_deref(),
+            Some("s3-main"),
+            "inherited from [remote]"
+        );
+        assert_eq!(c.pairs[1].options.remote.keyring.as_deref(), Some("me@pcloud"));
+        assert_eq!(c.email.unwrap().keyring.as_deref(), Some("smtp"));
+        for (text, key, other) in [
+            ("[remote]\nsecret_file='f'\nkeyring='k'", "remote.keyring", "secret_file"),
+            ("[remote]\npassword_env='V'\nkeyring='k'", "remote.keyring", "password_env"),
+            ("[remote]\nsecret_file='f'\nsecret_env='V'", "remote.secret_env", "secret_file"),
+            ("[remote]\nsecret_env='V'\npassword_env='W'", "remote.password_env", "secret_env"),
+            (
+                "[[pair]]\nname='a'\nleft='/a'\nright='s3://b'\n[pair.remote]\nsecret_env='V'\nkeyring='k'",
+                "pair[0].remote.keyring",
+                "secret_env",
+            ),
+            (
+                "[email]\nhost='h'\nfrom='a@b.c'\npassword_file='f'\nkeyring='k'",
+                "email.keyring",
+                "password_file",
+            ),
+            (
+                "[email]\nhost='h'\nfrom='a@b.c'\npassword_env='V'\npassword_file='f'",
+                "email.password_file",
+                "password_env",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && e.contains("only one of") && e.contains(&format!("({other} is set too)")),
+                "{text}: {e}"
+            );
+        }
+        // Not an entry name: refused without repeating it (it may be the secret itself).
+        for text in ["[remote]\nkeyring='planted secret!'", "[email]\nhost='h'\nfrom='a@b.c'\nkeyring=''"] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("keyring") && e.contains("entry name") && e.contains("not shown"), "{e}");
+            assert!(!e.contains("planted"), "{e}");
+        }
     }
 
     #[test]

@@ -26,9 +26,13 @@ pub fn clean_header(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-/// The SMTP password: from the environment variable or the file (which must not be
-/// readable by others). None: no authentication.
+/// The SMTP password: from the OS keyring entry `tandem/NAME` (`keyring`), the
+/// environment variable or the file (which must not be readable by others). None: no
+/// authentication.
 pub fn password(cfg: &EmailConfig) -> Result<Option<String>, String> {
+    if let Some(name) = &cfg.keyring {
+        return crate::side::keyring::get(name).map(Some).map_err(|e| format!("email.keyring: {e}"));
+    }
     if let Some(var) = &cfg.password_env {
         return std::env::var(var)
             .map(Some)
@@ -79,7 +83,7 @@ pub fn send(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), String> 
     };
     let mut builder = builder.port(cfg.port).timeout(Some(Duration::from_secs(10)));
     if let Some(user) = &cfg.username {
-        let pw = password(cfg)?.ok_or("email.username is set but neither password_env nor password_file")?;
+        let pw = password(cfg)?.ok_or("email.username is set but none of keyring, password_env and password_file")?;
         builder = builder.credentials(Credentials::new(user.clone(), pw));
     }
     builder

@@ -1250,7 +1250,7 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
                         tracing::warn!("cannot record the schedule's outcome: {e}");
                     }
                 }
-                w.timers.full_run_done(trigger, Instant::now());
+                w.timers.full_run_done(trigger, now, Instant::now());
                 continue;
             }
             Next::Targeted => {

@@ -127,14 +127,18 @@ impl Timers {
         }
     }
 
-    /// A full run ended at `now`: the next poll and (unless it was a poll) the next
-    /// reconciliation count from here.
-    pub fn full_run_done(&mut self, trigger: Trigger, now: Instant) {
+    /// A full run that began at `started` ended at `now`. The next poll is due an interval
+    /// after the run began, so a change on a polled side arrives within the interval plus
+    /// one listing (not plus a whole slow run, such as the start-up one); but never sooner
+    /// than half an interval after the run ended, so a listing slower than the interval
+    /// does not poll back to back. The next reconciliation (unless it was a poll) counts
+    /// from the end.
+    pub fn full_run_done(&mut self, trigger: Trigger, started: Instant, now: Instant) {
         if self.timing.watch_off {
             return;
         }
         if self.next_poll.is_some() {
-            self.next_poll = Some(now + self.timing.poll_every);
+            self.next_poll = Some((started + self.timing.poll_every).max(now + self.timing.poll_every / 2));
         }
         if trigger != Trigger::Poll {
             self.next_reconcile = now + self.timing.reconcile_every;
@@ -209,17 +213,21 @@ mod tests {
     }
 
     #[test]
-    fn reconciliation_and_polling_come_due_and_count_from_the_run_end() {
+    fn polls_count_from_the_run_start_and_reconciliations_from_the_run_end() {
         let t0 = Instant::now();
         let mut t = Timers::start(timing(), t0, true, false);
         assert_eq!(t.next(t0), Next::Full(Trigger::Startup));
-        t.full_run_done(Trigger::Startup, secs(t0, 5));
-        assert_eq!(t.next(secs(t0, 64)), Next::Targeted);
-        assert_eq!(t.next(secs(t0, 65)), Next::Full(Trigger::Poll));
-        t.full_run_done(Trigger::Poll, secs(t0, 66));
+        // A start-up run of 5 s: the first poll is a minute after it began, not after it ended.
+        t.full_run_done(Trigger::Startup, t0, secs(t0, 5));
+        assert_eq!(t.next(secs(t0, 59)), Next::Targeted);
+        assert_eq!(t.next(secs(t0, 60)), Next::Full(Trigger::Poll));
+        t.full_run_done(Trigger::Poll, secs(t0, 60), secs(t0, 66));
         // A poll does not move the reconciliation.
         assert_eq!(t.next_reconcile, secs(t0, 3605));
-        assert_eq!(t.next_poll, Some(secs(t0, 126)));
+        assert_eq!(t.next_poll, Some(secs(t0, 120)));
+        // A listing slower than the interval: half an interval of rest, not back to back.
+        t.full_run_done(Trigger::Poll, secs(t0, 120), secs(t0, 200));
+        assert_eq!(t.next_poll, Some(secs(t0, 230)));
         // When both are due, the reconciliation (the earlier want) is the one run.
         assert_eq!(t.next(secs(t0, 4000)), Next::Full(Trigger::Reconciliation));
     }

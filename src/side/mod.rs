@@ -4,12 +4,14 @@
 //! declares what it can do in [`Caps`] and the engine adapts to that instead of assuming a
 //! local POSIX folder. Implementations: [`local`] (a folder on this machine, the
 //! operating system's file systems), [`mem`] (an in-memory fake with knobs, for fast and
-//! property tests), [`fault`] (a wrapper that injects failures into any side).
+//! property tests), [`fault`] (a wrapper that injects failures into any side); servers in
+//! [`remote`] ([`s3`], [`webdav`]), their secrets from the OS credential store in [`keyring`].
 //! Which concrete side a configured location opens is decided in [`open`], and only the
 //! composition roots (the CLI, the service's start-up, the desktop shell) call it.
 //! Must not touch: SQLite, the planner, policy of any kind.
 
 pub mod fault;
+pub mod keyring;
 pub mod local;
 pub mod mem;
 pub mod remote;

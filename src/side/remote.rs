@@ -6,13 +6,17 @@
 //! after a failure).
 //!
 //! Secrets (an S3 secret key, a WebDAV password) are never part of a configuration value:
-//! [`RemoteOptions`] names only where one comes from: a file readable by its owner alone
-//! (`secret_file`, checked to be mode 0600 or stricter) or an environment variable
-//! (`secret_env`, else the usual one: `AWS_SECRET_ACCESS_KEY`, `TANDEM_WEBDAV_PASSWORD`).
-//! The secret is read when the side connects and handed to it; it appears in no message.
+//! [`RemoteOptions`] names only where one comes from, at most one of: an entry in the OS
+//! credential store (`keyring = "NAME"`: service `tandem`, account NAME, see
+//! [`super::keyring`]; stored with `tandem secret set NAME`), a file readable by its owner
+//! alone (`secret_file`, checked to be mode 0600 or stricter) or an environment variable
+//! (`secret_env`); with none of them, the usual variable (`AWS_SECRET_ACCESS_KEY`,
+//! `TANDEM_WEBDAV_PASSWORD`). The secret is read when the side connects (again at each
+//! reconnection, so a keyring unlocked later is found) and handed to it; it appears in no
+//! message: errors name the option, the entry, the file or the variable.
 //!
-//! Must not touch: a secret in any error, log or `Debug` output; anything but the one file
-//! or variable the options name.
+//! Must not touch: a secret in any error, log or `Debug` output; anything but the one
+//! entry, file or variable the options name.
 
 use super::s3::{S3Config, S3Side};
 use super::{Caps, ChangeSource, DirItem, FileWriter, KeepVersion, Node, Replica, VersionToken};
@@ -39,6 +43,9 @@ pub struct RemoteOptions {
     pub secret_file: Option<PathBuf>,
     /// An environment variable holding the secret.
     pub secret_env: Option<String>,
+    /// The name of an entry in the OS credential store (service `tandem`, account this
+    /// name) holding the secret.
+    pub keyring: Option<String>,
 }
 
 /// A location as a user writes it.
@@ -102,7 +109,9 @@ pub fn parse_location(location: &Path) -> io::Result<Location> {
         });
     }
     let (user, host) = match authority.rsplit_once('@') {
-        Some((u, _)) if u.contains(':') => return Err(bad("a password does not go in the URL: use password_file or password_env")),
+        Some((u, _)) if u.contains(':') => {
+            return Err(bad("a password does not go in the URL: use keyring, password_file or password_env"))
+        }
         Some((u, h)) => (Some(u.to_string()), h),
         None => (None, authority),
     };
@@ -143,9 +152,22 @@ fn check_private(_path: &Path, _md: &std::fs::Metadata) -> io::Result<()> {
     Ok(())
 }
 
-/// The secret for `place`: from `secret_file`, else the variable `secret_env`, else the
-/// variable `default_env`. `Ok(None)` when none is set.
+/// The secret for `place`: from the keyring entry `keyring`, the file `secret_file` or
+/// the variable `secret_env` (at most one of them is set), else the variable
+/// `default_env`. `Ok(None)` when none is set.
 fn secret(place: &str, o: &RemoteOptions, default_env: &str) -> io::Result<Option<String>> {
+    let sources = [o.keyring.is_some(), o.secret_file.is_some(), o.secret_env.is_some()];
+    if sources.iter().filter(|set| **set).count() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{place}: set only one of keyring, secret_file and secret_env (where the secret is)"),
+        ));
+    }
+    if let Some(name) = &o.keyring {
+        return super::keyring::get(name)
+            .map(Some)
+            .map_err(|e| io::Error::new(e.kind(), format!("{place} (keyring = {name:?}): {e}")));
+    }
     if let Some(f) = &o.secret_file {
         let md = std::fs::metadata(f).map_err(|e| io::Error::new(e.kind(), format!("{}: secret file for {place}: {e}", f.display())))?;
         if !md.is_file() {
@@ -196,7 +218,7 @@ pub fn open_location(location: &Path, o: &RemoteOptions) -> io::Result<Arc<dyn R
             let secret_key = secret(&place, o, "AWS_SECRET_ACCESS_KEY")?.ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::NotFound,
-                    format!("{place}: no secret key: set secret_file or secret_env in [pair.remote], or AWS_SECRET_ACCESS_KEY"),
+                    format!("{place}: no secret key: set keyring, secret_file or secret_env in [pair.remote], or AWS_SECRET_ACCESS_KEY"),
                 )
             })?;
             let side = S3Side::connect(S3Config {
@@ -226,7 +248,7 @@ fn open_webdav(place: &str, url: String, user: Option<String>, o: &RemoteOptions
     if user.is_some() && password.is_none() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("{place}: no password: set password_file or password_env in [pair.remote], or TANDEM_WEBDAV_PASSWORD"),
+            format!("{place}: no password: set keyring, password_file or password_env in [pair.remote], or TANDEM_WEBDAV_PASSWORD"),
         ));
     }
     let side = super::webdav::WebDavSide::connect(super::webdav::WebDavConfig {
@@ -437,5 +459,25 @@ mod tests {
         };
         let e = secret("s3://b", &missing, "UNUSED").unwrap_err().to_string();
         assert!(e.contains("TANDEM_TEST_NO_SUCH_VARIABLE"), "{e}");
+    }
+
+    #[test]
+    fn one_place_for_a_secret_and_a_keyring_error_names_the_option_and_the_entry() {
+        let two = RemoteOptions {
+            secret_env: Some("TANDEM_TEST_NO_SUCH_VARIABLE".into()),
+            keyring: Some("pcloud".into()),
+            ..Default::default()
+        };
+        let e = secret("s3://b", &two, "UNUSED").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("only one of keyring, secret_file and secret_env"), "{e}");
+        // A keyring error says which option it came from (the store is not asked here:
+        // the name is refused first).
+        let bad_name = RemoteOptions {
+            keyring: Some("not a name".into()),
+            ..Default::default()
+        };
+        let e = secret("s3://b", &bad_name, "UNUSED").unwrap_err().to_string();
+        assert!(e.starts_with("s3://b (keyring = \"not a name\"): keyring entry name"), "{e}");
     }
 }

@@ -139,6 +139,23 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ScheduleCmd,
     },
+    /// Secrets in the OS keyring (entry "tandem/NAME"), named in the config by
+    /// `keyring = "NAME"` in [remote], [pair.remote] or [email]. No command prints a secret.
+    Secret {
+        #[command(subcommand)]
+        cmd: SecretCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretCmd {
+    /// Store the secret of entry NAME, replacing any: read from stdin (without its trailing
+    /// newline), or typed twice at a prompt without echo when stdin is a terminal.
+    Set { name: String },
+    /// Say whether the entry NAME exists (exit 0) or not (exit 1); the secret is not shown.
+    Check { name: String },
+    /// Remove the entry NAME (exit 1 when there was none).
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]

@@ -5,7 +5,7 @@
 //! Must not touch: sync decisions or files of a pair; it only reads flags, calls
 //! `tandem::api` / `tandem::http` and prints. It never names the local side.
 
-use crate::cli::{Cli, Cmd, ConflictCmd, KeepArg, ScheduleCmd, Target};
+use crate::cli::{Cli, Cmd, ConflictCmd, KeepArg, ScheduleCmd, SecretCmd, Target};
 use crate::output::{self, print_report};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::LoginLink => login_link_cmd(cli),
         Cmd::Token => token_cmd(cli),
         Cmd::Status { json } => status_cmd(cli, *json),
+        Cmd::Secret { cmd } => secret_cmd(cmd),
     }
 }
 
@@ -565,4 +566,72 @@ fn through_service(state: &Path, route: &str, body: &str) -> anyhow::Result<Opti
         })));
     }
     Ok(Some(Ok(v)))
+}
+
+/// `tandem secret set|check|delete NAME`: the OS keyring's entry `tandem/NAME`. A
+/// failure is printed here: exit 2 when it is the machine's or the input's (no keyring,
+/// locked, a bad name, an empty secret), else 1.
+fn secret_cmd(cmd: &SecretCmd) -> anyhow::Result<i32> {
+    use api::keyring;
+    let (SecretCmd::Set { name } | SecretCmd::Check { name } | SecretCmd::Delete { name }) = cmd;
+    if let Err(why) = keyring::check_name(name) {
+        eprintln!("tandem: keyring entry name {name:?}: expected {why}");
+        return Ok(2);
+    }
+    let entry = keyring::describe(name);
+    let done = match cmd {
+        SecretCmd::Set { name } => read_secret(name).and_then(|secret| keyring::set(name, &secret)).map(|()| {
+            println!("stored keyring entry {entry:?} in {}", keyring::STORE);
+            0
+        }),
+        SecretCmd::Check { name } => keyring::exists(name).map(|found| {
+            if found {
+                println!("keyring entry {entry:?} exists in {}", keyring::STORE);
+                0
+            } else {
+                println!("keyring entry {entry:?} not found: store it with `tandem secret set {name}`");
+                1
+            }
+        }),
+        SecretCmd::Delete { name } => keyring::delete(name).map(|found| {
+            if found {
+                println!("deleted keyring entry {entry:?}");
+                0
+            } else {
+                println!("keyring entry {entry:?} not found: nothing deleted");
+                1
+            }
+        }),
+    };
+    Ok(done.unwrap_or_else(|e| {
+        eprintln!("tandem: {e}");
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::InvalidInput | K::NotFound | K::PermissionDenied | K::Unsupported => 2,
+            _ => 1,
+        }
+    }))
+}
+
+/// The secret for `tandem secret set`: typed twice at a prompt without echo when stdin is
+/// a terminal, else stdin's text without its trailing newline.
+fn read_secret(name: &str) -> std::io::Result<String> {
+    use std::io::{IsTerminal, Read};
+    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string());
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Secret for keyring entry tandem/{name}: "))?;
+        let again = rpassword::prompt_password("Again, to confirm: ")?;
+        if first != again {
+            return Err(invalid("the two entries differ: nothing stored"));
+        }
+        return Ok(first);
+    }
+    let limit = 4 * api::keyring::MAX_SECRET as u64 + 2;
+    let mut bytes = Vec::new();
+    std::io::stdin().lock().take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(invalid("stdin holds more than one secret's worth: nothing stored"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| invalid("stdin is not UTF-8 text: nothing stored"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
