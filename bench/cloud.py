@@ -12,7 +12,8 @@ Phases per server: a initial upload (fresh folder on the server, fresh state), b
 the server takes to arrive through `tandem run` (poll_interval 5 s).
 
     python3 bench/cloud.py [s3] [webdav]          # CSV to bench/results-cloud-YYYYMMDD.csv
-Env: TANDEM_BIN (default target/release/tandem), REPS (3), SCRATCH (/tmp/cloudbench).
+Env: TANDEM_BIN (default target/release/tandem), REPS (3), A_REPS (initial uploads per
+tool, 1), POLL_ONLY=1 (only the poll phase), SCRATCH (/tmp/cloudbench), OUT (the CSV's path).
 """
 
 import csv
@@ -30,6 +31,10 @@ GEN = os.path.join(REPO, "..", "shared", "bench", "gen_tree.py")
 RCLONE = os.path.join(REPO, "target", "test-venv", "bin", "rclone")
 TANDEM = os.environ.get("TANDEM_BIN", os.path.join(REPO, "target", "release", "tandem"))
 REPS = int(os.environ.get("REPS", "3"))
+# Initial uploads per tool (Tandem and rclone copy; the first is phase a, the others a2..).
+A_REPS = int(os.environ.get("A_REPS", "1"))
+# Only the poll phase (no uploads by either tool).
+POLL_ONLY = os.environ.get("POLL_ONLY") == "1"
 SCRATCH = os.environ.get("SCRATCH", "/tmp/cloudbench")
 KEY, SECRET, USER, PASSWORD = "bench-key", "bench-secret-0123456789", "bench", "bench-password"
 
@@ -134,6 +139,9 @@ def main():
         srv = Server(kind, os.path.join(SCRATCH, f"served-{kind}"))
         env = srv.env()
         try:
+            if POLL_ONLY:
+                row(kind, "tandem run", "poll", poll_latency(srv, env))
+                continue
             left = {t: os.path.join(SCRATCH, f"{kind}-{t}") for t in ("tandem", "bisync", "copy")}
             for d in left.values():
                 shutil.copytree(src, d, symlinks=True)
@@ -148,6 +156,15 @@ def main():
             row(kind, "tandem", "a", r, tree(left["tandem"]) == tree(t_dir))
             row(kind, "rclone copy", "a", timed(rclone("copy", left["copy"], cp_remote), env))
             row(kind, "rclone bisync", "a", timed(bisync + ["--resync"], env))
+            # a, again: more initial uploads to fresh folders, Tandem and rclone copy
+            # alternating (one upload varies by 20% or more on this machine).
+            for i in range(2, A_REPS + 1):
+                a_url, _, a_dir = srv.folder(f"tandem-a{i}")
+                a_state = os.path.join(SCRATCH, f"{kind}-tandem-a{i}.db")
+                r = timed([TANDEM, "sync", "--state", a_state, left["tandem"], a_url], env)
+                row(kind, "tandem", f"a{i}", r, tree(left["tandem"]) == tree(a_dir))
+                _, a_remote, _ = srv.folder(f"copy-a{i}")
+                row(kind, "rclone copy", f"a{i}", timed(rclone("copy", left["copy"], a_remote), env))
             # b: no change
             for tool, cmd in (("tandem", tandem), ("rclone copy", rclone("copy", left["copy"], cp_remote)), ("rclone bisync", bisync)):
                 runs = [timed(cmd, env) for _ in range(REPS)]
@@ -175,7 +192,7 @@ def main():
             row(kind, "tandem run", "poll", poll_latency(srv, env))
         finally:
             srv.stop()
-    out = os.path.join(REPO, "bench", f"results-cloud-{datetime.date.today():%Y%m%d}.csv")
+    out = os.environ.get("OUT") or os.path.join(REPO, "bench", f"results-cloud-{datetime.date.today():%Y%m%d}.csv")
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "tool", "phase", "seconds", "peak_rss_mib", "result"])
@@ -188,6 +205,9 @@ def poll_latency(srv, env):
     left = os.path.join(SCRATCH, f"{srv.kind}-live")
     os.makedirs(left)
     url, _, on_server = srv.folder("live")
+    # Made on the server's disk: `rclone serve` shows it after its --dir-cache-time (1 s).
+    # Started sooner, the service finds no such folder and retries after a poll interval.
+    time.sleep(1.5)
     cfg = os.path.join(SCRATCH, f"{srv.kind}-live.toml")
     with open(cfg, "w") as f:
         f.write(f'poll_interval = "5s"\n[[pair]]\nname = "live"\nleft = "{left}"\nright = "{url}"\n')

@@ -1005,6 +1005,56 @@ fn webdav_over_https_verifies_the_server_certificate() {
     assert_eq!(std::fs::read(served.join("contract.txt")).unwrap(), b"signed copy");
 }
 
+/// A `tandem run` killed (SIGKILL) in the middle of a streamed upload: nothing partial
+/// appears under the file's name on the server (the body goes to a temporary name, moved
+/// into place only once complete and checked), and the next run removes the leftover and
+/// completes the upload.
+#[test]
+fn webdav_kill_9_during_an_upload_leaves_no_partial_file_and_the_next_run_completes() {
+    let srv = Server::wsgidav(true);
+    let served = srv.folder("crash");
+    let p = crate::common::Pair::new();
+    let big = data(24 << 20, 5);
+    write_local(&p.left, "big.bin", &big);
+    write_local(&p.left, "small.txt", b"small");
+    let cfg = p.dir.path().join("tandem.toml");
+    let text = format!(
+        "[bandwidth]\nleft_to_right = \"4 MB\"\n[[pair]]\nname = \"c\"\nleft = {:?}\nright = \"webdav+http://{USER}@127.0.0.1:{}/crash\"\n[pair.remote]\npassword_env = \"TANDEM_TEST_DAV_PASSWORD\"\n",
+        p.left.to_str().unwrap(),
+        srv.port
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    // At 4 MB/s the 24 MiB take ~6 s: the service is killed in the middle.
+    let env = [("TANDEM_TEST_DAV_PASSWORD", PASS)];
+    let mut svc = crate::common::start_service(&p, &["--config", cfg.to_str().unwrap()], &env);
+    // Copies go into place by batches: wait for the big one's temporary file to grow.
+    let uploading = || {
+        std::fs::read_dir(&served)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tandem-") && e.metadata().is_ok_and(|m| m.len() > 4 << 20))
+    };
+    crate::common::wait_for("the upload under way", Duration::from_secs(30), uploading);
+    svc.kill();
+    let seen: Vec<(String, usize)> = files_below(&served, false).into_iter().map(|(k, v)| (k, v.len())).collect();
+    assert!(
+        !served.join("big.bin").exists(),
+        "a file is visible under its name after the kill: {seen:?}"
+    );
+    let partial: Vec<String> = files_below(&served, true).into_keys().filter(|k| k.contains(".tandem-")).collect();
+    assert!(!partial.is_empty(), "the kill came during the upload (a temporary file is left)");
+    // The next run removes the leftover and completes the upload.
+    let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["--state", p.state.to_str().unwrap(), "sync", "--config", cfg.to_str().unwrap()])
+        .env("TANDEM_TEST_DAV_PASSWORD", PASS)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", crate::common::output_text(&o));
+    assert!(std::fs::read(served.join("big.bin")).unwrap() == big);
+    let names: Vec<String> = files_below(&served, true).into_keys().collect();
+    assert_eq!(names, ["big.bin", "small.txt"], "no temporary files left");
+}
+
 #[test]
 fn webdav_service_polls_the_account() {
     let srv = Server::wsgidav(true);

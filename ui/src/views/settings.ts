@@ -357,7 +357,7 @@ class SettingsForm {
     // and where its secret is (a file or a variable, never the secret) go in `remote`.
     type Kind = 'folder' | 's3' | 'webdav';
     const v = { name: '', kind: { left: 'folder' as Kind, right: 'folder' as Kind }, where: { left: '', right: '' }, bucket: { left: '', right: '' } };
-    const remote: Record<string, string> = { endpoint: '', region: '', user: '', secret_file: '', secret_env: '' };
+    const remote: Record<string, string> = { endpoint: '', region: '', user: '', keyring: '', secret_file: '', secret_env: '' };
     const location = (side: 'left' | 'right'): string => {
       const w = v.where[side].trim();
       switch (v.kind[side]) {
@@ -461,7 +461,8 @@ class SettingsForm {
       text('new-pair-endpoint', 'S3 endpoint', 'e.g. https://s3.eu-central-1.wasabisys.com; blank for AWS (or AWS_ENDPOINT_URL)', (x) => (remote.endpoint = x)),
       text('new-pair-region', 'S3 region', 'blank: AWS_REGION, else us-east-1', (x) => (remote.region = x)),
       text('new-pair-user', 'Access key id or user', 'blank: AWS_ACCESS_KEY_ID, or the user in the WebDAV address', (x) => (remote.user = x)),
-      text('new-pair-secret-file', 'Secret in a file', 'a file only its owner can read (chmod 600) holding the secret key or password', (x) => (remote.secret_file = x)),
+      text('new-pair-keyring', 'Secret in the OS keyring', 'an entry name stored with "tandem secret set NAME", e.g. pcloud (one of these three)', (x) => (remote.keyring = x)),
+      text('new-pair-secret-file', 'or in a file', 'a file only its owner can read (chmod 600) holding the secret key or password', (x) => (remote.secret_file = x)),
       text('new-pair-secret-env', 'or in an environment variable', 'its name, e.g. PCLOUD_PASSWORD; blank: AWS_SECRET_ACCESS_KEY or TANDEM_WEBDAV_PASSWORD', (x) => (remote.secret_env = x)),
       h('p', { class: 'help' }, 'The secret itself is never written into the settings file, shown or logged.'),
     );
@@ -572,6 +573,7 @@ class SettingsForm {
         f('port', 'Port', 'int'),
         f('security', 'Security', 'select', undefined, ['none', 'starttls', 'tls']),
         f('username', 'User name', 'text'),
+        f('keyring', 'Password from the OS keyring', 'text', 'an entry name stored with "tandem secret set NAME"'),
         f('password_env', 'Password from environment variable', 'text', 'the name of a variable, e.g. TANDEM_SMTP_PASSWORD'),
         f('password_file', 'Password from file', 'path', 'readable by you only'),
         f('from', 'From', 'text'),
