@@ -11,8 +11,8 @@
 //! Manager and the macOS Keychain stores are compiled for their targets, not run here.
 #![cfg(target_os = "linux")]
 
-use crate::common::{assert_secret_nowhere, output_text, wait_for, Pair};
-use crate::side_s3::{write_local, Server, AWS_VARS, KEY, SECRET};
+use crate::common::{assert_secret_nowhere, output_text, wait_for, write_local, Pair};
+use crate::side_s3::{Server, AWS_VARS, KEY, SECRET};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

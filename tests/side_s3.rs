@@ -7,7 +7,7 @@
 //! from inside tokio runtimes, and an end-to-end sync of a local folder with a bucket
 //! through the engine's pipeline (`api::sync_with`).
 
-use crate::common::{free_port, output_text, venv_tool, ServerProc};
+use crate::common::{free_port, output_text, venv_tool, write_local, ServerProc};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -527,12 +527,6 @@ fn s3_side_works_when_called_from_inside_tokio_runtimes() {
     let s = side.clone();
     drop(side);
     mt.block_on(async move { drop(s) });
-}
-
-pub(crate) fn write_local(root: &Path, rel: &str, content: &[u8]) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
 }
 
 #[test]

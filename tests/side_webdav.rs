@@ -8,10 +8,10 @@
 //! peak RSS is measured), calls from inside tokio runtimes, and end-to-end two-way syncs of a
 //! local folder with a WebDAV folder through the engine's pipeline (`api::sync_with`).
 
-use crate::common::{files_below, free_port, venv_tool, ServerProc};
+use crate::common::{files_below, free_port, venv_tool, write_local, ServerProc};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -824,12 +824,6 @@ fn webdav_side_works_when_called_from_inside_tokio_runtimes() {
     let s = side.clone();
     drop(side);
     mt.block_on(async move { drop(s) });
-}
-
-fn write_local(root: &Path, rel: &str, content: &[u8]) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
 }
 
 /// Two-way sync of a local folder with a WebDAV folder: the first sync uploads; then edits

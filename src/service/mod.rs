@@ -1123,13 +1123,14 @@ impl Observer for RunHooks {
     }
 
     fn finished(&self, k: usize, a: &Action, o: &Outcome) {
+        // One lock for both: the finished list and the live transfer state.
+        let mut l = self.rt.live.lock().unwrap();
         if !matches!(a, Action::Record { .. } | Action::Skip { .. }) {
             let (state, detail, bytes) = match o {
                 Outcome::Done { bytes } => ("done", None, *bytes),
                 Outcome::Deferred { reason } => ("deferred", Some(reason.clone()), 0),
                 Outcome::Failed { error } => ("failed", Some(error.clone()), 0),
             };
-            let mut l = self.rt.live.lock().unwrap();
             l.recent.push_front(Finished {
                 path: a.path().as_str().into(),
                 op: op_name(a),
@@ -1142,7 +1143,6 @@ impl Observer for RunHooks {
             l.recent.truncate(RECENT_MAX);
         }
         if let Action::Copy { src, .. } = a {
-            let mut l = self.rt.live.lock().unwrap();
             l.transfers.remove(&(self.lane, k));
             if self.lane == 0 {
                 l.small_items = l.small_items.saturating_sub(1);
@@ -1152,6 +1152,7 @@ impl Observer for RunHooks {
                 }
             }
         }
+        drop(l);
         self.inner.emit(Event::ActionFinished {
             pair: self.rt.cfg.name.clone(),
             op: op_name(a).into(),

@@ -249,6 +249,13 @@ pub fn without_dac_override(cmd: &mut Command) {
     }
 }
 
+/// Write a file below `root`, making its folders.
+pub fn write_local(root: &Path, rel: &str, content: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
 /// `tandem status --json` of the pair's state (a running service's), parsed.
 pub fn status(p: &Pair) -> serde_json::Value {
     let o = p.tandem(&["--state", p.state.to_str().unwrap(), "status", "--json"]);
