@@ -17,7 +17,9 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # fuse3: the tests mount a folder with `rclone mount` as a cloud drive would be mounted.
 # openssl: the HTTPS tests make a CA and a server certificate.
 # gnome-keyring: the keyring tests run a real Secret Service on a private session bus (dbus).
-for p in fuse3 openssl libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+# mingw-w64, wine, nsis: the Windows job (scripts/windows-test.sh) builds for Windows, runs
+# the tests and the service under wine and builds the installer with makensis.
+for p in mingw-w64 wine wine64 nsis fuse3 openssl libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
     xvfb xauth webkit2gtk-driver imagemagick x11-apps dbus dunst xdotool trayer x11-utils gnome-keyring; do
     dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
@@ -43,6 +45,7 @@ venv=target/test-venv
 }
 command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolchain (rustup) first" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy || true
+rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu
 # The web UI's build and browser tests, and the Tauri CLI (npx).
 [ -d node_modules ] || npm ci --no-audit --no-fund
 # WebDriver for the desktop app's window.

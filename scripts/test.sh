@@ -6,7 +6,9 @@
 # driven by playwright-core against a real `tandem run` (screenshots in artifacts/e2e/); then the desktop app: its .deb is built
 # (`npm run tauri -- build --bundles deb`) and the app is tested on Xvfb with a tray, a
 # notification daemon and WebDriver, and without either (scripts/app-test.sh; screenshots
-# in artifacts/app/).
+# in artifacts/app/). The Windows job runs under wine (scripts/windows-test.sh: clippy, the
+# unit and integration tests, `tandem run` and `tandem stop`, the Windows service, the NSIS
+# installer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Whatever a fresh Debian machine lacks (packages, Chromium, aiosmtpd, npm modules,
@@ -26,6 +28,8 @@ if command -v cargo-nextest >/dev/null; then
 else
     cargo test --no-fail-fast
 fi
+# Windows: built for the target, its tests, the service and the installer under wine.
+bash scripts/windows-test.sh
 # The browser tests drive the debug binary the Rust tests built.
 cargo build --quiet
 npm run e2e

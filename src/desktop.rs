@@ -419,6 +419,62 @@ pub fn autostart_entry(exe: &Path, config: &Path) -> String {
     )
 }
 
+/// The command Windows runs at login for the tray app (the "Run" registry value):
+/// `"EXE" --hidden --config "CONFIG"` (Windows paths hold no `"`).
+pub fn windows_run_command(exe: &Path, config: &Path) -> String {
+    format!("\"{}\" --hidden --config \"{}\"", exe.display(), config.display())
+}
+
+/// Windows: write or remove the value "Tandem" under the user's
+/// `HKCU\Software\Microsoft\Windows\CurrentVersion\Run` so that it matches `enabled`.
+/// Returns whether anything changed.
+#[cfg(windows)]
+pub fn set_autostart_windows(enabled: bool, exe: &Path, config: &Path) -> Result<bool, crate::api::ApiError> {
+    use windows_sys::Win32::System::Registry::*;
+    let wide = |s: &str| s.encode_utf16().chain(std::iter::once(0)).collect::<Vec<u16>>();
+    let fail = |rc: u32| crate::api::ApiError::Io {
+        path: PathBuf::from(r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run"),
+        source: std::io::Error::from_raw_os_error(rc as i32),
+    };
+    let (sub, name) = (wide(r"Software\Microsoft\Windows\CurrentVersion\Run"), wide("Tandem"));
+    let mut key: HKEY = std::ptr::null_mut();
+    // SAFETY: valid wide strings and an out-pointer we own; the key is closed below.
+    let rc = unsafe { RegOpenKeyExW(HKEY_CURRENT_USER, sub.as_ptr(), 0, KEY_QUERY_VALUE | KEY_SET_VALUE, &mut key) };
+    if rc != 0 {
+        return Err(fail(rc));
+    }
+    let want = wide(&windows_run_command(exe, config));
+    let mut have = vec![0u16; 2048];
+    let mut len = (have.len() * 2) as u32;
+    // SAFETY: the buffer and its byte length match.
+    let rc = unsafe {
+        RegQueryValueExW(
+            key,
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            have.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let present = rc == 0;
+    let same = present && have[..(len as usize / 2).min(have.len())] == want[..];
+    let rc = match (enabled, present) {
+        (true, _) if same => return Ok(false) as Result<bool, _>,
+        // SAFETY: the data pointer and byte length match `want` (NUL included).
+        (true, _) => unsafe { RegSetValueExW(key, name.as_ptr(), 0, REG_SZ, want.as_ptr().cast(), (want.len() * 2) as u32) },
+        // SAFETY: an open key and a valid name.
+        (false, true) => unsafe { RegDeleteValueW(key, name.as_ptr()) },
+        (false, false) => return Ok(false),
+    };
+    // SAFETY: the key we opened.
+    unsafe { RegCloseKey(key) };
+    if rc != 0 {
+        return Err(fail(rc));
+    }
+    Ok(true)
+}
+
 /// Write or remove the autostart entry at `file` so that it matches `enabled`. Returns
 /// whether anything changed.
 pub fn set_autostart(file: &Path, enabled: bool, exe: &Path, config: &Path) -> Result<bool, crate::api::ApiError> {
@@ -733,6 +789,17 @@ mod tests {
         std::fs::write(&file, "# mine\n").unwrap();
         assert!(!first_run(&file).unwrap());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "# mine\n");
+    }
+
+    #[test]
+    fn windows_run_command_quotes_both_paths() {
+        assert_eq!(
+            windows_run_command(
+                Path::new(r"C:\Program Files\Tandem\tandem-desktop.exe"),
+                Path::new(r"C:\Users\Me\AppData\Roaming\tandem\tandem.toml")
+            ),
+            r#""C:\Program Files\Tandem\tandem-desktop.exe" --hidden --config "C:\Users\Me\AppData\Roaming\tandem\tandem.toml""#
+        );
     }
 
     #[test]

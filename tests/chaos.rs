@@ -29,18 +29,24 @@
 //! `TANDEM_CHAOS_SEED=0x1234,0x5678` runs exactly those (to reproduce a failure). A failure
 //! prints the seed, the last 200 operations, both trees, both trashes and the service's
 //! warnings, and keeps the temp folder (`TANDEM_CHAOS_VERBOSE=1`: the same for a pass).
-// Linux only: it reads inodes and permission bits and kills the service with SIGKILL, and
-// the integration binary as a whole runs on Unix (Windows is checked under wine apart).
-#![cfg(target_os = "linux")]
+//!
+//! On Windows the same user runs without chmod (the only mode Tandem carries there is the
+//! read-only attribute, which would make the user's own edits fail); modes compare that
+//! attribute, inodes are file indexes, and kill -9 is TerminateProcess.
+// Linux and Windows: other Unixes lack renameat2 (a rename that never replaces).
+#![cfg(any(target_os = "linux", windows))]
 
-use crate::common::{files_below, start_service, Pair, Svc, TRASH};
+use crate::common::{file_id, files_below, start_service, Pair, Svc, TRASH};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tandem::model::Side::{self, Left, Right};
+#[cfg(windows)]
+use windows_file_ext::FileExt;
 
 /// The seeds CI runs (the first `TANDEM_CHAOS_SEEDS` of them, 3 by default).
 const SEEDS: [u64; 6] = [
@@ -55,6 +61,8 @@ const SEEDS: [u64; 6] = [
 /// Folders and file names of the random user (each component also in another case).
 const DIRS: [&str; 5] = ["a", "b", "c", "a/x", "b/y"];
 const NAMES: [&str; 6] = ["f0.txt", "f1.txt", "f2.txt", "f3.txt", "notes.md", "Makefile"];
+// The modes chmod gives (Unix only: no chmod on Windows, see `Chaos::chmod`).
+#[cfg(unix)]
 const MODES: [u32; 3] = [0o644, 0o755, 0o700];
 
 // ------------------------------------------------------------------ the test
@@ -256,6 +264,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, fs::Metadata)>) {
     for p in entries {
         let Ok(md) = fs::symlink_metadata(&p) else { continue };
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        #[cfg(windows)]
+        let rel = rel.replace('\\', "/");
         let is_dir = md.is_dir();
         out.push((rel, md));
         if is_dir {
@@ -289,7 +299,7 @@ fn tree(root: &Path) -> Tree {
             dirs.insert(rel);
         } else if md.is_file() && !is_tandem_tmp(&rel) {
             if let Ok(data) = fs::read(root.join(&rel)) {
-                files.insert(rel, (md.mode() & 0o7777, data));
+                files.insert(rel, (mode_bits(&md), data));
             }
         }
     }
@@ -312,6 +322,20 @@ fn vnames(data: &[u8]) -> String {
         .join("+")
 }
 
+/// The mode Tandem carries: the permission bits on Unix, the read-only attribute (1) on
+/// Windows.
+fn mode_bits(md: &fs::Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        md.mode() & 0o7777
+    }
+    #[cfg(windows)]
+    {
+        u32::from(md.permissions().readonly())
+    }
+}
+
+#[cfg(unix)]
 fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -323,6 +347,52 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(windows)]
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    let wide = |p: &Path| -> Vec<u16> { p.as_os_str().encode_wide().chain(std::iter::once(0)).collect() };
+    let (f, t) = (wide(from), wide(to));
+    // SAFETY: two valid NUL-terminated paths; without MOVEFILE_REPLACE_EXISTING an existing
+    // target is never replaced.
+    if unsafe { windows_sys::Win32::Storage::FileSystem::MoveFileExW(f.as_ptr(), t.as_ptr(), 0) } != 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    // A case-only rename: the "existing target" is the item itself (a case-insensitive
+    // folder), which a plain rename renames.
+    match (file_id(from), file_id(to)) {
+        (Ok(a), Ok(b)) if a == b => fs::rename(from, to),
+        _ => Err(err),
+    }
+}
+
+/// `std::os::unix::fs::FileExt::write_all_at` on Windows, over `seek_write` (which also
+/// moves the file's position; nothing here reads from it afterwards).
+#[cfg(windows)]
+mod windows_file_ext {
+    pub trait FileExt {
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()>;
+    }
+
+    impl FileExt for std::fs::File {
+        fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+            use std::os::windows::fs::FileExt as _;
+            while !buf.is_empty() {
+                match self.seek_write(buf, offset) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        buf = &buf[n..];
+                        offset += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -600,7 +670,11 @@ impl Chaos {
         {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).ok()?;
             f.write_all(&data).ok()?;
+            #[cfg(unix)]
             f.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777)).ok()?;
+            // Windows: the file's attributes (its read-only flag) as they are.
+            #[cfg(windows)]
+            f.set_permissions(md.permissions()).ok()?;
         }
         self.register(s, &data, format!("editor save {rel} (via {tmp_name})"));
         let old = fs::read(&path);
@@ -697,7 +771,10 @@ impl Chaos {
 
     /// Rename without replacing anything (the target's folders created as needed).
     fn rename(&mut self, s: Side, from: &str, to: &str) -> Option<()> {
-        if from == to || to.starts_with(&format!("{from}/")) || !self.free(s, to) {
+        // Windows: a case-only rename finds its own item under the new name (the name is
+        // not free, and `rename_noreplace` renames it all the same).
+        let case_only = cfg!(windows) && from.eq_ignore_ascii_case(to);
+        if from == to || to.starts_with(&format!("{from}/")) || !(case_only || self.free(s, to)) {
             return None;
         }
         let dst = self.abs(s, to);
@@ -780,11 +857,19 @@ impl Chaos {
         Some(format!("touch {rel} (mtime {} s ago)", back.as_secs()))
     }
 
+    #[cfg(unix)]
     fn chmod(&mut self, s: Side) -> Option<String> {
         let rel = self.pick_file(s)?;
         let mode = self.rng.pick(&MODES).unwrap();
         fs::set_permissions(self.abs(s, &rel), fs::Permissions::from_mode(mode)).ok()?;
         Some(format!("chmod {mode:o} {rel}"))
+    }
+
+    // Windows: no chmod. The only mode Tandem carries there is the read-only attribute, which
+    // would make the user's own later edits, renames over and deletions of the file fail.
+    #[cfg(windows)]
+    fn chmod(&mut self, _s: Side) -> Option<String> {
+        None
     }
 
     fn file_to_dir(&mut self, s: Side) -> Option<String> {
@@ -841,10 +926,11 @@ impl Chaos {
                 41..=44 => self.slow_write(s),
                 45..=52 => self.delete_file(s),
                 53..=59 => self.rename_file(s, false),
-                60..=62 => self.rename_file(s, true),
+                // Under wine a case-only rename does nothing (`common::WINE_CASE_RENAME`): a plain one.
+                60..=62 => self.rename_file(s, !crate::common::under_wine()),
                 63..=65 => self.delete_dir(s),
                 66..=70 => self.rename_dir(s, false),
-                71..=72 => self.rename_dir(s, true),
+                71..=72 => self.rename_dir(s, !crate::common::under_wine()),
                 73..=78 => self.chmod(s),
                 79..=80 => self.touch(s),
                 81..=82 => self.file_to_dir(s),
@@ -908,7 +994,7 @@ impl Chaos {
                 t.ino[side_ix(s)] = t
                     .files
                     .iter()
-                    .map(|f| fs::metadata(self.p.path(s, &join(t.from, f))).unwrap().ino())
+                    .map(|f| file_id(&self.p.path(s, &join(t.from, f))).unwrap())
                     .collect();
             }
         }
@@ -1133,7 +1219,7 @@ impl Chaos {
             let other = t.side.other();
             for (f, before) in t.files.iter().zip(&t.ino[side_ix(other)]) {
                 let rel = join(t.to, f);
-                match fs::metadata(self.p.path(other, &rel)) {
+                match file_id(&self.p.path(other, &rel)) {
                     Err(e) => problems.push(format!(
                         "tracked rename {} -> {} on the {}: {rel} missing on the {}: {e}",
                         t.from,
@@ -1141,7 +1227,7 @@ impl Chaos {
                         sname(t.side),
                         sname(other)
                     )),
-                    Ok(md) if md.ino() != *before => problems.push(format!(
+                    Ok(id) if id != *before => problems.push(format!(
                         "tracked rename {} -> {} on the {}: {rel} on the {} is a new file (inode {} -> {}): \
                          the rename became a delete + copy",
                         t.from,
@@ -1149,7 +1235,7 @@ impl Chaos {
                         sname(t.side),
                         sname(other),
                         before,
-                        md.ino()
+                        id
                     )),
                     Ok(_) => {}
                 }
@@ -1186,7 +1272,7 @@ impl Chaos {
                     let _ = writeln!(o, "  {:>4}          {rel}/", "");
                 } else {
                     let data = fs::read(self.root(s).join(&rel)).unwrap_or_default();
-                    let _ = writeln!(o, "  {:>4o} {:>6} B  {rel}  [{}]", md.mode() & 0o7777, md.len(), head(&data));
+                    let _ = writeln!(o, "  {:>4o} {:>6} B  {rel}  [{}]", mode_bits(&md), md.len(), head(&data));
                 }
             }
         }

@@ -140,8 +140,12 @@ fn guard_a_side_restored_from_an_old_backup_stops_before_overwriting_with_older_
 
 /// A small tmpfs mounted on a side's root for the test's lifetime. Mounting needs root:
 /// CI runs as root; elsewhere these tests say so and stop early.
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 struct SmallDisk(std::path::PathBuf);
 
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 impl SmallDisk {
     fn mount(root: &std::path::Path, kib: u32) -> Option<SmallDisk> {
         // SAFETY: plain syscall.
@@ -167,12 +171,16 @@ impl SmallDisk {
     }
 }
 
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 fn temp_files(root: &std::path::Path) -> Vec<String> {
     crate::common::files_below(root, false)
         .into_keys()
@@ -181,6 +189,8 @@ fn temp_files(root: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 #[test]
 fn disk_full_fails_that_copy_only_removes_its_temporary_file_and_resumes_when_space_is_freed() {
     let p = Pair::new();
@@ -208,6 +218,8 @@ fn disk_full_fails_that_copy_only_removes_its_temporary_file_and_resumes_when_sp
     p.assert_converged();
 }
 
+// Unix only: the small disk is a tmpfs mounted as root (Windows has neither).
+#[cfg(unix)]
 #[test]
 fn disk_full_in_the_service_is_told_once_and_the_copy_resumes_when_space_is_freed() {
     let p = Pair::new();

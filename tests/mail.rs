@@ -2,12 +2,19 @@
 //! aiosmtpd, writing a maildir), the real `tandem` binary on temp folders, the real state
 //! file. Waits poll with a generous deadline; nothing asserts a duration.
 
-use crate::common::{start_service, stderr, stdout, wait_for, Pair};
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use crate::common::{start_service, wait_for};
+use crate::common::{stderr, stdout, Pair};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::{Child, Command, Stdio};
+#[cfg(unix)]
 use std::time::Duration;
 use tandem::model::Side::{Left, Right};
 
+#[cfg(unix)]
 const T: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
@@ -15,11 +22,15 @@ fn free_port() -> u16 {
 }
 
 /// aiosmtpd on loopback, storing every message in a maildir.
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 struct Smtp {
     child: Child,
     dir: PathBuf,
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 impl Smtp {
     fn start(port: u16, dir: &Path) -> Smtp {
         let child = Command::new("python3")
@@ -59,6 +70,8 @@ impl Smtp {
     }
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 impl Drop for Smtp {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -68,6 +81,8 @@ impl Drop for Smtp {
 
 /// The header fields of a message, unfolded (a line starting with white space continues the
 /// field before it, RFC 5322 2.2.3).
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 fn headers(msg: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in msg.split("\n\n").next().unwrap().lines() {
@@ -79,6 +94,8 @@ fn headers(msg: &str) -> Vec<String> {
     out
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 fn config(p: &Pair, port: u16, email_extra: &str, pair_extra: &str) -> PathBuf {
     config_with(
         p,
@@ -106,11 +123,15 @@ fn config_with(p: &Pair, port: u16, from: &str, to: &str, email_extra: &str, pai
     f
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 fn sync_config(p: &Pair, cfg: &Path) -> std::process::Output {
     p.tandem(&["sync", "--config", cfg.to_str().unwrap()])
 }
 
 /// Both sides changed `rel` since the last sync: an R1 clash.
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 fn make_clash(p: &Pair, rel: &str) {
     p.write_at(Left, rel, b"base", 1_600_000_000);
     let o = p.sync(&[]);
@@ -119,6 +140,8 @@ fn make_clash(p: &Pair, rel: &str) {
     p.write_at(Right, rel, b"right edit, newer!", 1_650_000_600);
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_per_conflict_and_summary_arrive_with_the_right_content() {
     let p = Pair::new();
@@ -173,6 +196,8 @@ fn mail_per_conflict_and_summary_arrive_with_the_right_content() {
     assert_eq!(smtp.messages().len(), 2);
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_server_down_the_sync_completes_and_the_mail_arrives_when_it_is_back() {
     let p = Pair::new();
@@ -192,6 +217,8 @@ fn mail_server_down_the_sync_completes_and_the_mail_arrives_when_it_is_back() {
     assert!(smtp.messages()[0].contains("Path: plan.docx"));
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_service_retries_a_down_server_and_delivers_once_it_is_back() {
     let p = Pair::new();
@@ -214,6 +241,8 @@ fn mail_service_retries_a_down_server_and_delivers_once_it_is_back() {
     assert_eq!(svc.stop(), Some(0));
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_newline_in_a_file_name_cannot_add_headers() {
     let p = Pair::new();
@@ -236,6 +265,8 @@ fn mail_newline_in_a_file_name_cannot_add_headers() {
     );
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_guard_stop_always_mails() {
     let p = Pair::new();
@@ -260,6 +291,8 @@ fn mail_guard_stop_always_mails() {
     );
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn mail_a_replaced_root_stops_the_pair_and_mails() {
     let p = Pair::new();
@@ -284,6 +317,8 @@ fn mail_a_replaced_root_stops_the_pair_and_mails() {
     assert_eq!(p.tree(Left).len(), 4, "nothing reached the left side");
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn notify_test_sends_or_says_what_failed() {
     let p = Pair::new();
@@ -319,6 +354,8 @@ fn notify_test_sends_or_says_what_failed() {
     );
 }
 
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summary_and_conflict() {
     // "Sync every night at 02:00, mail me a summary, mail me each conflict."
@@ -406,12 +443,17 @@ fn schedule_missed_run_of_a_schedule_only_pair_is_caught_up_once_and_mails_summa
 
 #[test]
 fn history_csv_and_json_parse_back_to_the_same_runs() {
+    // A name CSV must quote. Windows names cannot hold `"`: there only the comma.
+    #[cfg(unix)]
+    let name = "a, \"quoted\".txt";
+    #[cfg(windows)]
+    let name = "a, quoted.txt";
     let p = Pair::new();
-    p.write(Left, "a, \"quoted\".txt", b"1");
+    p.write(Left, name, b"1");
     p.write(Left, "stays.txt", b"so no side is ever empty");
     p.sync_ok();
     p.write(Right, "b.txt", b"22");
-    std::fs::remove_file(p.path(Left, "a, \"quoted\".txt")).unwrap();
+    std::fs::remove_file(p.path(Left, name)).unwrap();
     p.sync_ok();
     let st = p.state.to_str().unwrap();
     let json = stdout(&p.tandem(&["--state", st, "history", "--json"]));
@@ -438,7 +480,7 @@ fn history_csv_and_json_parse_back_to_the_same_runs() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let paths: Vec<&str> = actions.iter().map(|a| a["path"].as_str().unwrap()).collect();
-    assert!(paths.contains(&"b.txt") && paths.contains(&"a, \"quoted\".txt"), "{actions:?}");
+    assert!(paths.contains(&"b.txt") && paths.contains(&name), "{actions:?}");
     assert!(
         actions.iter().all(|a| a["status"] == "done" && a["side"].is_string()),
         "{actions:?}"
@@ -446,7 +488,7 @@ fn history_csv_and_json_parse_back_to_the_same_runs() {
     let csv = stdout(&p.tandem(&["--state", st, "history", "--run", &id, "--csv"]));
     let parsed: Vec<Vec<String>> = csv.lines().skip(1).map(parse_csv_line).collect();
     assert_eq!(parsed.len(), actions.len());
-    assert!(parsed.iter().any(|r| r[4] == "a, \"quoted\".txt"), "{csv}");
+    assert!(parsed.iter().any(|r| r[4] == name), "{csv}");
 }
 
 /// RFC 4180 fields: quoted fields may hold commas and doubled quotes.
@@ -478,6 +520,8 @@ fn address_config(p: &Pair, port: u16, from: &str, to: &str) -> PathBuf {
 /// Addresses were checked by hand (a dot in the domain required), so `admin@localhost`, a
 /// real address on a local mail server, was refused. Now lettre parses them, as it does
 /// when sending: the config is accepted and the mail reaches that recipient.
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn regression_email_address_admin_at_localhost_is_accepted_and_mailed() {
     let p = Pair::new();
@@ -531,6 +575,8 @@ fn regression_email_address_that_is_not_one_is_refused_naming_the_key() {
 
 /// A mailbox with a display name is what lettre sends with (`Message::builder().from/to`
 /// take a mailbox), so the config keeps accepting it, and the mail carries the name.
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
 #[test]
 fn regression_email_address_with_a_display_name_is_accepted_and_mailed() {
     let p = Pair::new();

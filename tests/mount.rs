@@ -5,12 +5,17 @@
 //! inotify event, exactly as on pCloud Drive or OneDrive's Linux clients. Where FUSE is not
 //! available, the same polling path is tested with `watch = "poll"` / `watch_right`.
 
-use crate::common::{start_service, status, stdout, venv_tool, wait_for, Pair};
+use crate::common::{start_service, status, wait_for, Pair};
+#[cfg(unix)]
+use crate::common::{stdout, venv_tool};
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tandem::model::Side::{Left, Right};
+#[cfg(unix)]
 use tandem::side::local::LocalSide;
+#[cfg(unix)]
 use tandem::side::{ChangeSource, Replica};
 
 const T: Duration = Duration::from_secs(30);
@@ -18,12 +23,16 @@ const T: Duration = Duration::from_secs(30);
 /// `rclone mount SERVER MOUNTPOINT` as users mount cloud drives (`--vfs-cache-mode writes`),
 /// with a 1 s directory cache so a change on the "server" is visible within a second.
 /// Unmounted (lazily) and stopped when dropped.
+// Unix only: an `rclone mount` over FUSE (Linux; a Windows test binary under wine can start neither).
+#[cfg(unix)]
 struct RcloneMount {
     child: Child,
     server: PathBuf,
     point: PathBuf,
 }
 
+// Unix only: an `rclone mount` over FUSE (Linux; a Windows test binary under wine can start neither).
+#[cfg(unix)]
 impl RcloneMount {
     /// `None`, saying why, where this machine cannot mount FUSE file systems.
     fn start(dir: &Path) -> Option<RcloneMount> {
@@ -70,6 +79,8 @@ impl RcloneMount {
     }
 }
 
+// Unix only: an `rclone mount` over FUSE (Linux; a Windows test binary under wine can start neither).
+#[cfg(unix)]
 impl Drop for RcloneMount {
     fn drop(&mut self) {
         let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(&self.point).status();
@@ -98,6 +109,8 @@ fn watch_of(st: &serde_json::Value, side: usize) -> (String, String) {
     )
 }
 
+// Unix only: an `rclone mount` over FUSE (Linux; a Windows test binary under wine can start neither).
+#[cfg(unix)]
 #[test]
 fn mount_rclone_fuse_root_is_detected_as_a_cloud_drive_with_probed_mtimes() {
     let p = Pair::new();
@@ -126,6 +139,8 @@ fn mount_rclone_fuse_root_is_detected_as_a_cloud_drive_with_probed_mtimes() {
     assert_eq!(plain.note(), None);
 }
 
+// Unix only: an `rclone mount` over FUSE (Linux; a Windows test binary under wine can start neither).
+#[cfg(unix)]
 #[test]
 fn mount_server_side_changes_on_a_cloud_drive_arrive_by_polling() {
     let p = Pair::new();

@@ -682,7 +682,10 @@ const CASES: &[Case] = &[
 
 #[test]
 fn planner_table() {
-    let failures: Vec<String> = CASES.iter().filter_map(|c| check(c).err()).collect();
+    // A case whose names this platform cannot hold (a ':' on Windows, where it is not a
+    // path at all) is about a Unix side: it runs where such names exist.
+    let holds = |c: &&Case| c.base.iter().chain(c.left).chain(c.right).all(|(p, _)| RelPath::new(p).is_ok());
+    let failures: Vec<String> = CASES.iter().filter(holds).filter_map(|c| check(c).err()).collect();
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",

@@ -3,12 +3,13 @@
 //! history. Waits poll the disk with a generous deadline; nothing here asserts a duration.
 
 use crate::common::{stderr, stdout, Pair};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tandem::model::Side::{Left, Right};
 
-use crate::common::{discovery, start_service as start, start_service_as, status, wait_for, Svc};
+#[cfg(unix)]
+use crate::common::start_service_as;
+use crate::common::{discovery, start_service as start, status, wait_for, Svc};
 
 fn start_pair(p: &Pair) -> Svc {
     start(p, &[p.left.to_str().unwrap(), p.right.to_str().unwrap()], &[])
@@ -136,7 +137,7 @@ fn service_folder_rename_of_1000_files_is_a_rename_on_the_other_side() {
     }
     let _svc = start_pair(&p);
     wait_settled(&p, "initial copy");
-    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let inode = |rel: &str| crate::common::file_id(&p.path(Right, rel)).unwrap();
     let before: Vec<u64> = (0..1000).map(|i| inode(&format!("project/sub{}/f{i:04}.txt", i % 10))).collect();
     let copied_before = total(&p, "copied");
     assert_eq!(copied_before, 1000);
@@ -168,7 +169,7 @@ fn folder_renamed_right_after_an_edit_stays_a_rename(old: &str, new: &str, fille
     let _svc = start_pair(&p);
     wait_settled(&p, "initial copy");
     wait_watching(&p);
-    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let inode = |rel: &str| crate::common::file_id(&p.path(Right, rel)).unwrap();
     let before: Vec<u64> = (1..20).map(|i| inode(&format!("{old}/sub/f{i}.dat"))).collect();
     let copied_before = total(&p, "copied");
     std::fs::write(p.path(Left, &format!("{old}/sub/f0.dat")), vec![7u8; 500]).unwrap();
@@ -200,6 +201,9 @@ fn service_regression_a_folder_renamed_right_after_an_edit_was_trashed_and_copie
 
 #[test]
 fn service_regression_a_case_only_folder_rename_right_after_an_edit_was_trashed_and_copied_again() {
+    if crate::common::skip_under_wine(crate::common::WINE_CASE_RENAME) {
+        return;
+    }
     folder_renamed_right_after_an_edit_stays_a_rename("Folder44", "folder44", 30);
 }
 
@@ -223,7 +227,7 @@ fn service_regression_a_folder_moved_into_a_folder_just_created_was_copied_and_t
     let _svc = start_pair(&p);
     wait_settled(&p, "initial copy");
     wait_watching(&p);
-    let inode = |rel: &str| std::fs::metadata(p.path(Right, rel)).unwrap().ino();
+    let inode = |rel: &str| crate::common::file_id(&p.path(Right, rel)).unwrap();
     let before: Vec<u64> = (0..10).map(|i| inode(&format!("B/f{i}.txt"))).collect();
     let copied_before = total(&p, "copied");
     std::fs::create_dir(p.path(Left, "newA")).unwrap();
@@ -298,10 +302,7 @@ fn service_restart_with_a_half_done_backlog_resumes_and_redoes_nothing() {
     let slow = config(&p, "[bandwidth]\nleft_to_right = \"2 MB\"\n");
     let mut svc = start(&p, &["--config", slow.to_str().unwrap()], &[]);
     wait_for("some copies", T, || user_tree(&p, Right).len() >= 20);
-    unsafe {
-        libc::kill(svc.pid(), libc::SIGKILL);
-    }
-    svc.kill();
+    svc.kill9();
     let done_at_kill = user_tree(&p, Right).len();
     assert!(done_at_kill < n, "the backlog was half done when killed ({done_at_kill} of {n})");
     let fast = config(&p, "");
@@ -403,6 +404,8 @@ fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
 
 /// Each finished action is listed with its state, and a failure with its error: the
 /// Backlog page's "Recently finished" (issue 15: per-item states and the error).
+// Unix only: Unix permission bits make the file unreadable (Windows has only the read-only attribute).
+#[cfg(unix)]
 #[test]
 fn service_recent_lists_done_and_failed_items_with_the_error() {
     use std::os::unix::fs::PermissionsExt;
@@ -492,6 +495,31 @@ fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
     wait_for("the consented deletion", T, || p.tree(Right).len() == 1);
     assert_eq!(status(&p)["pairs"][0]["needs_consent"], false);
     assert_eq!(p.trash(Right).len(), 10);
+}
+
+#[test]
+fn service_regression_an_edit_after_a_guard_pause_wiped_the_pause_reason() {
+    // Found under wine, where a folder's deletion is reported in several batches: the worker
+    // woke for the later ones and set "paused" again without the guard's reason.
+    let p = Pair::new();
+    for i in 0..10 {
+        p.write(Left, &format!("keep/f{i}.txt"), b"data");
+    }
+    p.write(Left, "other.txt", b"stays");
+    let _svc = start_pair(&p);
+    wait_settled(&p, "initial copy");
+    std::fs::remove_dir_all(p.path(Left, "keep")).unwrap();
+    wait_for("the guard", T, || status(&p)["pairs"][0]["paused"] == true);
+    p.write(Left, "other.txt", b"edited while paused");
+    wait_for("the edit to be seen", T, || {
+        status(&p)["pairs"][0]["last_event"]["path"] == "other.txt"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let st = status(&p);
+    assert!(
+        st["pairs"][0]["reason"].as_str().is_some_and(|r| r.contains("max_delete_percent")),
+        "{st}"
+    );
 }
 
 #[test]
@@ -700,9 +728,15 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
     assert_eq!(d["record"]["rule"], "R1");
     let (code, body) = http(&p, "GET", "/api/pairs/t/file?side=right&path=a.txt", None, t, None);
     assert_eq!((code, body.as_str()), (200, "right version of a.txt, newer"));
-    // Paths that would leave the root are refused.
+    // Paths that would leave the root are refused; on Unix also one through a symbolic link
+    // (Windows lets only privileged users or developer mode make one).
+    #[cfg(unix)]
     std::os::unix::fs::symlink("/etc", p.path(Left, "etc-link")).unwrap();
-    for bad in ["../state.db", "/etc/passwd", "etc-link/hostname", "a.txt/../../x"] {
+    #[cfg(unix)]
+    let bad_paths = ["../state.db", "/etc/passwd", "etc-link/hostname", "a.txt/../../x"];
+    #[cfg(windows)]
+    let bad_paths = ["../state.db", "/etc/passwd", "a.txt/../../x"];
+    for bad in bad_paths {
         let (code, body) = http(&p, "GET", &format!("/api/pairs/t/file?side=left&path={bad}"), None, t, None);
         assert_eq!(code, 400, "{bad}: {body}");
         assert!(body.contains("bad_path"), "{body}");
@@ -720,12 +754,16 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
         }
     }
     // Regression (found in review of the side seam): the conflict detail described a file
-    // behind a symbolic link (size, time) although it lies outside the root.
-    let (code, body) = http(&p, "GET", "/api/pairs/t/conflicts/detail?path=etc-link/hostname", None, t, None);
-    assert_eq!(code, 200, "{body}");
-    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(d["left"]["exists"], false, "{body}");
-    assert_eq!(d["left"].get("size"), None, "{body}");
+    // behind a symbolic link (size, time) although it lies outside the root (Unix only, as
+    // the link above).
+    #[cfg(unix)]
+    {
+        let (code, body) = http(&p, "GET", "/api/pairs/t/conflicts/detail?path=etc-link/hostname", None, t, None);
+        assert_eq!(code, 200, "{body}");
+        let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(d["left"]["exists"], false, "{body}");
+        assert_eq!(d["left"].get("size"), None, "{body}");
+    }
     // Keep left through the API: the right side gets the left version, the old one is trashed.
     let (code, body) = http_body(
         &p,
@@ -782,8 +820,8 @@ fn service_conflicts_are_listed_detailed_and_resolved_through_the_api_and_the_cl
     };
     let resolves = page("trigger=resolve&limit=100");
     // Four decisions, and the refused-as-unsyncable path under the symbolic link (a run that
-    // found nothing to do).
-    assert_eq!(resolves.len(), 5, "{resolves:?}");
+    // found nothing to do; no link on Windows).
+    assert_eq!(resolves.len(), if cfg!(unix) { 5 } else { 4 }, "{resolves:?}");
     assert!(resolves.iter().all(|r| r["trigger"] == "resolve" && r["pair"] == "t"));
     let (a, b) = (page("trigger=resolve&limit=2"), page("trigger=resolve&limit=2&offset=2"));
     assert_eq!((a.len(), b.len()), (2, 2));
@@ -1023,8 +1061,14 @@ fn api_settings_round_trip_keeps_comments_and_applies_live() {
 
 #[test]
 fn service_regression_a_vanished_root_puts_the_pair_in_error_without_spinning_and_it_recovers() {
+    if crate::common::skip_under_wine(
+        "wine deletes a folder only once every handle to it is closed, and the service's watcher holds one (real Windows marks it delete-pending and refuses to open it)",
+    ) {
+        return;
+    }
     let p = Pair::new();
     let cfg = config(&p, "poll_interval = \"8s\"\n"); // the retry interval after an error
+    #[cfg_attr(windows, allow(unused_variables))]
     let svc = start(&p, &["--config", cfg.to_str().unwrap()], &[]);
     wait_watching(&p);
     // Both drives go away (each root's watcher reports it: two requests for a full scan).
@@ -1034,16 +1078,20 @@ fn service_regression_a_vanished_root_puts_the_pair_in_error_without_spinning_an
     let st = status(&p);
     assert!(st["pairs"][0]["reason"].as_str().unwrap().contains("does not exist"), "{st}");
     // The bug: overdue timers woke the worker again and again while it waited to retry,
-    // burning a core. Waiting costs (almost) no CPU.
-    let cpu = || -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", svc.pid())).unwrap();
-        let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
-    };
-    let before = cpu();
-    std::thread::sleep(Duration::from_secs(3));
-    let used = cpu() - before;
-    assert!(used < 1.0, "{used} s of CPU in 3 s while waiting to retry");
+    // burning a core. Waiting costs (almost) no CPU. Unix only: the CPU time is read from
+    // /proc (Windows has no /proc).
+    #[cfg(unix)]
+    {
+        let cpu = || -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", svc.pid())).unwrap();
+            let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+        };
+        let before = cpu();
+        std::thread::sleep(Duration::from_secs(3));
+        let used = cpu() - before;
+        assert!(used < 1.0, "{used} s of CPU in 3 s while waiting to retry");
+    }
     // The roots come back: the pair recovers by itself.
     std::fs::create_dir_all(&p.right).unwrap();
     std::fs::create_dir_all(&p.left).unwrap();

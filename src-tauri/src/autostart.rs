@@ -22,9 +22,25 @@ pub fn apply(config: &Path, enabled: bool) {
             Err(e) => tracing::warn!("autostart: {e}"),
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    // Windows: the user's "Run" registry value.
+    #[cfg(windows)]
+    {
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("autostart: cannot tell this program's path: {e}");
+                return;
+            }
+        };
+        match tandem::desktop::set_autostart_windows(enabled, &exe, config) {
+            Ok(true) => tracing::info!(enabled, "autostart entry (HKCU Run) updated"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("autostart: {e}"),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     if enabled {
         let _ = config;
-        tracing::warn!("autostart: start at login is set up by the installer on this platform");
+        tracing::warn!("autostart: start at login is not set up on this platform yet");
     }
 }

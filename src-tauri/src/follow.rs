@@ -80,6 +80,8 @@ impl Follower {
         match ev {
             Ok(Event::ServiceStopping) | Err(RecvError::Closed) => return ControlFlow::Break(()),
             Ok(Event::ShowWindow { page }) => window::show(&self.app, page.as_deref()),
+            // `tandem stop`: quit as the tray's Quit does (the service stops gracefully).
+            Ok(Event::StopRequested) => self.app.exit(0),
             Ok(Event::SettingsChanged) => {
                 let d = self.shell.host.lock().unwrap().as_ref().map(|h| h.service().config().desktop);
                 if let Some(d) = d {

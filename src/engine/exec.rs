@@ -396,8 +396,13 @@ impl<'a> Exec<'a> {
         let (side, dst, src_mode) = (*side, dst.as_ref(), *src_mode);
         let (from, to) = (self.rep(side.other()), self.rep(side));
         let (sa, da) = (p.clone(), p.clone());
-        let failed = |what: &str, on: &dyn Replica, path: &RelPath, e: std::io::Error| Outcome::Failed {
-            error: format!("{what} {}: {}", on.describe(path), err_text(&e)),
+        let failed = |what: &str, on: &dyn Replica, path: &RelPath, e: std::io::Error| match e.kind() {
+            // A file another program holds open without sharing it (Windows): not a
+            // failure, the next run tries again.
+            std::io::ErrorKind::ResourceBusy => Outcome::Deferred { reason: err_text(&e) },
+            _ => Outcome::Failed {
+                error: format!("{what} {}: {}", on.describe(path), err_text(&e)),
+            },
         };
         let s0 = stat_entry(from, &sa).map_err(|e| failed("read", from, &sa, e))?;
         if !self.matches(side.other(), p, Some(src), s0.as_ref()) {

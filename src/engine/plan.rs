@@ -391,7 +391,8 @@ impl Plan {
 
 // ------------------------------------------------------------------ names
 
-const WINDOWS_RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL"];
+/// Device names Windows reserves in every folder, with any extension (`CON.txt` too).
+const WINDOWS_RESERVED: &[&str] = &["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"];
 
 /// Why `name` cannot exist on a Windows-like side, if it cannot.
 pub fn windows_name_problem(name: &str) -> Option<String> {
@@ -405,11 +406,15 @@ pub fn windows_name_problem(name: &str) -> Option<String> {
         return Some("name ends with a dot or a space, which Windows does not allow".into());
     }
     let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
-    let reserved = WINDOWS_RESERVED.contains(&stem.as_str())
-        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.len() == 4
-            && stem.as_bytes()[3].is_ascii_digit()
-            && stem.as_bytes()[3] != b'0');
+    // COM1-9 and LPT1-9, also with a superscript digit (COM¹, LPT³: Windows maps them to
+    // COM1, LPT3). COM0 and LPT0, on Microsoft's list, open as plain files.
+    let port = |p: &str| {
+        stem.strip_prefix(p).is_some_and(|d| {
+            let mut c = d.chars();
+            matches!((c.next(), c.next()), (Some('1'..='9' | '¹' | '²' | '³'), None))
+        })
+    };
+    let reserved = WINDOWS_RESERVED.contains(&stem.as_str()) || port("COM") || port("LPT");
     if reserved {
         return Some(format!("{stem} is a reserved device name on Windows"));
     }
@@ -1715,7 +1720,20 @@ mod tests {
 
     #[test]
     fn windows_names() {
-        for bad in ["a:b", "CON", "con.txt", "LPT1.doc", "trail.", "trail ", "q?", "x\u{1}"] {
+        for bad in [
+            "a:b",
+            "CON",
+            "con.txt",
+            "LPT1.doc",
+            "trail.",
+            "trail ",
+            "q?",
+            "x\u{1}",
+            "CONIN$",
+            "conout$.log",
+            "COM\u{b9}",
+            "lpt\u{b3}.txt",
+        ] {
             assert!(windows_name_problem(bad).is_some(), "{bad}");
         }
         for ok in ["CONSOLE.txt", "COM0", "a.b.c", "Verträge_305"] {

@@ -10,7 +10,12 @@ use std::path::{Path, PathBuf};
 
 /// Where the state lives when nothing says otherwise.
 pub fn default_state_path() -> PathBuf {
-    dirs::data_dir().unwrap_or_else(std::env::temp_dir).join("tandem").join("state.db")
+    // The local (not roaming) data folder: on Windows %LOCALAPPDATA%, never synced to other
+    // machines by a roaming profile (elsewhere the same as the data folder).
+    dirs::data_local_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("tandem")
+        .join("state.db")
 }
 
 /// `--state` may name a file or an existing folder (then `tandem.db` inside it).

@@ -273,6 +273,14 @@ async fn status(State(st): State<AppState>) -> Result<Response, HttpError> {
     Ok(Json(st.svc.status()?).into_response())
 }
 
+/// `POST /api/stop`: stop the process hosting this service, gracefully (copies in flight
+/// finish or roll back, the state is flushed). Answers before it stops.
+async fn stop_host(State(st): State<AppState>) -> Json<serde_json::Value> {
+    tracing::info!("stop requested through the API");
+    st.svc.announce(crate::service::events::Event::StopRequested);
+    Json(serde_json::json!({ "pid": std::process::id() }))
+}
+
 async fn pause_all(State(st): State<AppState>) -> Result<StatusCode, HttpError> {
     st.svc.pause(None)?;
     Ok(StatusCode::NO_CONTENT)
@@ -853,6 +861,7 @@ fn router(
         .route("/login", get(login))
         .route("/api/login-link", post(login_link))
         .route("/api/status", get(status))
+        .route("/api/stop", post(stop_host))
         .route("/api/pause", post(pause_all))
         .route("/api/resume", post(resume_all))
         .route("/api/sync", post(sync_all))
@@ -916,6 +925,25 @@ pub fn write_discovery(state: &Path, d: &Discovery) -> std::io::Result<()> {
     let tmp = PathBuf::from(format!("{}.tmp{}", p.display(), std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(d).expect("serializes"))?;
     std::fs::rename(tmp, p)
+}
+
+/// Wait until the service `pid` of this state file has stopped (its discovery file is gone,
+/// or names another process), at most `timeout`. False: still stopping.
+pub fn wait_stopped(state: &Path, pid: u32, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let running = std::fs::read_to_string(discovery_path(state))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Discovery>(&t).ok())
+            .is_some_and(|d| d.pid == pid);
+        if !running {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// One request to the service of this state file: (HTTP status, body). `Ok(None)`: no
@@ -1096,8 +1124,9 @@ impl Host {
         let Some(stop) = self.stop.take() else { return Ok(()) };
         let _ = stop.send(());
         let served = self.server.take().map(|t| t.join());
-        let _ = std::fs::remove_file(discovery_path(&self.state));
         self.svc.shutdown();
+        // Last: `tandem stop` waits for the discovery file to go.
+        let _ = std::fs::remove_file(discovery_path(&self.state));
         match served {
             Some(Ok(Err(e))) => Err(ApiError::Internal(format!("API server: {e}"))),
             Some(Err(_)) => Err(ApiError::Internal("the API server thread panicked".into())),
@@ -1112,26 +1141,60 @@ impl Drop for Host {
     }
 }
 
-/// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM, then
-/// stop gracefully. `ready` gets the API's URL and a one-time login link for the web UI
-/// once it listens.
+/// Run the service in the foreground with its API on `listen` until SIGINT/SIGTERM (Ctrl-C,
+/// Ctrl-Break or closing the console on Windows) or `tandem stop`, then stop gracefully.
+/// `ready` gets the API's URL and a one-time login link for the web UI once it listens.
 pub fn run_foreground(
     cfg: crate::service::ServiceConfig,
     listen: std::net::SocketAddr,
     ready: impl FnOnce(&str, &str),
 ) -> Result<(), ApiError> {
+    run_until(
+        cfg,
+        listen,
+        |host| {
+            ready(host.url(), &host.login_link()?);
+            Ok(())
+        },
+        stop_signal(),
+    )
+}
+
+/// The headless service until `stop` completes (a signal, the Windows service manager's
+/// stop request) or `tandem stop` asks; `ready` gets the host once it listens.
+pub fn run_until(
+    cfg: crate::service::ServiceConfig,
+    listen: std::net::SocketAddr,
+    ready: impl FnOnce(&Host) -> Result<(), ApiError>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), ApiError> {
     let host = Host::start(cfg, &HostOptions { listen, window: false })?;
-    ready(host.url(), &host.login_link()?);
+    let mut events = host.service().subscribe();
+    ready(&host)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ApiError::Internal(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(stop_signal());
+    rt.block_on(async {
+        let requested = async {
+            loop {
+                match events.recv().await {
+                    Ok(crate::service::events::Event::StopRequested) | Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop => {},
+            _ = requested => {},
+        }
+    });
     tracing::info!("stop requested");
     host.stop()
 }
 
-/// SIGINT or SIGTERM (Ctrl-C elsewhere).
+/// SIGINT or SIGTERM; on Windows Ctrl-C, Ctrl-Break, or the console closing (or the user
+/// logging off, the machine shutting down).
 pub async fn stop_signal() {
     #[cfg(unix)]
     {
@@ -1141,7 +1204,22 @@ pub async fn stop_signal() {
             _ = term.recv() => {},
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows;
+        let (mut brk, mut close, mut shutdown) = (
+            windows::ctrl_break().expect("Ctrl-Break handler"),
+            windows::ctrl_close().expect("console close handler"),
+            windows::ctrl_shutdown().expect("shutdown handler"),
+        );
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = brk.recv() => {},
+            _ = close.recv() => {},
+            _ = shutdown.recv() => {},
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = tokio::signal::ctrl_c().await;
     }

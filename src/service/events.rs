@@ -117,6 +117,9 @@ pub enum Event {
     /// New settings were saved and applied.
     SettingsChanged,
     /// Someone (a second launch of the desktop app) asked for the window, at this page.
+    /// A shell asked the process hosting the service to stop (`tandem stop`, `POST
+    /// /api/stop`): the headless host and the desktop app then stop gracefully.
+    StopRequested,
     ShowWindow {
         page: Option<String>,
     },

@@ -1238,7 +1238,11 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
         w.check_canary();
         rt.live.lock().unwrap().waiting = w.deb.len() as u64;
         if inner.pair_paused(&rt) {
-            inner.set_state(&rt, PairState::Paused, None);
+            // The reason a guard gave when it paused the pair stays (events that came in
+            // since do not wipe it).
+            if rt.live.lock().unwrap().state != Some(PairState::Paused) {
+                inner.set_state(&rt, PairState::Paused, None);
+            }
             continue;
         }
         let now = Instant::now();

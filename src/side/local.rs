@@ -14,6 +14,7 @@
 
 use super::{Caps, ChangeSource, DirItem, FileWriter, KeepVersion, Node, Replica, VersionToken};
 use crate::model::{Entry, Kind, RelPath};
+#[cfg(target_os = "linux")]
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,17 @@ pub struct LocalSide {
     case_insensitive: std::sync::OnceLock<bool>,
     /// What the root is mounted as, probed once the root is there.
     mount: std::sync::OnceLock<Option<Mount>>,
+    /// What its file system keeps, probed once the root is there.
+    volume: std::sync::OnceLock<Volume>,
+}
+
+/// What the root's file system keeps.
+#[derive(Clone, Copy, Debug)]
+struct Volume {
+    /// Stable file ids and change times (Unix file systems, NTFS, ReFS; not FAT or exFAT).
+    ids: bool,
+    /// Hard links (the trash keeps a replaced version by one).
+    hard_links: bool,
 }
 
 /// A root on a file system whose content lives elsewhere: a FUSE file system (most cloud
@@ -54,6 +66,38 @@ impl LocalSide {
             root: root.into(),
             case_insensitive: std::sync::OnceLock::new(),
             mount: std::sync::OnceLock::new(),
+            volume: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn volume(&self) -> Volume {
+        if let Some(v) = self.volume.get() {
+            return *v;
+        }
+        #[cfg(windows)]
+        if let Some(v) = super::win::volume(&self.root) {
+            return *self.volume.get_or_init(|| Volume {
+                ids: v.ids(),
+                hard_links: v.hard_links,
+            });
+        }
+        // Unix file systems keep both (a FAT stick's "inodes" are stable while mounted).
+        Volume {
+            ids: cfg!(unix),
+            hard_links: cfg!(unix),
+        }
+    }
+
+    /// An entry as this root's file system can vouch for it: no id or change time where
+    /// they are not stable.
+    fn vouched(&self, node: Node) -> Node {
+        match node {
+            Node::Entry(e) if !self.volume().ids => Node::Entry(Entry {
+                file_id: 0,
+                version: 0,
+                ..e
+            }),
+            n => n,
         }
     }
 
@@ -133,10 +177,27 @@ fn os_ids(md: &std::fs::Metadata) -> (u64, i64, u32) {
 
 #[cfg(windows)]
 fn os_ids(md: &std::fs::Metadata) -> (u64, i64, u32) {
-    // Stable std offers no file index or change time on Windows: fall back to
-    // size+mtime+hash detection; keep the attribute bits (read-only, hidden...).
+    // The id and change time come from the folder listing or the handle
+    // (`super::win`); here only the carried attributes.
     use std::os::windows::fs::MetadataExt;
-    (0, 0, md.file_attributes() & 0x7)
+    (0, 0, super::win::mode_of(md.file_attributes()))
+}
+
+/// A file open in another program that Windows will not share: "busy", said plainly (the
+/// executor defers it and the next run tries again).
+fn busy(e: io::Error, path: &Path) -> io::Error {
+    #[cfg(windows)]
+    if super::win::in_use(&e) {
+        return io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{}: in use by another program (it does not share the file); tried again later",
+                path.display()
+            ),
+        );
+    }
+    let _ = path;
+    e
 }
 
 #[cfg(not(any(unix, windows)))]
@@ -153,7 +214,8 @@ fn system_time(ns: i64) -> std::time::SystemTime {
 }
 
 /// The permissions `mode` (an [`Entry::mode`]) stands for: the permission bits on Unix, the
-/// read-only attribute on Windows.
+/// read-only attribute elsewhere (Windows sets its attributes through `super::win`).
+#[cfg(not(windows))]
 fn permissions(md: &std::fs::Metadata, mode: u32) -> std::fs::Permissions {
     #[cfg(unix)]
     {
@@ -166,6 +228,19 @@ fn permissions(md: &std::fs::Metadata, mode: u32) -> std::fs::Permissions {
         let mut p = md.permissions();
         p.set_readonly(mode & 0x1 != 0);
         p
+    }
+}
+
+/// Give an open file `mode`: its permission bits on Unix, its carried attributes on Windows.
+fn set_mode_of(f: &std::fs::File, mode: u32) -> io::Result<()> {
+    #[cfg(windows)]
+    {
+        super::win::set_attributes_handle(f, mode)
+    }
+    #[cfg(not(windows))]
+    {
+        // Through the open handle (fchmod): no second path lookup, no umask.
+        f.set_permissions(permissions(&f.metadata()?, mode))
     }
 }
 
@@ -184,8 +259,7 @@ impl FileWriter for RealWriter {
     fn finish(self: Box<Self>, mtime_ns: i64, mode: u32) -> io::Result<()> {
         let f = self.0.into_inner().map_err(|e| e.into_error())?;
         if mode != 0 {
-            // Through the open handle (fchmod): no second path lookup, no umask.
-            f.set_permissions(permissions(&f.metadata()?, mode))?;
+            set_mode_of(&f, mode)?;
         }
         // A mount that cannot keep an mtime keeps its own (`Caps::set_mtime`).
         if !self.1 {
@@ -198,22 +272,46 @@ impl FileWriter for RealWriter {
 impl Replica for LocalSide {
     fn stat(&self, p: &RelPath) -> io::Result<Option<Node>> {
         let path = &self.path(p);
-        match std::fs::symlink_metadata(path) {
-            Ok(md) => Ok(Some(node_of(&md))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        #[allow(unused_mut)]
+        let mut node = match std::fs::symlink_metadata(path) {
+            Ok(md) => node_of(&md),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        #[cfg(windows)]
+        if let Node::Entry(e) = &mut node {
+            match super::win::ids(path) {
+                Ok((id, changed, attributes)) => {
+                    (e.file_id, e.version, e.mode) = (id, changed, super::win::mode_of(attributes));
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(err) => return Err(err),
+            }
         }
+        Ok(Some(self.vouched(node)))
     }
 
     fn read_dir(&self, p: &RelPath) -> io::Result<Vec<DirItem>> {
         let path = &self.path(p);
+        #[cfg(windows)]
+        {
+            // One enumeration with ids and change times (std's listing has neither).
+            return Ok(super::win::read_dir(path)?
+                .into_iter()
+                .map(|(name, node)| DirItem {
+                    name,
+                    node: Ok(self.vouched(node)),
+                })
+                .collect());
+        }
+        #[allow(unreachable_code)]
         let mut out = Vec::new();
         for de in std::fs::read_dir(path)? {
             let de = de?;
             let name = de.file_name();
             let name = name.into_string().map_err(|raw| raw.to_string_lossy().into_owned());
             // DirEntry::metadata does not follow symlinks (lstat/fstatat).
-            let node = de.metadata().map(|md| node_of(&md));
+            let node = de.metadata().map(|md| self.vouched(node_of(&md)));
             out.push(DirItem { name, node });
         }
         Ok(out)
@@ -226,7 +324,10 @@ impl Replica for LocalSide {
         // A symbolic link put where a file was is never followed (it could lead anywhere).
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
-        Ok(Box::new(o.open(path)?))
+        // FILE_FLAG_OPEN_REPARSE_POINT: the same on Windows.
+        #[cfg(windows)]
+        std::os::windows::fs::OpenOptionsExt::custom_flags(&mut o, 0x0020_0000);
+        Ok(Box::new(o.open(path).map_err(|e| busy(e, path))?))
     }
 
     fn create_new(&self, p: &RelPath) -> io::Result<Box<dyn FileWriter>> {
@@ -238,7 +339,7 @@ impl Replica for LocalSide {
 
     fn rename(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
         let (from, to) = (&self.path(from), &self.path(to));
-        std::fs::rename(from, to)
+        std::fs::rename(from, to).map_err(|e| busy(e, from))
     }
 
     fn keep_copy(&self, from: &RelPath, to: &RelPath) -> io::Result<()> {
@@ -248,7 +349,7 @@ impl Replica for LocalSide {
 
     fn remove_file(&self, p: &RelPath) -> io::Result<()> {
         let path = &self.path(p);
-        std::fs::remove_file(path)
+        std::fs::remove_file(path).map_err(|e| busy(e, path))
     }
 
     fn remove_dir(&self, p: &RelPath) -> io::Result<()> {
@@ -278,6 +379,12 @@ impl Replica for LocalSide {
 
     fn set_mode(&self, p: &RelPath, mode: u32) -> io::Result<()> {
         let path = &self.path(p);
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::MetadataExt;
+            super::win::set_attributes(path, std::fs::symlink_metadata(path)?.file_attributes(), mode)
+        }
+        #[cfg(not(windows))]
         std::fs::set_permissions(path, permissions(&std::fs::symlink_metadata(path)?, mode))
     }
 
@@ -356,18 +463,20 @@ impl Replica for LocalSide {
     }
 
     fn caps(&self) -> Caps {
+        let vol = self.volume();
         let local = Caps {
             case_insensitive: self.probe_case(),
             mtime_resolution_ns: 1,
             set_mtime: true,
-            modes: cfg!(unix),
-            ids: cfg!(unix),
-            version: if cfg!(unix) { VersionToken::ChangeTime } else { VersionToken::None },
+            modes: true,
+            ids: vol.ids,
+            version: if vol.ids { VersionToken::ChangeTime } else { VersionToken::None },
             weak_version: false,
             // BLAKE3 comes from the state's hash cache, not from the side.
             free_hash: None,
             atomic_replace: true,
-            keep_version: KeepVersion::HardLink,
+            // FAT and exFAT (and some network shares) have no hard links: a copy instead.
+            keep_version: if vol.hard_links { KeepVersion::HardLink } else { KeepVersion::Copy },
             needs_flush: true,
             whole_uploads: false,
             cheap_listing: true,
@@ -480,8 +589,21 @@ fn detect_mount(root: &Path) -> Option<Mount> {
     })
 }
 
-/// Other systems: no detection yet (Windows: the drive type, macOS: statfs f_fstypename).
-#[cfg(not(target_os = "linux"))]
+/// Windows: a network drive (a mapped share, a UNC path) is a network mount.
+#[cfg(windows)]
+fn detect_mount(root: &Path) -> Option<Mount> {
+    let v = super::win::volume(root).filter(|v| v.remote)?;
+    let (mtime_resolution_ns, set_mtime) = probe_mtime(root);
+    Some(Mount {
+        fstype: format!("network drive, {}", v.fs),
+        kind: MountKind::Network,
+        mtime_resolution_ns,
+        set_mtime,
+    })
+}
+
+/// Other systems: no detection yet (macOS: statfs f_fstypename).
+#[cfg(not(any(target_os = "linux", windows)))]
 fn detect_mount(_root: &Path) -> Option<Mount> {
     None
 }
@@ -531,7 +653,7 @@ fn unescape_mount_point(s: &str) -> PathBuf {
 /// The mtime step a mount keeps and whether it can be set: write a temporary file (a
 /// Tandem temp name, never synced), give it an mtime with nanoseconds and read it back.
 /// Unwritable roots count as whole seconds, not settable.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 fn probe_mtime(root: &Path) -> (i64, bool) {
     const PROBE_NS: i64 = 1_600_000_000_123_456_789;
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -594,6 +716,16 @@ mod tests {
         // A prefix of a name is not a parent folder.
         check("/mnt/pcx", "tmpfs");
         check("/mnt/pc/a", "nfs4");
+    }
+
+    #[test]
+    fn regression_a_nested_path_under_a_verbatim_root_kept_its_forward_slashes() {
+        // Windows does not translate `/` inside a `\\?\` path (wine does): a relative path
+        // joined whole onto a canonicalized root named no file on real Windows.
+        let root = if cfg!(windows) { r"\\?\C:\Share" } else { "/srv/share" };
+        let got = LocalSide::new(root).path(&RelPath::new("a/b/c.txt").unwrap());
+        let sep = std::path::MAIN_SEPARATOR;
+        assert_eq!(got.as_os_str().to_string_lossy(), format!("{root}{sep}a{sep}b{sep}c.txt"));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub mod mem;
 pub mod remote;
 pub mod s3;
 pub mod webdav;
+// The pure conversions are tested everywhere; the system calls exist on Windows only.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub mod win;
 
 use crate::model::{Entry, Hash, Kind, RelPath};
 use std::io::{self, Read, Write};

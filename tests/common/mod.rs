@@ -64,6 +64,12 @@ impl Pair {
     }
 
     pub fn exists(&self, side: Side, rel: &str) -> bool {
+        // Windows folders find a name in any case: there `rel` must also be spelled as on
+        // disk (after a case-only rename the old spelling no longer exists).
+        #[cfg(windows)]
+        if !spelled_as_on_disk(self.root(side), rel) {
+            return false;
+        }
         std::fs::symlink_metadata(self.path(side, rel)).is_ok()
     }
 
@@ -137,6 +143,82 @@ impl Pair {
     }
 }
 
+/// Every component of `rel` below `root` is listed in its folder under exactly that name.
+#[cfg(windows)]
+fn spelled_as_on_disk(root: &Path, rel: &str) -> bool {
+    let mut dir = root.to_path_buf();
+    for c in rel.split('/').filter(|c| !c.is_empty()) {
+        let Ok(rd) = std::fs::read_dir(&dir) else { return false };
+        if !rd.flatten().any(|e| e.file_name() == c) {
+            return false;
+        }
+        dir.push(c);
+    }
+    true
+}
+
+/// Whether this Windows test runs under wine, which cannot do some things real Windows
+/// does (see [`skip_under_wine`]).
+pub fn under_wine() -> bool {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+        // SAFETY: NUL-terminated names; the module handle is checked before use.
+        unsafe {
+            let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+            !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+        }
+    }
+    #[cfg(not(windows))]
+    false
+}
+
+/// Skip the rest of a test under wine, saying why: it runs on Linux and on real Windows.
+pub fn skip_under_wine(why: &str) -> bool {
+    let skip = under_wine();
+    if skip {
+        eprintln!("skipped under wine: {why}");
+    }
+    skip
+}
+
+/// Wine renames nothing when a name changes only in case (MoveFile finds the target is the
+/// source and stops); real Windows renames.
+pub const WINE_CASE_RENAME: &str = "wine cannot rename a file to another case of its own name (real Windows can)";
+
+/// A file's identity, which a rename keeps and a copy does not: the inode on Unix, the file
+/// index on Windows (NTFS; wine gives the inode). Symbolic links are not followed.
+#[cfg(unix)]
+pub fn file_id(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::symlink_metadata(path)?.ino())
+}
+
+/// A file's identity, which a rename keeps and a copy does not: the inode on Unix, the file
+/// index on Windows (NTFS; wine gives the inode). Symbolic links are not followed.
+#[cfg(windows)]
+pub fn file_id(path: &Path) -> std::io::Result<u64> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Storage::FileSystem::{
+        GetFileInformationByHandle, BY_HANDLE_FILE_INFORMATION, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+    };
+    // No access right is needed to read the index; a folder opens with backup semantics.
+    let f = std::fs::OpenOptions::new()
+        .access_mode(0)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)?;
+    // SAFETY: a valid open handle and a plain struct the call fills in.
+    let info = unsafe {
+        let mut info: BY_HANDLE_FILE_INFORMATION = std::mem::zeroed();
+        if GetFileInformationByHandle(f.as_raw_handle(), &mut info) == 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        info
+    };
+    Ok((u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow))
+}
+
 fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&str, &std::fs::Metadata, &Path)) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -191,6 +273,8 @@ pub fn discovery(state: &Path) -> PathBuf {
 /// test must not leave a service running).
 pub struct Svc {
     child: Option<std::process::Child>,
+    /// Its state file (`tandem --state STATE stop` stops it on Windows).
+    state: PathBuf,
 }
 
 impl Svc {
@@ -198,12 +282,27 @@ impl Svc {
         self.child.as_ref().unwrap().id() as i32
     }
 
-    /// SIGTERM, then wait for the exit; returns the exit code.
+    /// A graceful stop, then wait for the exit; returns the exit code. SIGTERM on Unix; on
+    /// Windows, which has no signal for it, `tandem --state STATE stop` (the service's API).
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
+        #[cfg(unix)]
         // SAFETY: plain syscall on a pid we spawned.
         unsafe {
             libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        #[cfg(windows)]
+        {
+            let o = Command::new(env!("CARGO_BIN_EXE_tandem"))
+                .args(["--state", self.state.to_str().unwrap(), "stop"])
+                .env("TANDEM_LOG", "warn")
+                .output()
+                .unwrap();
+            if !o.status.success() {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("tandem stop failed: {}{}", stdout(&o), stderr(&o));
+            }
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
@@ -212,7 +311,7 @@ impl Svc {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the service did not stop within 30 s of SIGTERM"
+                "the service did not stop within 30 s of SIGTERM (`tandem stop` on Windows)"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -223,6 +322,16 @@ impl Svc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// kill -9: no chance to clean up (SIGKILL on Unix, TerminateProcess on Windows).
+    pub fn kill9(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: plain syscall on a pid we spawned.
+        unsafe {
+            libc::kill(self.pid(), libc::SIGKILL);
+        }
+        self.kill();
     }
 }
 
@@ -236,6 +345,7 @@ impl Drop for Svc {
 /// CAP_DAC_OVERRIDE (1) and CAP_DAC_READ_SEARCH (2) are dropped from the bounding set,
 /// which removes them from root's capabilities after exec. Without privileges the call
 /// fails, and permissions apply anyway.
+#[cfg(unix)]
 pub fn without_dac_override(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: only async-signal-safe syscalls between fork and exec.
@@ -272,9 +382,13 @@ pub fn start_service(p: &Pair, args: &[&str], env: &[(&str, &str)]) -> Svc {
 pub fn start_service_as(p: &Pair, args: &[&str], env: &[(&str, &str)], unprivileged: bool) -> Svc {
     let _ = std::fs::remove_file(discovery(&p.state));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    #[cfg(unix)]
     if unprivileged {
         without_dac_override(&mut cmd);
     }
+    // Windows: no capability to drop (its one caller, a test of an unreadable file, is Unix only).
+    #[cfg(windows)]
+    let _ = unprivileged;
     cmd.args(["--state", p.state.to_str().unwrap(), "run"])
         .args(args)
         .args(["--listen", "127.0.0.1:0", "--log-dir"])
@@ -285,8 +399,19 @@ pub fn start_service_as(p: &Pair, args: &[&str], env: &[(&str, &str)], unprivile
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        // Wine's CreateProcess now and then fails with ERROR_INTERNAL_ERROR (1359) right
+        // after a process was killed; a second try starts it.
+        Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) => {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            cmd.spawn().unwrap()
+        }
+        Err(e) => panic!("cannot start tandem run: {e}"),
+    };
     let svc = Svc {
-        child: Some(cmd.spawn().unwrap()),
+        child: Some(child),
+        state: p.state.clone(),
     };
     wait_for("the service's API", std::time::Duration::from_secs(30), || {
         discovery(&p.state).exists()

@@ -106,6 +106,20 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+    /// Stop the running service (`tandem run`, the desktop app or the Windows service)
+    /// gracefully: copies in flight finish or roll back, the state is flushed. Waits until
+    /// it has stopped.
+    Stop {
+        /// Stop waiting after this many seconds (the service goes on stopping).
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        timeout: u64,
+    },
+    /// The Windows service (Windows only; on Linux the systemd units do this, see the
+    /// README): install it for a config file, start, stop, status, uninstall.
+    Service {
+        #[command(subcommand)]
+        cmd: ServiceCmd,
+    },
     /// Pause the running service (one pair, or all).
     Pause {
         #[arg(long)]
@@ -144,6 +158,41 @@ pub enum Cmd {
     Secret {
         #[command(subcommand)]
         cmd: SecretCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServiceCmd {
+    /// Register the service "Tandem" (starts with the machine, as LocalSystem; restarted
+    /// if it fails) running `tandem run --config FILE`. State and logs go to
+    /// %ProgramData%\Tandem unless the config names others.
+    Install {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where its API and web UI listen (loopback only; default: the config's, else
+        /// 127.0.0.1:7587).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Start it by hand (`tandem service start`) rather than with the machine.
+        #[arg(long)]
+        manual: bool,
+    },
+    /// Stop it if it runs, and remove it.
+    Uninstall,
+    Start,
+    /// Stop it gracefully and wait until it has stopped.
+    Stop,
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the service control manager starts (not for use by hand).
+    #[command(hide = true)]
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
     },
 }
 

@@ -5,7 +5,7 @@
 //! Must not touch: sync decisions or files of a pair; it only reads flags, calls
 //! `tandem::api` / `tandem::http` and prints. It never names the local side.
 
-use crate::cli::{Cli, Cmd, ConflictCmd, KeepArg, ScheduleCmd, SecretCmd, Target};
+use crate::cli::{Cli, Cmd, ConflictCmd, KeepArg, ScheduleCmd, SecretCmd, ServiceCmd, Target};
 use crate::output::{self, print_report};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,17 @@ use tandem::engine::plan::Keep;
 use tandem::state::Store;
 
 /// The default API address.
-const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 
 /// Log to stderr at the level `-v` asks for (or `TANDEM_LOG`); `run` sets up its own logs.
 pub fn init_console_log(cli: &Cli) {
-    if let Cmd::Run { .. } = &cli.cmd {
+    if matches!(
+        &cli.cmd,
+        Cmd::Run { .. }
+            | Cmd::Service {
+                cmd: ServiceCmd::Run { .. }
+            }
+    ) {
         return;
     }
     let level = match cli.verbose {
@@ -60,6 +66,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         } => journal_cmd(cli, *id, *csv, *json),
         Cmd::History { csv, json, limit, .. } => history_cmd(cli, *csv, *json, *limit),
         Cmd::Run { target, listen, log_dir } => run_service(cli, target, *listen, log_dir.clone()),
+        Cmd::Stop { timeout } => stop_cmd(cli, *timeout),
+        Cmd::Service { cmd } => windows_service_cmd(cli, cmd),
         Cmd::Pause { pair } => service_call(cli, "POST", &pair_route(pair.as_deref(), "pause"), None),
         Cmd::Resume { pair, allow_mass_delete } => {
             let body = serde_json::json!({ "allow_mass_delete": allow_mass_delete }).to_string();
@@ -285,10 +293,29 @@ fn history_cmd(cli: &Cli, csv: bool, json: bool, limit: u32) -> anyhow::Result<i
     Ok(0)
 }
 
-/// `tandem run`: the continuous service in the foreground, until it is stopped.
-fn run_service(cli: &Cli, target: &Target, listen: Option<std::net::SocketAddr>, log_dir: Option<PathBuf>) -> anyhow::Result<i32> {
+/// What `tandem run` and the Windows service host: the service's configuration, where its
+/// API listens, where its logs go.
+pub struct Hosted {
+    pub cfg: tandem::service::ServiceConfig,
+    pub listen: std::net::SocketAddr,
+    pub logs: PathBuf,
+}
+
+/// The service for `target`: the state is `--state`, else the config's, else `default_state`
+/// (the Windows service's %ProgramData%), else the user's; logs go to `log_dir`, else the
+/// config's, else next to the state.
+pub fn hosted(
+    cli_state: &Option<PathBuf>,
+    target: &Target,
+    listen: Option<std::net::SocketAddr>,
+    log_dir: Option<PathBuf>,
+    default_state: Option<PathBuf>,
+) -> anyhow::Result<Hosted> {
     let (config, pairs) = pairs(target)?;
-    let state = state_path(&cli.state, config.as_ref());
+    let state = match (cli_state, config.as_ref().and_then(|c| c.state.clone()), default_state) {
+        (None, None, Some(d)) => d,
+        _ => state_path(cli_state, config.as_ref()),
+    };
     let state = std::path::absolute(&state).unwrap_or(state);
     let listen = listen
         .or_else(|| config.as_ref().and_then(|c| c.listen))
@@ -303,6 +330,12 @@ fn run_service(cli: &Cli, target: &Target, listen: Option<std::net::SocketAddr>,
     let logs = log_dir
         .or_else(|| config.as_ref().and_then(|c| c.log_dir.clone()))
         .unwrap_or_else(|| cfg.default_log_dir());
+    Ok(Hosted { cfg, listen, logs })
+}
+
+/// `tandem run`: the continuous service in the foreground, until it is stopped.
+fn run_service(cli: &Cli, target: &Target, listen: Option<std::net::SocketAddr>, log_dir: Option<PathBuf>) -> anyhow::Result<i32> {
+    let Hosted { cfg, listen, logs } = hosted(&cli.state, target, listen, log_dir, None)?;
     let _guard = tandem::service::init_logs(&logs, cli.verbose > 0)?;
     let names: Vec<String> = cfg.pairs.iter().map(|p| p.name.clone()).collect();
     tandem::http::run_foreground(cfg, listen, |url, login| {
@@ -318,6 +351,47 @@ fn run_service(cli: &Cli, target: &Target, listen: Option<std::net::SocketAddr>,
         let _ = std::io::stdout().flush();
     })?;
     Ok(0)
+}
+
+/// `tandem stop`: ask the running service to stop, wait until it has.
+fn stop_cmd(cli: &Cli, timeout: u64) -> anyhow::Result<i32> {
+    let state = state_path(&cli.state, None);
+    match tandem::http::call(&state, "POST", "/api/stop", None)? {
+        None => {
+            println!("tandem: no service is running for {}", state.display());
+            Ok(0)
+        }
+        Some((200, body)) => {
+            let pid = serde_json::from_str::<serde_json::Value>(&body)?["pid"].as_u64().unwrap_or(0) as u32;
+            if tandem::http::wait_stopped(&state, pid, std::time::Duration::from_secs(timeout)) {
+                println!("tandem: the service (pid {pid}) stopped");
+                Ok(0)
+            } else {
+                eprintln!("tandem: the service (pid {pid}) is still stopping after {timeout} s (copies in flight finish or roll back)");
+                Ok(1)
+            }
+        }
+        Some((code, body)) => {
+            eprintln!("tandem: the service answered {code}: {body}");
+            Ok(1)
+        }
+    }
+}
+
+/// `tandem service ...`: the Windows service.
+fn windows_service_cmd(cli: &Cli, cmd: &ServiceCmd) -> anyhow::Result<i32> {
+    #[cfg(windows)]
+    {
+        crate::winservice::command(cli, cmd)
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = (cli, cmd);
+        Err(ApiError::Usage(
+            "`tandem service` manages the Windows service; on Linux use the systemd units (tandem.service, tandem@.service: see the README)".into(),
+        )
+        .into())
+    }
 }
 
 /// `tandem notify-test`: send a test mail with the config's [email] settings.

@@ -2,11 +2,14 @@
 //! result calls for (0 in sync, 1 some operations failed, 2 usage or config error, 3 stopped
 //! by a safety guard). No sync logic lives here.
 //! Layout: `cli` declares the flags, `commands` carries out one subcommand each, `output`
-//! prints; this file only parses, dispatches and turns errors into exit codes.
+//! prints, `winservice` runs under the Windows service control manager; this file only
+//! parses, dispatches and turns errors into exit codes.
 
 mod cli;
 mod commands;
 mod output;
+#[cfg(windows)]
+mod winservice;
 
 use clap::Parser;
 use tandem::api::ApiError;
