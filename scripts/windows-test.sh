@@ -31,6 +31,9 @@ arrives() {
 
 step "wine prefix"
 [ -f "$WINEPREFIX/system.reg" ] || timeout 300 wineboot -i
+# Wait until wineboot's wine server has gone: a program started while it shuts down gets a
+# second server, and services registered with one are unknown to the other.
+timeout 120 wineserver -w
 # Debian's wine 8 lacks bcryptprimitives.dll, which Rust programs import (without it every
 # program exits 53 silently): a stand-in built with mingw (scripts/wine/bcryptprimitives.c).
 x86_64-w64-mingw32-gcc -shared -O2 -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
