@@ -476,17 +476,24 @@ fn service_polling_fallback_converges_when_a_side_sends_no_events() {
     );
 }
 
-#[test]
-fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
+/// A running service over 11 synced files whose folder of 10 was then deleted on the left:
+/// the mass-delete guard has paused the pair.
+fn paused_by_the_mass_delete_guard() -> (Pair, Svc) {
     let p = Pair::new();
     for i in 0..10 {
         p.write(Left, &format!("keep/f{i}.txt"), b"data");
     }
     p.write(Left, "other.txt", b"stays");
-    let _svc = start_pair(&p);
+    let svc = start_pair(&p);
     wait_settled(&p, "initial copy");
     std::fs::remove_dir_all(p.path(Left, "keep")).unwrap();
     wait_for("the guard", T, || status(&p)["pairs"][0]["paused"] == true);
+    (p, svc)
+}
+
+#[test]
+fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
+    let (p, _svc) = paused_by_the_mass_delete_guard();
     let st = status(&p);
     assert!(st["pairs"][0]["reason"].as_str().unwrap().contains("max_delete_percent"), "{st}");
     assert_eq!(st["pairs"][0]["needs_consent"], true, "{st}");
@@ -501,15 +508,7 @@ fn service_mass_delete_pauses_the_pair_until_resumed_with_consent() {
 fn service_regression_an_edit_after_a_guard_pause_wiped_the_pause_reason() {
     // Found under wine, where a folder's deletion is reported in several batches: the worker
     // woke for the later ones and set "paused" again without the guard's reason.
-    let p = Pair::new();
-    for i in 0..10 {
-        p.write(Left, &format!("keep/f{i}.txt"), b"data");
-    }
-    p.write(Left, "other.txt", b"stays");
-    let _svc = start_pair(&p);
-    wait_settled(&p, "initial copy");
-    std::fs::remove_dir_all(p.path(Left, "keep")).unwrap();
-    wait_for("the guard", T, || status(&p)["pairs"][0]["paused"] == true);
+    let (p, _svc) = paused_by_the_mass_delete_guard();
     p.write(Left, "other.txt", b"edited while paused");
     wait_for("the edit to be seen", T, || {
         status(&p)["pairs"][0]["last_event"]["path"] == "other.txt"
