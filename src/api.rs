@@ -170,3 +170,121 @@ pub fn resync(store: &mut Store, pair: &PairConfig, path: &str, dry_run: bool) -
     let (pair, req) = resync_request(pair, path, dry_run)?;
     sync(store, &pair, &req)
 }
+
+/// Something in the settings that is allowed but probably not meant: shown next to its
+/// field (`key` as the file spells it, e.g. `pair[0].left`), never blocking a save.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigWarning {
+    pub key: String,
+    pub message: String,
+}
+
+/// The warnings for a config (`text` is its TOML, to tell a relative folder as written):
+/// a local folder that does not exist (the pair stops until it does: an unmounted drive is
+/// not "everything deleted"), a folder written relative to the config file's folder, and
+/// folders of two pairs where one lies inside the other (both pairs would sync the inner
+/// files, each its own way).
+pub fn config_warnings(cfg: &crate::config::Config, text: &str) -> Vec<ConfigWarning> {
+    let raw: toml::Table = text.parse().unwrap_or_default();
+    let raw_pairs = raw.get("pair").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    let local = |p: &Path| !crate::side::remote::is_remote(p);
+    for (i, pair) in cfg.pairs.iter().enumerate() {
+        for (side, root) in [("left", &pair.left), ("right", &pair.right)] {
+            let key = format!("pair[{i}].{side}");
+            if !local(root) {
+                continue;
+            }
+            let written = raw_pairs.get(i).and_then(|t| t.get(side)).and_then(|v| v.as_str()).unwrap_or("");
+            let as_written = Path::new(written);
+            if !written.is_empty() && !as_written.is_absolute() && !written.starts_with("~/") && !written.contains(":\\") {
+                out.push(ConfigWarning {
+                    key: key.clone(),
+                    message: format!("{written:?} is relative to the settings file's folder: it means {}", root.display()),
+                });
+            }
+            match std::fs::metadata(root) {
+                Ok(md) if md.is_dir() => {}
+                Ok(_) => out.push(ConfigWarning {
+                    key: key.clone(),
+                    message: format!(
+                        "{} is a file, not a folder: the pair will stop until it is a folder",
+                        root.display()
+                    ),
+                }),
+                Err(_) => out.push(ConfigWarning {
+                    key: key.clone(),
+                    message: format!(
+                        "{} does not exist (yet): the pair will stop until it does (is the drive mounted?)",
+                        root.display()
+                    ),
+                }),
+            }
+            for other in cfg.pairs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, o)| o) {
+                for (other_side, other_root) in [("left", &other.left), ("right", &other.right)] {
+                    if local(other_root) && (root.starts_with(other_root) || other_root.starts_with(root)) {
+                        out.push(ConfigWarning {
+                            key: key.clone(),
+                            message: format!(
+                                "{} overlaps the {other_side} folder of pair {:?} ({}): one lies inside the other, so both pairs would sync the same files",
+                                root.display(),
+                                other.name,
+                                other_root.display()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(files: &[&str], text: &str, expect: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            std::fs::create_dir_all(dir.path().join(f)).unwrap();
+        }
+        let file = dir.path().join("tandem.toml");
+        // Literal TOML strings ('...'): a Windows path's `\` is no escape there.
+        let text = text.replace("$D", dir.path().to_str().unwrap());
+        let cfg = crate::config::Config::parse(&file, &text).unwrap();
+        let got: Vec<(String, String)> = config_warnings(&cfg, &text)
+            .into_iter()
+            // One spelling on every platform: Windows joins with `\`.
+            .map(|w| (w.key, w.message.replace(dir.path().to_str().unwrap(), "$D").replace('\\', "/")))
+            .collect();
+        let want: Vec<(String, String)> = expect.iter().map(|(k, m)| (k.to_string(), m.to_string())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn config_warnings_tell_missing_relative_and_overlapping_folders() {
+        check(&["a", "b"], "[[pair]]\nname = \"p\"\nleft = '$D/a'\nright = '$D/b'\n", &[]);
+        check(
+            &["a"],
+            "[[pair]]\nname = \"p\"\nleft = '$D/a'\nright = '$D/gone'\n",
+            &[(
+                "pair[0].right",
+                "$D/gone does not exist (yet): the pair will stop until it does (is the drive mounted?)",
+            )],
+        );
+        check(
+            &["a", "b"],
+            "[[pair]]\nname = \"p\"\nleft = \"a\"\nright = '$D/b'\n",
+            &[("pair[0].left", "\"a\" is relative to the settings file's folder: it means $D/a")],
+        );
+        check(
+            &["a", "b", "a/inner", "c"],
+            "[[pair]]\nname = \"p\"\nleft = '$D/a'\nright = '$D/b'\n[[pair]]\nname = \"q\"\nleft = '$D/a/inner'\nright = '$D/c'\n",
+            &[
+                ("pair[0].left", "$D/a overlaps the left folder of pair \"q\" ($D/a/inner): one lies inside the other, so both pairs would sync the same files"),
+                ("pair[1].left", "$D/a/inner overlaps the left folder of pair \"p\" ($D/a): one lies inside the other, so both pairs would sync the same files"),
+            ],
+        );
+    }
+}

@@ -57,7 +57,12 @@ pub fn tray_view(st: &ServiceStatus) -> TrayView {
     let conflicts: u64 = st.pairs.iter().map(|p| p.open_conflicts).sum();
     let paused: Vec<_> = st.pairs.iter().filter(|p| p.paused || st.paused_all).collect();
     let all_paused = !st.pairs.is_empty() && paused.len() == st.pairs.len();
-    let errors: Vec<_> = st.pairs.iter().filter(|p| p.state == PairState::Error).collect();
+    // A pair whose paths keep failing needs the user as much as one in error.
+    let errors: Vec<_> = st
+        .pairs
+        .iter()
+        .filter(|p| matches!(p.state, PairState::Error | PairState::Failing))
+        .collect();
     let busy: Vec<_> = st
         .pairs
         .iter()
@@ -68,7 +73,10 @@ pub fn tray_view(st: &ServiceStatus) -> TrayView {
     let (icon, head) = if st.pairs.is_empty() {
         (TrayIcon::Idle, "No folders paired yet: open Tandem to add a pair".to_string())
     } else if let Some(p) = errors.first() {
-        let why = p.reason.clone().unwrap_or_else(|| "error".into());
+        let why = match p.state {
+            PairState::Failing => format!("{} failed, retried later", plural(p.failing, "item", "items")),
+            _ => p.reason.clone().unwrap_or_else(|| "error".into()),
+        };
         (TrayIcon::Error, format!("Error in {}: {why}", p.pair))
     } else if conflicts > 0 && !all_paused {
         let head = if busy.is_empty() {
@@ -430,8 +438,8 @@ pub fn windows_run_command(exe: &Path, config: &Path) -> String {
 /// Returns whether anything changed.
 #[cfg(windows)]
 pub fn set_autostart_windows(enabled: bool, exe: &Path, config: &Path) -> Result<bool, crate::api::ApiError> {
+    use crate::side::win::wide;
     use windows_sys::Win32::System::Registry::*;
-    let wide = |s: &str| s.encode_utf16().chain(std::iter::once(0)).collect::<Vec<u16>>();
     let fail = |rc: u32| crate::api::ApiError::Io {
         path: PathBuf::from(r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run"),
         source: std::io::Error::from_raw_os_error(rc as i32),
@@ -523,6 +531,7 @@ mod tests {
             backlog: Backlog::default(),
             transfers: vec![],
             open_conflicts: 0,
+            failing: 0,
             ops_last_24h: 0,
             totals: Totals::default(),
         }
@@ -551,6 +560,8 @@ mod tests {
         error.reason = Some("root missing: /mnt/cloud".into());
         let mut guard = pair("docs", PairState::Paused);
         guard.needs_consent = true;
+        let mut failing = pair("docs", PairState::Failing);
+        failing.failing = 2;
         let cases: Vec<(&str, ServiceStatus, TrayIcon, &str)> = vec![
             (
                 "no pairs",
@@ -618,6 +629,12 @@ mod tests {
                 status(vec![pair("docs", PairState::Paused), syncing.clone()], false),
                 TrayIcon::Syncing,
                 "Syncing 12 files",
+            ),
+            (
+                "failing copies are not up to date",
+                status(vec![failing], false),
+                TrayIcon::Error,
+                "Error in docs: 2 items failed, retried later",
             ),
             (
                 "error beats all",

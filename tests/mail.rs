@@ -354,6 +354,41 @@ fn notify_test_sends_or_says_what_failed() {
     );
 }
 
+/// The settings page's "Send a test mail" (issue 19): through the running service's API,
+/// with the mail settings as saved or as the form has them; a failure says what failed.
+// Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
+#[cfg(unix)]
+#[test]
+fn settings_test_mail_is_sent_through_the_api_or_says_what_failed() {
+    use crate::service::http_body;
+    let p = Pair::new();
+    let port = free_port();
+    let cfg = config(&p, port, "", "");
+    let mut svc = start_service(&p, &["--config", cfg.to_str().unwrap()], &[]);
+    let token = std::fs::read_to_string(format!("{}.api-token", p.state.display())).unwrap();
+    let token = Some(token.trim());
+    let (code, body) = http_body(&p, "POST", "/api/test-mail", None, token, None, r#"{"edits": []}"#);
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains("\"code\":\"mail_failed\"") && body.contains(&format!("127.0.0.1:{port}")),
+        "{body}"
+    );
+    let smtp = Smtp::start(port, &p.dir.path().join("maildir"));
+    let (code, body) = http_body(&p, "POST", "/api/test-mail", None, token, None, r#"{"edits": []}"#);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("admin@example.com"), "{body}");
+    wait_for("the test mail", T, || smtp.messages().len() == 1);
+    assert!(smtp.messages()[0].contains("Subject: [Tandem] test mail"));
+    // The form's unsaved edits count: a recipient typed but not saved gets it.
+    let edits = r#"{"edits": [{"key": "email.to", "value": ["new@example.com"]}]}"#;
+    let (code, body) = http_body(&p, "POST", "/api/test-mail", None, token, None, edits);
+    assert_eq!(code, 200, "{body}");
+    wait_for("the second test mail", T, || smtp.messages().len() == 2);
+    assert!(smtp.messages()[1].contains("new@example.com"), "{}", smtp.messages()[1]);
+    assert!(!std::fs::read_to_string(&cfg).unwrap().contains("new@example.com"), "nothing saved");
+    assert_eq!(svc.stop(), Some(0));
+}
+
 // Unix only: the SMTP server is Python's aiosmtpd, which a Windows test binary under wine cannot start.
 #[cfg(unix)]
 #[test]

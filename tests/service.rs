@@ -376,11 +376,15 @@ fn service_small_edit_arrives_while_a_2gb_copy_is_in_flight() {
     assert!(!p.exists(Right, "huge.bin"), "the small edit arrived before the large copy ended");
     let st = status(&p);
     let pair = &st["pairs"][0];
+    // Regression (issue 19, bug 1): with only the large copy in flight the pair said "idle"
+    // with an empty backlog. The copy under way is work: syncing, one item, its bytes.
+    assert_eq!(pair["state"], "syncing", "{st}");
     assert_eq!(
-        pair["backlog"]["large_items"].as_u64(),
-        Some(0),
-        "the job is running, not queued: {st}"
+        (pair["backlog"]["items"].as_u64(), pair["backlog"]["large_items"].as_u64()),
+        (Some(1), Some(1)),
+        "the copy under way counts: {st}"
     );
+    assert_eq!(pair["backlog"]["bytes"].as_u64(), Some(2 << 30), "{st}");
     let t = &pair["transfers"][0];
     assert_eq!(t["size"].as_u64(), Some(2 << 30), "{st}");
     assert!(t["bytes_per_s"].as_u64().unwrap() > 0 && t["eta_s"].as_u64().is_some(), "{st}");
@@ -443,6 +447,49 @@ fn service_recent_lists_done_and_failed_items_with_the_error() {
     );
     assert!(p.exists(Right, "fine.txt") && !p.exists(Right, "locked.txt"));
     std::fs::set_permissions(p.path(Left, "locked.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Regression (issue 19, bug 2): a pair whose copies failed kept a green "Up to date"
+/// badge, and the error named the left (source) file although the write failed on the right.
+// Unix only: Unix permission bits make the right folder unwritable (Windows has only the read-only attribute).
+#[cfg(unix)]
+#[test]
+fn regression_failing_copies_showed_up_to_date_and_blamed_the_source_side() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Pair::new();
+    for side in [Left, Right] {
+        std::fs::create_dir_all(p.path(side, "locked")).unwrap();
+    }
+    p.write(Left, "locked/new.txt", b"cannot land on the right");
+    std::fs::set_permissions(p.path(Right, "locked"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let cfg = config(&p, "");
+    // As an ordinary user: root would write into the folder anyway.
+    let _svc = start_service_as(&p, &["--config", cfg.to_str().unwrap()], &[], true);
+    wait_for("the failing state", T, || status(&p)["pairs"][0]["state"] == "failing");
+    let st = status(&p);
+    assert_eq!(st["pairs"][0]["failing"].as_u64(), Some(1), "{st}");
+    let token = api_token(&p);
+    let (code, body) = http(&p, "GET", "/api/pairs/t/recent", None, Some(token.as_str()), None);
+    assert_eq!(code, 200, "{body}");
+    let recent: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let failed = recent
+        .iter()
+        .find(|f| f["path"] == "locked/new.txt" && f["state"] == "failed")
+        .expect(&body);
+    let detail = failed["detail"].as_str().unwrap();
+    let right = p.right.display().to_string();
+    assert!(
+        detail.starts_with("write ") && detail.contains(&right),
+        "names the right side's file: {detail}"
+    );
+    assert!(!detail.contains(&p.left.display().to_string()), "not the source: {detail}");
+    // Writable again: the retry copies it and the badge is honest again.
+    std::fs::set_permissions(p.path(Right, "locked"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    wait_for("the retry", T, || p.exists(Right, "locked/new.txt"));
+    wait_for("the failure gone", T, || {
+        let st = status(&p);
+        st["pairs"][0]["state"] == "idle" && st["pairs"][0]["failing"] == 0
+    });
 }
 
 #[test]
@@ -583,7 +630,7 @@ fn http(p: &Pair, method: &str, path: &str, host: Option<&str>, token: Option<&s
     http_body(p, method, path, host, token, origin, "")
 }
 
-fn http_body(
+pub(crate) fn http_body(
     p: &Pair,
     method: &str,
     path: &str,
@@ -614,19 +661,26 @@ fn http_body(
 /// Send the request `build` makes (given the service's host:port) and read the whole
 /// answer: (status, head, body).
 fn exchange(p: &Pair, build: impl FnOnce(&str) -> String) -> (u16, String, String) {
+    let (head, body) = exchange_bytes(p, build);
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        head,
+        String::from_utf8(body).unwrap(),
+    )
+}
+
+/// [`exchange`] for an answer that may be binary: (head, body bytes).
+fn exchange_bytes(p: &Pair, build: impl FnOnce(&str) -> String) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(discovery(&p.state)).unwrap()).unwrap();
     let hostport = d["url"].as_str().unwrap().trim_start_matches("http://").to_string();
     let mut s = std::net::TcpStream::connect(&hostport).unwrap();
     s.write_all(build(&hostport).as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head.to_string(),
-        body.to_string(),
-    )
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
+    let body = out.get(at + 4..).unwrap_or_default().to_vec();
+    (String::from_utf8_lossy(&out[..at]).into_owned(), body)
 }
 
 #[test]
@@ -672,6 +726,8 @@ fn api_refuses_missing_or_wrong_token_foreign_host_and_foreign_origin() {
         ("PUT", "/api/settings"),
         ("PATCH", "/api/settings"),
         ("POST", "/api/settings/validate"),
+        ("POST", "/api/test-mail"),
+        ("POST", "/api/test-connection"),
         ("POST", "/api/login-link"),
         ("POST", "/api/window"),
         ("GET", "/api/no-such-route"),
@@ -890,6 +946,16 @@ fn raw(p: &Pair, request_line_and_headers: &str) -> (u16, String, String) {
     })
 }
 
+/// [`raw`] for an answer that may be binary: (head, body bytes).
+fn raw_bytes(p: &Pair, request_line_and_headers: &str) -> (String, Vec<u8>) {
+    let (first, rest) = request_line_and_headers
+        .split_once("\r\n")
+        .unwrap_or((request_line_and_headers, ""));
+    exchange_bytes(p, |hostport| {
+        format!("{first}\r\nHost: {hostport}\r\nConnection: close\r\n{rest}\r\n\r\n")
+    })
+}
+
 #[test]
 fn web_ui_page_is_served_without_a_token_under_a_strict_content_security_policy() {
     let p = Pair::new();
@@ -914,6 +980,33 @@ fn web_ui_page_is_served_without_a_token_under_a_strict_content_security_policy(
     assert_eq!(code, 200);
     assert!(head.to_ascii_lowercase().contains("content-type: text/javascript"), "{head}");
     assert_eq!(raw(&p, "GET /some/page HTTP/1.1").0, 200);
+    // Issue 19: a browser that accepts gzip gets the compressed copy, which unpacks to the
+    // same script.
+    let plain = raw(&p, &format!("GET {script} HTTP/1.1")).2;
+    let (head, gz) = raw_bytes(&p, &format!("GET {script} HTTP/1.1\r\nAccept-Encoding: gzip, deflate, br"));
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-encoding: gzip") && head.contains("vary: accept-encoding"),
+        "{head}"
+    );
+    assert!(
+        gz.starts_with(&[0x1f, 0x8b]) && gz.len() * 2 < plain.len(),
+        "{} gzip bytes for {}",
+        gz.len(),
+        plain.len()
+    );
+    // Unix only: the unpacking is Debian's gzip, a program a Windows test binary under wine has not.
+    #[cfg(unix)]
+    {
+        let mut unzip = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut unzip.stdin.take().unwrap(), &gz).unwrap();
+        assert_eq!(unzip.wait_with_output().unwrap().stdout, plain.as_bytes());
+    }
     // A foreign Host is refused for the page as for the API (DNS rebinding).
     let (code, body) = http(&p, "GET", "/", Some("evil.example:80"), None, None);
     assert_eq!(code, 403, "{body}");
@@ -948,10 +1041,11 @@ fn api_one_time_login_link_sets_an_http_only_cookie_once() {
     assert_eq!(code, 200, "{body}");
     let (code, _, _) = raw(&p, "GET /api/status HTTP/1.1\r\nCookie: tandem_token=wrong\r\n");
     assert_eq!(code, 401);
-    // A link works once.
-    let (code, _, body) = raw(&p, &format!("GET {path} HTTP/1.1"));
-    assert_eq!(code, 401);
-    assert!(body.contains("login_expired"), "{body}");
+    // A link works once; used again, it leads to the sign-in page that says so, with no cookie.
+    let (code, head, _) = raw(&p, &format!("GET {path} HTTP/1.1"));
+    assert_eq!(code, 303, "{head}");
+    assert!(head.to_ascii_lowercase().contains("location: /?login=expired"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
     // `page` opens a page of the UI (the desktop app's first run opens Settings); anything
     // but a plain word goes to the start page, never elsewhere.
     for (page, location) in [("settings", "/#/settings"), ("http://evil.example/", "/"), ("..%2Fx", "/")] {

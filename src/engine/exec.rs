@@ -151,6 +151,13 @@ impl Drop for Exec<'_> {
 /// How a failure for want of space starts (the service reports it once, not per retry).
 pub const DISK_FULL: &str = "disk full";
 
+/// Which end of a copy an error came from.
+#[derive(Clone, Copy)]
+enum End {
+    Read,
+    Write,
+}
+
 fn is_disk_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
@@ -461,14 +468,15 @@ impl<'a> Exec<'a> {
         settle_before_read(&from.caps(), s0.mtime);
         let stopped = std::sync::atomic::AtomicBool::new(false);
         let appeared = std::sync::atomic::AtomicBool::new(false);
-        let copied = (|| -> std::io::Result<(Hash, u64)> {
-            let mut r = from.open_read(&sa)?;
+        // An error says which end failed: reading the source or writing the destination.
+        let copied = (|| -> Result<(Hash, u64), (End, std::io::Error)> {
+            let mut r = from.open_read(&sa).map_err(|e| (End::Read, e))?;
             let mut w = match to.create_new(&tmp) {
                 Err(e) if direct && e.kind() == std::io::ErrorKind::AlreadyExists => {
                     appeared.store(true, Ordering::SeqCst);
-                    return Err(e);
+                    return Err((End::Write, e));
                 }
-                w => w?,
+                w => w.map_err(|e| (End::Write, e))?,
             };
             let mut h = blake3::Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
@@ -477,10 +485,10 @@ impl<'a> Exec<'a> {
                 if let Some(hk) = hooks {
                     if hk.should_stop() {
                         stopped.store(true, Ordering::SeqCst);
-                        return Err(std::io::Error::other("stopped"));
+                        return Err((End::Read, std::io::Error::other("stopped")));
                     }
                 }
-                let m = r.read(&mut buf)?;
+                let m = r.read(&mut buf).map_err(|e| (End::Read, e))?;
                 if m == 0 {
                     break;
                 }
@@ -488,13 +496,13 @@ impl<'a> Exec<'a> {
                     hk.throttle(side, m as u64);
                 }
                 h.update(&buf[..m]);
-                w.write_all(&buf[..m])?;
+                w.write_all(&buf[..m]).map_err(|e| (End::Write, e))?;
                 n += m as u64;
                 if let Some(hk) = hooks {
                     hk.copy_progress(k, a, n);
                 }
             }
-            w.finish(s0.mtime, s0.mode)?;
+            w.finish(s0.mtime, s0.mode).map_err(|e| (End::Write, e))?;
             Ok((*h.finalize().as_bytes(), n))
         })();
         let (hash, bytes) = match copied {
@@ -510,7 +518,7 @@ impl<'a> Exec<'a> {
                     reason: format!("{} changed since the scan", to.describe(&da)),
                 });
             }
-            Err(e) => {
+            Err((end, e)) => {
                 undo(None);
                 // Gone or changed since the scan (deleted by the user a moment ago): the next
                 // run re-plans it. Otherwise it is a real read failure.
@@ -534,7 +542,10 @@ impl<'a> Exec<'a> {
                     self.disk_full.lock().unwrap().get_or_insert_with(|| error.clone());
                     return Err(Outcome::Failed { error });
                 }
-                return Err(failed("copy", from, &sa, e));
+                return Err(match end {
+                    End::Read => failed("read", from, &sa, e),
+                    End::Write => failed("write", to, &da, e),
+                });
             }
         };
         if let Some(h) = hooks {

@@ -25,13 +25,13 @@ pub enum ApiError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Usage(String),
-    #[error("pair {pair}: {source}; the pair is paused, nothing was changed")]
+    #[error("pair {pair}: {source}; the pair stopped before changing anything")]
     Root {
         pair: String,
         #[source]
         source: ScanError,
     },
-    #[error("pair {pair}: the {side} folder {root} is empty but held {files} synced files: not treated as \"everything was deleted\"; the pair is paused, nothing was changed (is the drive mounted? if the files were really deleted, run again with --allow-mass-delete)")]
+    #[error("pair {pair}: the {side} folder {root} is empty but held {files} synced files: not treated as \"everything was deleted\"; the pair stopped before changing anything (is the drive mounted? if the files were really deleted, run again with --allow-mass-delete)")]
     RootEmpty {
         pair: String,
         side: Side,
@@ -165,8 +165,10 @@ impl Trigger {
 
     /// Whether a run that found nothing to do is worth a history row. Runs started by file
     /// events and polls are not: they happen all day, and Tandem's own writes echo back.
+    /// Nor is a start-up reconciliation: every settings save restarts the pairs, and an
+    /// empty "startup" row per pair and save only buried the runs that did something.
     pub fn records_idle_runs(self) -> bool {
-        !matches!(self, Trigger::Watch | Trigger::Poll)
+        !matches!(self, Trigger::Watch | Trigger::Poll | Trigger::Startup)
     }
 }
 

@@ -109,6 +109,10 @@ pub fn load_or_create_token(state: &Path) -> Result<String, ApiError> {
         o.mode(0o600);
     }
     let mut f = o.open(&tmp).map_err(io)?;
+    // Windows: an owner-only access list (this user, SYSTEM, the administrators) before the
+    // token is written, instead of the one inherited from the folder.
+    #[cfg(windows)]
+    crate::side::win::make_private(&tmp).map_err(io)?;
     f.write_all(token.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &p).map_err(io)?;
@@ -229,15 +233,13 @@ struct LoginQuery {
     page: Option<String>,
 }
 
-/// Redeem a one-time login code: set the cookie, go to the UI.
+/// Redeem a one-time login code: set the cookie, go to the UI. A used or expired code goes
+/// to the sign-in page, which says so.
 async fn login(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<LoginQuery>) -> Response {
     if !st.logins.redeem(&q.code) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "login_expired",
-            "this login link was used already or has expired; get a new one with `tandem login-link`".into(),
-        )
-        .into_response();
+        // A browser followed it: the sign-in page says what happened (not a JSON error).
+        tracing::info!("a used or expired login link was opened");
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, "/?login=expired")], "").into_response();
     }
     let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", st.token);
     // `page` opens one of the UI's pages (a plain word: never a URL elsewhere).
@@ -367,10 +369,17 @@ struct HistoryQuery {
     status: Option<String>,
     trigger: Option<String>,
     format: Option<String>,
+    /// `hide_empty=true`: leave out runs that went well and changed nothing.
+    hide_empty: Option<bool>,
+    /// Started at or after / before (ns since the epoch).
+    since: Option<i64>,
+    until: Option<i64>,
+    /// Runs with an action on a path containing this (any case).
+    path: Option<String>,
 }
 
 /// Runs as JSON (default) or CSV (`?format=csv`), newest first; `limit`, `offset` and the
-/// filters `pair`, `status`, `trigger`.
+/// filters `pair`, `status`, `trigger`, `hide_empty`, `since`, `until` and `path`.
 async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extract::Query<HistoryQuery>) -> Result<Response, HttpError> {
     let runs = st.svc.history(&crate::state::RunFilter {
         limit: Some(q.limit.unwrap_or(100).min(100_000)),
@@ -378,6 +387,10 @@ async fn history(State(st): State<AppState>, axum::extract::Query(q): axum::extr
         pair: q.pair.as_deref(),
         status: q.status.as_deref(),
         trigger: q.trigger.as_deref(),
+        hide_empty: q.hide_empty.unwrap_or(false),
+        since: q.since,
+        until: q.until,
+        path: q.path.as_deref().filter(|p| !p.is_empty()),
         ..Default::default()
     })?;
     match q.format.as_deref() {
@@ -684,7 +697,8 @@ async fn settings(State(st): State<AppState>) -> Result<Response, HttpError> {
     let raw: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| fail(StatusCode::BAD_REQUEST, "config_invalid", e.to_string()))?;
-    Ok(Json(serde_json::json!({"file": file, "text": text, "raw": raw, "config": cfg})).into_response())
+    // `desktop_app`: whether the tray app hosts this service (its section means nothing headless).
+    Ok(Json(serde_json::json!({"file": file, "text": text, "raw": raw, "config": cfg, "desktop_app": st.window})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -717,16 +731,52 @@ fn new_text(file: &Path, change: &SettingsChange) -> Result<String, HttpError> {
     }
 }
 
-/// Check settings without saving: `{"ok": true}` or the error with its key.
+/// Check settings without saving: `{"ok": true, "warnings": [{key, message}]}` or the
+/// error with its key.
 async fn settings_validate(State(st): State<AppState>, Json(change): Json<SettingsChange>) -> Result<Response, HttpError> {
     let file = config_file(&st)?;
     match new_text(&file, &change) {
-        Ok(_) => Ok(Json(serde_json::json!({"ok": true})).into_response()),
+        Ok(text) => {
+            // Allowed but probably not meant (a missing, relative or overlapping folder):
+            // warnings beside their fields. The folders are looked at: off the async threads.
+            let warnings = tokio::task::spawn_blocking(move || match crate::config::Config::parse(&file, &text) {
+                Ok(cfg) => crate::api::config_warnings(&cfg, &text),
+                Err(_) => Vec::new(),
+            })
+            .await
+            .unwrap_or_default();
+            Ok(Json(serde_json::json!({"ok": true, "warnings": warnings})).into_response())
+        }
         Err(e) => {
             let mut body = e.body();
             body["ok"] = false.into();
             Ok(Json(body).into_response())
         }
+    }
+}
+
+/// Settings' "Send a test mail": the mail settings as saved, with the form's edits if any
+/// (the same body as validate), send one short mail now. `{"ok": true, "to": [...]}`, or
+/// `mail_failed` with what failed (settings, connection, the server's answer).
+async fn test_mail(State(st): State<AppState>, Json(change): Json<SettingsChange>) -> Result<Response, HttpError> {
+    let file = config_file(&st)?;
+    let text = new_text(&file, &change)?;
+    let cfg = crate::config::Config::parse(&file, &text).map_err(config_error)?;
+    let Some(email) = cfg.email else {
+        return Err(HttpError {
+            status: StatusCode::BAD_REQUEST,
+            code: "usage",
+            message: "no mail settings yet: fill in the SMTP server, the sender and a recipient".into(),
+            key: Some("email.smtp_server".into()),
+        });
+    };
+    let to = email.to.clone();
+    let sent = tokio::task::spawn_blocking(move || crate::mail::send_test(&email))
+        .await
+        .map_err(|e| fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match sent {
+        Ok(()) => Ok(Json(serde_json::json!({"ok": true, "to": to})).into_response()),
+        Err(message) => Err(fail(StatusCode::BAD_GATEWAY, "mail_failed", message)),
     }
 }
 
@@ -789,8 +839,9 @@ mod ui {
 
 /// The web UI's files (built into the binary). They hold no data, so they need no token:
 /// the page signs in with the cookie a login link set, or with a pasted token. Anything
-/// not under `/api/` that is not a file is the single-page app (`index.html`).
-async fn static_file(uri: axum::http::Uri) -> Response {
+/// not under `/api/` that is not a file is the single-page app (`index.html`). A browser
+/// that accepts gzip gets the compressed copy the UI build made beside each text file.
+async fn static_file(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
     if path.starts_with("/api/") {
         return fail(StatusCode::NOT_FOUND, "not_found", format!("no such route: {path}")).into_response();
@@ -823,7 +874,16 @@ async fn static_file(uri: axum::http::Uri) -> Response {
     } else {
         "no-cache"
     };
-    (
+    let gzip_ok = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().unwrap_or("").trim() == "gzip"));
+    let gz = format!("{name}.gz");
+    let (data, encoding) = match ui::UI_FILES.iter().find(|(p, _)| *p == gz) {
+        Some((_, z)) if gzip_ok => (*z, Some("gzip")),
+        _ => (*data, None),
+    };
+    let mut res = (
         [
             (header::CONTENT_TYPE, ctype),
             (header::CACHE_CONTROL, cache),
@@ -834,10 +894,16 @@ async fn static_file(uri: axum::http::Uri) -> Response {
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
             ),
+            (header::VARY, "Accept-Encoding"),
         ],
-        *data,
+        data,
     )
-        .into_response()
+        .into_response();
+    if let Some(e) = encoding {
+        res.headers_mut()
+            .insert(header::CONTENT_ENCODING, header::HeaderValue::from_static(e));
+    }
+    res
 }
 
 fn router(
@@ -877,6 +943,7 @@ fn router(
         .route("/api/settings", get(settings).put(settings_save).patch(settings_save))
         .route("/api/settings/validate", post(settings_validate))
         .route("/api/test-connection", post(test_connection))
+        .route("/api/test-mail", post(test_mail))
         .route("/api/conflicts", get(conflicts))
         .route("/api/pairs/{pair}/backlog", get(backlog))
         .route("/api/pairs/{pair}/recent", get(recent))
@@ -1239,5 +1306,23 @@ mod tests {
     #[test]
     fn dechunk_joins_chunks() {
         assert_eq!(dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), "hello world");
+    }
+
+    #[test]
+    fn the_api_token_file_is_created_owner_only_and_loaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        assert_eq!(load_token(&state).unwrap(), None);
+        let token = load_or_create_token(&state).unwrap();
+        assert_eq!(token.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(token_path(&state)).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        #[cfg(windows)]
+        crate::side::win::check_private(&token_path(&state)).unwrap();
+        assert_eq!(load_token(&state).unwrap().as_deref(), Some(token.as_str()));
+        assert_eq!(load_or_create_token(&state).unwrap(), token);
     }
 }

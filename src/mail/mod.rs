@@ -51,10 +51,22 @@ pub fn password(cfg: &EmailConfig) -> Result<Option<String>, String> {
                 ));
             }
         }
+        // Windows: its access list (the message names the file, who else may read it, the fix).
+        #[cfg(windows)]
+        crate::side::win::check_private(file).map_err(|e| format!("email.password_file {e}"))?;
         let text = std::fs::read_to_string(file).map_err(|e| format!("email.password_file {}: {e}", file.display()))?;
         return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
     }
     Ok(None)
+}
+
+/// Send the test mail (`tandem notify-test`, the settings page's "Send a test mail").
+pub fn send_test(cfg: &EmailConfig) -> Result<(), String> {
+    send(
+        cfg,
+        "test mail",
+        "This is a test mail from Tandem. If you can read it, mail notifications work.\n",
+    )
 }
 
 /// Send one mail now. The error says what failed (settings, connection, server answer).
@@ -380,5 +392,45 @@ mod tests {
     fn header_values_lose_control_characters() {
         assert_eq!(clean_header("a\r\nBcc: x@y.z"), "a  Bcc: x@y.z");
         assert_eq!(clean_header("plain – ünïcode"), "plain – ünïcode");
+    }
+
+    #[test]
+    fn a_password_file_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "hunter2\n").unwrap();
+        let cfg = EmailConfig {
+            host: "localhost".into(),
+            port: 25,
+            security: SmtpSecurity::None,
+            username: Some("u".into()),
+            password_env: None,
+            password_file: Some(pw.clone()),
+            keyring: None,
+            from: "t@localhost".into(),
+            to: vec![],
+            subject_prefix: String::new(),
+            granularity: vec![],
+        };
+        #[cfg(unix)]
+        let (open, owner_only, fix) = {
+            use std::os::unix::fs::PermissionsExt;
+            let set = |mode| std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(mode)).unwrap();
+            (move || set(0o644), move || set(0o600), "chmod 600")
+        };
+        #[cfg(windows)]
+        let (open, owner_only, fix) = (
+            || crate::side::win::set_dacl(&pw, "D:P(A;;FA;;;SY)(A;;FR;;;WD)").unwrap(),
+            || crate::side::win::make_private(&pw).unwrap(),
+            "icacls",
+        );
+        open();
+        let e = password(&cfg).unwrap_err();
+        assert!(
+            e.starts_with("email.password_file") && e.contains(fix) && !e.contains("hunter2"),
+            "{e}"
+        );
+        owner_only();
+        assert_eq!(password(&cfg).unwrap().as_deref(), Some("hunter2"));
     }
 }

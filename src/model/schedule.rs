@@ -68,9 +68,10 @@ pub enum ScheduleField {
     Tz,
 }
 
-/// A schedule that does not parse: which part, and what was expected there.
+/// A schedule that does not parse: which part, and what was expected there, phrased to
+/// follow "expected" (the config error reads "KEY: expected EXPECTED, found VALUE").
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{expected}")]
+#[error("expected {expected}")]
 pub struct ScheduleError {
     pub field: ScheduleField,
     pub expected: String,
@@ -89,7 +90,7 @@ impl ScheduleSpec {
             None => Zone::Local,
             Some(name) => Zone::Tz(chrono_tz::Tz::from_str(name).map_err(|_| ScheduleError {
                 field: ScheduleField::Tz,
-                expected: format!("{name:?} is not a time zone name (like \"Europe/Berlin\")"),
+                expected: "a time zone name like \"Europe/Berlin\"".into(),
             })?),
         };
         let when = self.when().map_err(|expected| ScheduleError {
@@ -107,10 +108,10 @@ impl ScheduleSpec {
     fn when(&self) -> Result<When, String> {
         let (kind, rest) = self.when.trim().split_once(' ').unwrap_or((self.when.trim(), ""));
         let rest = rest.trim();
-        let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("{s:?} is not a time of day like \"02:00\""));
+        let time = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| "a time of day like \"02:00\" (24-hour HH:MM)".to_string());
         let when = match kind {
             "every" => {
-                let ms = crate::model::units::parse_duration_ms(rest).ok_or_else(|| format!("{rest:?} is not a duration like \"15m\""))?;
+                let ms = crate::model::units::parse_duration_ms(rest).ok_or_else(|| "a duration like \"15m\" or \"6h\"".to_string())?;
                 if ms < 60_000 {
                     return Err("an interval of at least 1 minute".into());
                 }
@@ -118,27 +119,29 @@ impl ScheduleSpec {
             }
             "cron" => {
                 if rest.split_whitespace().count() != 5 {
-                    return Err(format!("{rest:?}: a cron expression has 5 fields (minute hour day month weekday)"));
+                    return Err("a cron expression with 5 fields (minute hour day month weekday)".into());
                 }
-                When::Cron(Box::new(croner::Cron::from_str(rest).map_err(|e| format!("{rest:?}: {e}"))?))
+                When::Cron(Box::new(croner::Cron::from_str(rest).map_err(|e| {
+                    format!("a cron expression with 5 fields (minute hour day month weekday), which {rest:?} is not: {e}")
+                })?))
             }
             "daily" => When::Daily(time(rest)?),
             "weekly" => {
-                let (d, t) = rest.split_once(' ').ok_or("a weekday and a time, like \"MON 02:00\"")?;
-                let day = Weekday::from_str(d.trim()).map_err(|_| format!("{d:?} is not a weekday (MON..SUN)"))?;
+                let (d, t) = rest.split_once(' ').ok_or("a weekday and a time like \"MON 02:00\"")?;
+                let day = Weekday::from_str(d.trim()).map_err(|_| "a weekday (MON..SUN) and a time like \"MON 02:00\"".to_string())?;
                 When::Weekly(day, time(t.trim())?)
             }
             "monthly" => {
-                let (d, t) = rest.split_once(' ').ok_or("a day of month and a time, like \"1 02:00\"")?;
+                let (d, t) = rest.split_once(' ').ok_or("a day of month and a time like \"1 02:00\"")?;
                 let day: u32 = d
                     .trim()
                     .parse()
                     .ok()
                     .filter(|d| (1..=31).contains(d))
-                    .ok_or(format!("{d:?} is not a day of month (1-31)"))?;
+                    .ok_or("a day of month (1-31) and a time like \"1 02:00\"")?;
                 When::Monthly(day, time(t.trim())?)
             }
-            other => return Err(format!("{other:?}: expected every, cron, daily, weekly or monthly")),
+            _ => return Err("every, cron, daily, weekly or monthly".into()),
         };
         Ok(when)
     }
@@ -309,17 +312,43 @@ mod tests {
         assert_eq!(next, Some(utc("2026-11-22T13:17:00Z")));
     }
 
+    /// Regression (issue 19): the settings page showed `expected "25:99" is not a time of
+    /// day like "02:00", found the string "25:99"`; each message is an "expected" phrase.
     #[test]
     fn bad_schedules_say_what_was_expected() {
-        let bad = |when: &str, tz: Option<&str>| spec(when, tz).compile().unwrap_err().to_string();
-        assert!(bad("every 10s", None).contains("at least 1 minute"));
-        assert!(bad("cron 0 2 * *", None).contains("5 fields"));
-        assert!(bad("cron 0 25 * * *", None).contains("0 25"));
-        assert!(bad("weekly FUNDAY 02:00", None).contains("weekday"));
-        assert!(bad("monthly 32 02:00", None).contains("day of month"));
-        assert!(bad("daily 2am", None).contains("time of day"));
-        assert!(bad("hourly", None).contains("expected every, cron"));
-        assert!(bad("daily 02:00", Some("Mars/Olympus")).contains("time zone"));
+        let check = |when: &str, tz: Option<&str>, expect: &str| {
+            assert_eq!(spec(when, tz).compile().unwrap_err().to_string(), expect, "{when} {tz:?}");
+        };
+        check("every 10s", None, "expected an interval of at least 1 minute");
+        check("every soon", None, "expected a duration like \"15m\" or \"6h\"");
+        check(
+            "cron 0 2 * *",
+            None,
+            "expected a cron expression with 5 fields (minute hour day month weekday)",
+        );
+        check(
+            "weekly FUNDAY 02:00",
+            None,
+            "expected a weekday (MON..SUN) and a time like \"MON 02:00\"",
+        );
+        check("weekly MON", None, "expected a weekday and a time like \"MON 02:00\"");
+        check(
+            "monthly 32 02:00",
+            None,
+            "expected a day of month (1-31) and a time like \"1 02:00\"",
+        );
+        check("daily 25:99", None, "expected a time of day like \"02:00\" (24-hour HH:MM)");
+        check("hourly", None, "expected every, cron, daily, weekly or monthly");
+        check(
+            "daily 02:00",
+            Some("Mars/Olympus"),
+            "expected a time zone name like \"Europe/Berlin\"",
+        );
+        let cron = spec("cron 0 25 * * *", None).compile().unwrap_err().to_string();
+        assert!(
+            cron.starts_with("expected a cron expression") && cron.contains("\"0 25 * * *\""),
+            "{cron}"
+        );
         assert_eq!(
             spec("daily 02:00", Some("Mars/Olympus")).compile().unwrap_err().field,
             ScheduleField::Tz

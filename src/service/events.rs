@@ -18,6 +18,9 @@ pub enum PairState {
     Error,
     /// Idle, but at least one side is watched by periodic scans (it sends no events).
     Polling,
+    /// Idle, but some paths failed at their last try and wait for a retry (the status
+    /// counts them in `failing`; the Backlog page lists them with their errors).
+    Failing,
 }
 
 /// What a full or targeted scan covers.

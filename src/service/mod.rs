@@ -29,7 +29,7 @@ use crate::side::Replica;
 use crate::state::{now_ns, RunRow, Store};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -146,6 +146,8 @@ pub struct LiveStatus {
     pub transfers: Vec<Transfer>,
     pub open_conflicts: u64,
     pub ops_last_24h: u64,
+    /// Paths whose last try failed and that wait for their retry.
+    pub failing: u64,
     /// Over the recorded history.
     pub totals: Totals,
 }
@@ -248,6 +250,8 @@ struct Live {
     /// side written, size).
     small_queue: Vec<(usize, RelPath, Side, u64)>,
     waiting: u64,
+    /// Paths whose last try failed (the worker's retry list).
+    failing: u64,
     transfers: HashMap<(u8, usize), TransferState>,
     /// The last [`RECENT_MAX`] actions finished, newest at the front.
     recent: VecDeque<Finished>,
@@ -336,6 +340,8 @@ struct LargeQueue {
     /// Paths queued or being copied: other plans keep their hands off them.
     busy: Vec<RelPath>,
     queued_bytes: u64,
+    /// The size of the copy under way (taken off the heap, not finished yet).
+    current: Option<u64>,
 }
 
 struct PairRt {
@@ -979,11 +985,14 @@ impl Engine {
                 .collect();
             transfers.sort_by(|a, b| a.path.cmp(&b.path));
             let polling = l.watch.iter().any(|w| w.mode == "polling");
+            // The large lane's copies (queued, and the one under way) count as work too.
+            let large_items = q.jobs.len() as u64 + u64::from(q.current.is_some());
             let state = match l.state {
                 Some(PairState::Error) => PairState::Error,
                 _ if paused => PairState::Paused,
                 Some(s @ (PairState::Scanning | PairState::Syncing)) => s,
-                _ if !q.jobs.is_empty() => PairState::Syncing,
+                _ if large_items > 0 => PairState::Syncing,
+                _ if l.failing > 0 => PairState::Failing,
                 _ if polling => PairState::Polling,
                 _ => PairState::Idle,
             };
@@ -1006,14 +1015,15 @@ impl Engine {
                 last_event: l.last_event.clone(),
                 last_run: store.last_run(rt.id)?,
                 backlog: Backlog {
-                    items: l.small_items + q.jobs.len() as u64,
-                    bytes: l.small_bytes + q.queued_bytes,
-                    large_items: q.jobs.len() as u64,
+                    items: l.small_items + large_items,
+                    bytes: l.small_bytes + q.queued_bytes + q.current.unwrap_or(0),
+                    large_items,
                     waiting_paths: l.waiting,
                 },
                 transfers,
                 open_conflicts: store.open_conflicts(rt.id)?.len() as u64,
                 ops_last_24h: store.ops_since(rt.id, day_ago)?,
+                failing: l.failing,
                 totals: {
                     let t = store.pair_totals(rt.id)?;
                     Totals {
@@ -1213,6 +1223,9 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
     let Some(mut w) = Worker::new(&inner, &rt) else { return };
     inner.set_state(&rt, PairState::Idle, None);
     loop {
+        // Before waiting, whatever ran last (a full run forgets what it covered): a count
+        // published only after targeted runs stayed stale until the next event.
+        rt.live.lock().unwrap().waiting = w.deb.len() as u64;
         let now = Instant::now();
         let wake = w.timers.wake_at(now, inner.pair_paused(&rt), w.deb.next_due());
         let first = rx.recv_timeout(wake.saturating_duration_since(now));
@@ -1265,7 +1278,6 @@ fn pair_worker(inner: Arc<Inner>, rt: Arc<PairRt>, rx: mpsc::Receiver<Ctl>) {
                 }
             }
         }
-        rt.live.lock().unwrap().waiting = w.deb.len() as u64;
     }
     w.save_backlog();
 }
@@ -1376,6 +1388,7 @@ impl Worker {
             Ctl::LargeDone { path, outcome } => match outcome {
                 Some(Outcome::Done { .. }) => {
                     self.failures.remove(&path);
+                    self.publish_failing();
                     if let Err(e) = self.store.dirty_done(self.rt.id, std::slice::from_ref(&path), now_ns()) {
                         tracing::warn!("cannot update the saved backlog: {e}");
                     }
@@ -1493,10 +1506,28 @@ impl Worker {
         }
     }
 
+    /// The live status counts the paths waiting for a retry after a failure.
+    fn publish_failing(&self) {
+        self.rt.live.lock().unwrap().failing = self.failures.len() as u64;
+    }
+
+    /// A failed path that a run covered and did not plan again is no longer failing
+    /// (deleted, or already equal on both sides): it leaves the retry list.
+    fn forget_resolved_failures(&mut self, scope: Option<&[RelPath]>, report: &api::SyncReport) {
+        let planned: HashSet<&RelPath> = report.plan.actions.iter().map(|a| a.path()).collect();
+        let rt = self.rt.clone();
+        self.failures.retain(|p, _| {
+            let covered = scope.is_none_or(|s| s.iter().any(|q| p.starts_with(q)));
+            !covered || planned.contains(p) || rt.busy_overlaps(&[p])
+        });
+        self.publish_failing();
+    }
+
     fn retry_failed(&mut self, p: RelPath) {
         let n = self.failures.entry(p.clone()).or_insert(0);
         *n += 1;
         let wait = timers::retry_delay(*n);
+        self.publish_failing();
         let _ = self.store.dirty_put(self.rt.id, std::slice::from_ref(&p), now_ns());
         let _ = self.store.dirty_retry(self.rt.id, &p, now_ns() + wait.as_nanos() as i64);
         self.deb.retry_at(p, Instant::now() + wait);
@@ -1560,6 +1591,7 @@ impl Worker {
             crate::mail::after_run(&self.store, inner.email.as_ref(), rt.id, &report, trigger.name());
         }
         self.plan_again(&report);
+        self.forget_resolved_failures(scope.as_deref(), &report);
         self.note_disk_full(&report);
         self.settle_backlog(scope.as_deref(), started, started_ns);
         let outcome = self.finish(report, trigger, started);
@@ -1832,6 +1864,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
                 if !inner.pair_paused(&rt) {
                     if let Some(Reverse((size, seq))) = q.heap.pop() {
                         q.queued_bytes = q.queued_bytes.saturating_sub(size);
+                        q.current = Some(size);
                         let job = q.jobs.remove(&seq).expect("queued job");
                         break job;
                     }
@@ -1877,6 +1910,7 @@ fn large_worker(inner: Arc<Inner>, rt: Arc<PairRt>) {
         };
         {
             let mut q = rt.large.lock().unwrap();
+            q.current = None;
             if let Some(i) = q.busy.iter().position(|b| *b == path) {
                 q.busy.swap_remove(i);
             }

@@ -9,7 +9,8 @@
 //! [`RemoteOptions`] names only where one comes from, at most one of: an entry in the OS
 //! credential store (`keyring = "NAME"`: service `tandem`, account NAME, see
 //! [`super::keyring`]; stored with `tandem secret set NAME`), a file readable by its owner
-//! alone (`secret_file`, checked to be mode 0600 or stricter) or an environment variable
+//! alone (`secret_file`: mode 0600 or stricter on Unix; on Windows an ACL that lets no
+//! other account but SYSTEM and Administrators read or write it) or an environment variable
 //! (`secret_env`); with none of them, the usual variable (`AWS_SECRET_ACCESS_KEY`,
 //! `TANDEM_WEBDAV_PASSWORD`). The secret is read when the side connects (again at each
 //! reconnection, so a keyring unlocked later is found) and handed to it; it appears in no
@@ -134,22 +135,17 @@ fn check_private(path: &Path, md: &std::fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{}: a secret file must be readable by its owner only (it is {mode:04o}): chmod 600 {}",
-                path.display(),
-                path.display()
-            ),
-        ));
+        let fix = format!("chmod 600 {}", path.display());
+        return Err(super::win::not_private(path, &format!("it is {mode:04o}"), &fix));
     }
     Ok(())
 }
 
-/// Windows: the file's ACL is checked by issue 16's owner-only rule; here only its kind.
-#[cfg(not(unix))]
-fn check_private(_path: &Path, _md: &std::fs::Metadata) -> io::Result<()> {
-    Ok(())
+/// Windows: the same rule on the file's access list (only its owner, this user, SYSTEM and
+/// the administrators may read or write it).
+#[cfg(windows)]
+fn check_private(path: &Path, _md: &std::fs::Metadata) -> io::Result<()> {
+    super::win::check_private(path)
 }
 
 /// The secret for `place`: from the keyring entry `keyring`, the file `secret_file` or
@@ -452,6 +448,10 @@ mod tests {
             assert!(!e.contains("planted"), "{e}");
             std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        // Windows: a folder's inherited list may let others read (under wine, a fresh file's
+        // mode 0644 does): owner-only, as the check wants.
+        #[cfg(windows)]
+        crate::side::win::make_private(&f).unwrap();
         assert_eq!(secret("s3://b", &o, "UNUSED").unwrap().as_deref(), Some("planted-secret-value"));
         let missing = RemoteOptions {
             secret_env: Some("TANDEM_TEST_NO_SUCH_VARIABLE".into()),

@@ -150,6 +150,12 @@ pub struct RunFilter<'a> {
     pub trigger: Option<&'a str>,
     /// Started at or after (ns).
     pub since: Option<i64>,
+    /// Leave out runs that went well and changed nothing (the History page's default).
+    pub hide_empty: bool,
+    /// Started before (ns).
+    pub until: Option<i64>,
+    /// Runs with an action on a path containing this (any case).
+    pub path: Option<&'a str>,
 }
 
 pub struct Store {
@@ -853,7 +859,18 @@ impl Store {
         let limit = f.limit.map_or(-1, i64::from);
         self.query_runs(
             q("run_page"),
-            params![limit, f.offset, f.pair, f.pair_id, f.status, f.trigger, f.since],
+            params![
+                limit,
+                f.offset,
+                f.pair,
+                f.pair_id,
+                f.status,
+                f.trigger,
+                f.since,
+                f.hide_empty,
+                f.until,
+                f.path
+            ],
         )
     }
 
@@ -981,6 +998,84 @@ mod tests {
             let name = chunk.lines().next().unwrap().trim();
             s.conn.prepare(q(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    /// The History page's filters (issue 19): runs that changed nothing hidden, a date
+    /// range, and a path search through the runs' actions.
+    #[test]
+    fn runs_filter_by_emptiness_date_range_and_path() {
+        let mut s = Store::in_memory().unwrap();
+        let pair = s.pair_id("p", Path::new("/l"), Path::new("/r")).unwrap();
+        let row = |path: &str| JournalRow {
+            seq: 0,
+            at: 0,
+            op: "copy".into(),
+            side: Some(Side::Right),
+            path: path.into(),
+            rule: None,
+            status: "done".into(),
+            bytes: 1,
+            detail: None,
+        };
+        let copied = RunCounts {
+            copied: 1,
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for (path, counts) in [
+            (Some("Docs/Report.PDF"), &copied),
+            (None, &RunCounts::default()),
+            (Some("photos/a.jpg"), &copied),
+        ] {
+            let run = s.start_run(pair, "watch", false).unwrap();
+            if let Some(p) = path {
+                s.commit(pair, Some(run), &[], &[row(p)]).unwrap();
+            }
+            s.finish_run(run, "ok", counts, None).unwrap();
+            ids.push(run);
+            // Distinct start times, whatever the clock's resolution.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let started: Vec<i64> = ids
+            .iter()
+            .map(|id| {
+                s.runs(&RunFilter::default())
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.id == *id)
+                    .unwrap()
+                    .started_at
+            })
+            .collect();
+        let found = |f: RunFilter| s.runs(&f).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(found(RunFilter::default()), [ids[2], ids[1], ids[0]]);
+        let hide = || RunFilter {
+            hide_empty: true,
+            ..Default::default()
+        };
+        assert_eq!(found(hide()), [ids[2], ids[0]]);
+        assert_eq!(
+            found(RunFilter {
+                path: Some("report.pdf"),
+                ..hide()
+            }),
+            [ids[0]]
+        );
+        assert_eq!(
+            found(RunFilter {
+                path: Some("nowhere"),
+                ..hide()
+            }),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            found(RunFilter {
+                since: Some(started[1]),
+                until: Some(started[2]),
+                ..Default::default()
+            }),
+            [ids[1]]
+        );
     }
 
     #[test]

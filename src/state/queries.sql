@@ -208,10 +208,17 @@ FROM runs WHERE pair_id = ?1 AND dry_run = 0;
 
 -- name: run_page
 -- The history, newest first, a page of it, filtered; a NULL filter matches everything
--- (a limit of -1: no limit). Every way of reading runs goes through here.
+-- (a limit of -1: no limit); ?8 = 1 leaves out runs that changed nothing and went well;
+-- ?9 is "started before" (ns); ?10 keeps the runs with an action on a path containing it
+-- (any case).
+-- Every way of reading runs goes through here.
 SELECT r.id, p.name, r.trigger, r.dry_run, r.started_at, r.finished_at, r.status, r.copied, r.renamed,
        r.deleted, r.trashed, r.props, r.conflicts, r.failed, r.skipped, r.bytes, r.by_rule, r.error
 FROM runs r JOIN pairs p ON p.id = r.pair_id
 WHERE (?3 IS NULL OR p.name = ?3) AND (?4 IS NULL OR r.pair_id = ?4) AND (?5 IS NULL OR r.status = ?5)
   AND (?6 IS NULL OR r.trigger = ?6) AND (?7 IS NULL OR r.started_at >= ?7)
+  AND (?8 = 0 OR r.status <> 'ok'
+       OR r.copied + r.renamed + r.deleted + r.trashed + r.props + r.conflicts + r.failed > 0)
+  AND (?9 IS NULL OR r.started_at < ?9)
+  AND (?10 IS NULL OR EXISTS (SELECT 1 FROM journal j WHERE j.run_id = r.id AND instr(lower(j.path), lower(?10)) > 0))
 ORDER BY r.id DESC LIMIT ?1 OFFSET ?2;

@@ -113,10 +113,10 @@ test('the one-time link signs in, works once, and a pasted token signs in too', 
   await page.setViewportSize({ width: 1280, height: 800 });
 
   const other = await browser.newPage();
-  const again = await other.goto(loginLink);
-  assert.equal(again.status(), 401, 'a login link works once');
-  await other.goto(url + '/');
-  await other.locator('form.signin').waitFor();
+  // Regression (issue 19): a reused link showed raw JSON; it is the sign-in page saying why.
+  await other.goto(loginLink);
+  await other.locator('form.signin .error', { hasText: 'used already or has expired' }).waitFor();
+  assert.equal(new URL(other.url()).search, '', 'the page forgets the ?login=expired it came with');
   await other.fill('#token', 'not-the-token');
   await other.click('form.signin button[type=submit]');
   await other.locator('form.signin .error', { hasText: 'not right' }).waitFor();
@@ -143,6 +143,22 @@ test('pause and resume a pair and everything from the dashboard', async () => {
   await page.click('#resume-all');
   await page.locator('#pause-all').waitFor();
   assert.equal((await api('/api/status')).paused_all, false);
+
+  // Regression (issue 19, bug 3): with every pair paused one by one, the header offered
+  // "Pause all"; it offers the way back.
+  await card.locator('button[data-action="pause"]').click();
+  await page.locator('#resume-all').waitFor();
+  await page.click('#resume-all');
+  await card.locator('button[data-action="pause"]').waitFor();
+  assert.equal((await api('/api/status')).pairs[0].paused, false);
+
+  // Regression (issue 19, bug 4): the focus dropped to the page body at every refresh
+  // (every 5 s, and at every event), because the cards were built again.
+  await card.locator('button[data-action="sync"]').focus();
+  fs.writeFileSync(path.join(left, 'focus-test.txt'), 'an event and a run while a button has the focus');
+  await until('focus-test.txt on the right', () => read(path.join(right, 'focus-test.txt')) !== null);
+  await new Promise((r) => setTimeout(r, 6000));
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-action')), 'sync', 'the focus stays on the button');
 });
 
 const EVIL = '<img src=x onerror=window.__xss=1>.txt';
@@ -173,8 +189,25 @@ test('a conflict appears live and is resolved from the side-by-side screen', asy
   assert.equal(await page.locator('img').count(), 0);
   await shot('conflicts-list');
 
+  // Issue 19 (Conflicts): rules in plain words, a sort and filters.
+  assert.equal(await row.locator('td').nth(3).textContent(), 'Changed on both sides, and the contents differ');
+  await page.selectOption('#c-sort', 'path');
+  assert.deepEqual(await page.locator('table.conflicts tbody tr').evaluateAll((rs) => rs.map((r) => r.dataset.path)), [EVIL, 'notes.txt'].sort());
+  await page.selectOption('#c-sort', 'oldest');
+  await page.selectOption('#c-rule', 'R1');
+  assert.equal(await page.locator('table.conflicts tbody tr').count(), 2);
+  await page.selectOption('#c-rule', '');
+  // Regression (issue 19, bug 8): the bulk buttons were enabled with nothing selected.
+  for (const keep of ['suggested', 'left', 'right', 'both']) {
+    assert.equal(await page.locator(`button[data-bulk="${keep}"]`).isDisabled(), true, `${keep} is disabled with nothing selected`);
+  }
+
   await row.locator('a').click();
   await page.locator('table.diff').waitFor();
+  // Regression (issue 19, bug 8): "newer" beside two equal-looking times. The times show as
+  // many fractional digits as it takes to tell them apart (the edits were 50 ms apart).
+  const [lt, rt] = [await page.locator('.side[data-side="left"] dd[data-mtime]').textContent(), await page.locator('.side[data-side="right"] dd[data-mtime]').textContent()];
+  assert.notEqual(lt, rt, "the newer side's time differs from the other one");
   assert.match(await page.locator('.side[data-side="left"]').textContent(), /\(28 bytes\)/);
   assert.match(await page.locator('.side[data-side="right"]').textContent(), /newer/);
   assert.match(await page.locator('table.diff tr.change').first().textContent(), /two from the LEFT.*two from the RIGHT/);
@@ -208,6 +241,36 @@ test('a conflict appears live and is resolved from the side-by-side screen', asy
 test('settings are checked as you type, and saved into the TOML with its comments', async () => {
   await page.goto(url + '/#/settings');
   const conc = page.locator('#k-concurrency');
+  await conc.waitFor();
+
+  // Regression (issue 19, bug 6): placeholders showed raw units ("21600s", "67108864").
+  assert.equal(await page.locator('#k-reconcile_every').getAttribute('placeholder'), '6h');
+  assert.equal(await page.locator('#k-large_file').getAttribute('placeholder'), '64 MB');
+  // Regression (issue 19, bug 6): a new pair's errors showed in the save bar, and a
+  // missing folder passed without a word. Both show beside their fields.
+  await page.locator('details.card summary', { hasText: 'Add a pair' }).click();
+  await page.fill('#new-pair-name', 'bad/name');
+  await page.fill('#new-pair-left', path.join(dir, 'not-there'));
+  await page.fill('#new-pair-right', right + '-other');
+  await page.locator('#new-pair-name-err', { hasText: 'name' }).waitFor();
+  await page.fill('#new-pair-name', 'second');
+  await page.locator('#new-pair-left-err.warning', { hasText: 'does not exist' }).waitFor();
+  assert.equal(await page.locator('#save').isDisabled(), false, 'a warning does not block saving');
+  // A wrong time of day says what was expected, once.
+  const sched0 = page.locator('fieldset[data-key="schedule"]');
+  await sched0.locator('button', { hasText: 'Add schedule' }).click();
+  await sched0.locator('select[aria-label="Schedules 1: Kind"]').selectOption('daily');
+  await sched0.locator('input[aria-label="Schedules 1: When"]').fill('25:99');
+  await sched0.locator('.field-error', { hasText: 'expected a time of day like "02:00" (24-hour HH:MM), found the string "25:99"' }).waitFor();
+  await shot('settings-new-pair-checked');
+  await page.click('.savebar button:has-text("Discard changes")');
+  await page.locator('#k-concurrency').waitFor();
+  // Issue 19: "Send a test mail" says what failed (no mail settings here), and a headless
+  // service shows no section for the tray app.
+  await page.click('#test-mail');
+  await page.locator('#test-mail-result.error', { hasText: 'no mail settings yet' }).waitFor();
+  assert.equal(await page.locator('h2', { hasText: 'Desktop app' }).count(), 0, 'no desktop section when headless');
+  await page.locator('#k-concurrency').waitFor();
   await conc.fill('500');
   await page.locator('#k-concurrency-err', { hasText: 'concurrency' }).waitFor();
   assert.equal(await conc.getAttribute('aria-invalid'), 'true');
@@ -246,6 +309,12 @@ test('the backlog shows a copy in flight with its progress', async () => {
   const bar = page.locator('tr.copying[data-path="big.bin"] [role=progressbar]');
   await bar.waitFor({ timeout: 20000 });
   await until('progress above 0', async () => Number(await bar.getAttribute('aria-valuenow')) > 0);
+  // Issue 19 (Backlog): the pair's overall progress and time left, and a path filter.
+  await page.locator('[data-overall="docs"]', { hasText: /\d+% done · .* left/ }).waitFor();
+  await page.fill('#backlog-search', 'no-such-file');
+  await until('the copy filtered out', async () => (await page.locator('tr[data-path="big.bin"]').count()) === 0);
+  await page.fill('#backlog-search', 'big');
+  await page.locator('tr.copying[data-path="big.bin"]').waitFor();
   await shot('backlog');
   await until('big.bin copied', () => fs.existsSync(path.join(right, 'big.bin')) && fs.statSync(path.join(right, 'big.bin')).size === 40 << 20, 30000);
   // Once done it leaves the queue for "Recently finished", with its state.
@@ -259,8 +328,20 @@ test('history lists the runs, opens one, and downloads them as CSV', async () =>
   await page.goto(url + '/#/history');
   const first = page.locator('table.runs tbody tr[data-run]').first();
   await first.waitFor();
-  const runs = await api('/api/history?limit=1000');
-  assert.equal(await page.locator('table.runs tbody tr[data-run]').count(), Math.min(runs.length, 50));
+  const runs = await api('/api/history?limit=50&hide_empty=true');
+  assert.equal(await page.locator('table.runs tbody tr[data-run]').count(), runs.length, 'no run repeats itself here: one row each');
+  // Issue 19 (History): a run that changed nothing is hidden unless asked for.
+  const before = Math.max(...(await api('/api/history?limit=1')).map((r) => r.id));
+  await api('/api/pairs/docs/sync', 'POST');
+  const empty = await until('an empty manual run', async () => (await api('/api/history?limit=5')).find((r) => r.id > before && r.trigger === 'manual'));
+  assert.equal(empty.counts.copied + empty.counts.failed + empty.counts.conflicts, 0, JSON.stringify(empty));
+  await page.reload();
+  await first.waitFor();
+  assert.equal(await page.locator(`tr[data-run="${empty.id}"]`).count(), 0, 'the empty run is hidden');
+  await page.check('#f-empty');
+  await page.locator(`tr[data-run="${empty.id}"]`).waitFor();
+  await page.uncheck('#f-empty');
+  await until('the empty run hidden again', async () => (await page.locator(`tr[data-run="${empty.id}"]`).count()) === 0);
   const resolved = page.locator('tr[data-run]').filter({ hasText: 'resolve' }).first();
   await resolved.locator('button').click();
   await page.locator('table.journal').first().waitFor();
@@ -276,13 +357,30 @@ test('history lists the runs, opens one, and downloads them as CSV', async () =>
     return t.length > 0 && t.every((x) => x === 'resolve');
   });
   await page.selectOption('#f-trigger', '');
+  // Issue 19 (History): a path search through the runs' actions, and a date range.
+  const withNotes = await api('/api/history?limit=50&hide_empty=true&path=NOTES.txt');
+  assert.ok(withNotes.length >= 2, 'notes.txt was copied and resolved');
+  await page.fill('#f-path', 'NOTES.txt');
+  await until('only the runs that touched notes.txt', async () => (await page.locator('table.runs tbody tr[data-run]').count()) === withNotes.length);
+  await page.fill('#f-path', '');
+  const all = (await api('/api/history?limit=50&hide_empty=true')).length;
+  const rowsAre = (n) => until(`${n} rows`, async () => (await page.locator('table.runs tbody tr[data-run]').count()) === n);
+  await rowsAre(all);
+  const tomorrow = new Date(Date.now() + 86400000);
+  const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  await page.fill('#f-since', iso(tomorrow));
+  await page.getByText('No runs match these filters.').waitFor();
+  await page.fill('#f-since', iso(new Date()));
+  await rowsAre(all);
+  await page.fill('#f-since', '');
+  await rowsAre(all);
   await shot('history');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-csv')]);
   const file = path.join(artifacts, 'history.csv');
   await download.saveAs(file);
   const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
   assert.match(lines[0], /^run,pair,trigger,started,finished,status,copied/);
-  assert.equal(lines.length - 1, (await api('/api/history?limit=100000')).length);
+  assert.equal(lines.length - 1, (await api('/api/history?limit=100000&hide_empty=true')).length, 'the download has the runs the filters show');
   assert.ok(lines.some((l) => l.includes(',resolve,')));
 });
 
@@ -354,6 +452,80 @@ test('a new pair with an S3 bucket: Test connection shows what the server can do
   } finally {
     moto.kill();
   }
+});
+
+test('accessibility: axe-core finds nothing serious or critical on any page, signed in or not', async () => {
+  // axe runs inside the page: a context that lets its script in past the strict CSP.
+  const ctx = await browser.newContext({ bypassCSP: true, viewport: { width: 1280, height: 800 } });
+  const a11y = await ctx.newPage();
+  const axe = path.join(repo, 'node_modules', 'axe-core', 'axe.min.js');
+  const check = async (name) => {
+    await a11y.addScriptTag({ path: axe });
+    const r = await a11y.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    assert.ok(r.passes.length > 10, `axe checked ${name} (${r.passes.length} rules passed)`);
+    counts.push(`${name}: ${r.passes.length} rules passed, ${r.violations.length} minor or moderate findings`);
+    const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    const text = bad.map((v) => `${name}: ${v.id} (${v.impact}): ${v.help}: ${v.nodes.map((n) => n.target.join(' ')).slice(0, 5).join(', ')}`);
+    return text;
+  };
+  const found = [];
+  const counts = [];
+  await a11y.goto(url + '/');
+  await a11y.locator('form.signin').waitFor();
+  found.push(...(await check('sign-in')));
+  const cookieLink = await api('/api/login-link', 'POST');
+  await a11y.goto(cookieLink.url);
+  await a11y.locator('section.pair').first().waitFor();
+  for (const [hash, ready] of [
+    ['#/', 'section.pair'],
+    ['#/backlog', 'h1'],
+    ['#/conflicts', 'h1'],
+    ['#/history', 'table.runs'],
+    ['#/settings', '#k-concurrency'],
+  ]) {
+    await a11y.goto(url + '/' + hash);
+    await a11y.locator(ready).first().waitFor();
+    await new Promise((r) => setTimeout(r, 300));
+    found.push(...(await check(hash)));
+  }
+  await ctx.close();
+  fs.writeFileSync(path.join(artifacts, 'axe.txt'), counts.concat(found).join('\n') + '\n');
+  assert.deepEqual(found, [], found.join('\n'));
+});
+
+test('page weight and idle requests are measured (artifacts/e2e/weight.txt)', async () => {
+  // Numbers for the record, not limits: what the first load transfers, and how many
+  // requests an idle page makes per second.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const p2 = await ctx.newPage();
+  const loads = [];
+  p2.on('requestfinished', async (r) => loads.push(r));
+  await p2.goto((await api('/api/login-link', 'POST')).url);
+  await p2.locator('section.pair').first().waitFor();
+  await new Promise((r) => setTimeout(r, 1000));
+  const asset = async (r) => ((await r.sizes()).responseBodySize);
+  let wire = 0;
+  const gz = [];
+  for (const r of loads.filter((r) => !new URL(r.url()).pathname.startsWith('/api/'))) {
+    wire += await asset(r);
+    const res = await r.response();
+    if (/\.(js|css)$/.test(new URL(r.url()).pathname)) gz.push(res.headers()['content-encoding']);
+  }
+  assert.ok(gz.length >= 2 && gz.every((e) => e === 'gzip'), `scripts and styles come gzipped: ${gz}`);
+  const idle = async (hash) => {
+    await p2.goto(url + '/' + hash);
+    await new Promise((r) => setTimeout(r, 1500));
+    let n = 0;
+    const count = (r) => new URL(r.url()).pathname.startsWith('/api/') && !r.url().includes('/api/events') && n++;
+    p2.on('request', count);
+    await new Promise((r) => setTimeout(r, 10000));
+    p2.off('request', count);
+    return n / 10;
+  };
+  const lines = [`first load, page and assets on the wire: ${wire} bytes`];
+  for (const hash of ['#/', '#/backlog', '#/history']) lines.push(`idle ${hash}: ${(await idle(hash)).toFixed(2)} requests/s`);
+  fs.writeFileSync(path.join(artifacts, 'weight.txt'), lines.join('\n') + '\n');
+  await ctx.close();
 });
 
 test('no errors on any page', () => {

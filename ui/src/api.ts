@@ -125,7 +125,7 @@ export interface PairStatus {
   pair: string;
   left: string;
   right: string;
-  state: 'idle' | 'scanning' | 'syncing' | 'paused' | 'error' | 'polling';
+  state: 'idle' | 'scanning' | 'syncing' | 'paused' | 'error' | 'polling' | 'failing';
   reason: string | null;
   paused: boolean;
   needs_consent: boolean;
@@ -136,6 +136,8 @@ export interface PairStatus {
   transfers: Transfer[];
   open_conflicts: number;
   ops_last_24h: number;
+  /** Paths whose last try failed, waiting for their retry. */
+  failing: number;
   totals: { runs: number; copied: number; renamed: number; deleted: number; conflicts: number; failed: number; bytes: number };
 }
 

@@ -79,3 +79,63 @@ export function toast(message: string, kind: 'ok' | 'error' = 'ok'): void {
   while (box.children.length > 3) box.firstElementChild!.remove();
   window.setTimeout(() => t.remove(), kind === 'error' ? 10000 : 4000);
 }
+
+/** What identifies a focused control inside a keyed item, so its twin can take the focus. */
+const FOCUS_ATTRS = ['id', 'data-action', 'data-keep', 'data-bulk', 'aria-label', 'name'];
+
+/**
+ * Run `change` (which rebuilds part of `container`) without losing the keyboard focus: the
+ * focused control's twin in the new content (same item key, same id/action/label) gets it
+ * back. Screen readers and keyboard users stay where they were.
+ */
+export function keepFocus(container: Element, change: () => void): void {
+  const was = document.activeElement as HTMLElement | null;
+  if (!was || !container.contains(was) || was === container) return change();
+  const item = was.closest<HTMLElement>('[data-key]');
+  const attr = FOCUS_ATTRS.find((a) => was.hasAttribute(a));
+  change();
+  if (was.isConnected && document.activeElement === was) return;
+  const scope: ParentNode = item?.dataset.key !== undefined ? container.querySelector(`[data-key="${CSS.escape(item.dataset.key)}"]`) ?? container : container;
+  const twin = attr ? scope.querySelector<HTMLElement>(`[${attr}="${CSS.escape(was.getAttribute(attr) ?? '')}"]`) : null;
+  twin?.focus({ preventScroll: true });
+}
+
+const signatures = new WeakMap<Element, string>();
+
+/**
+ * Make `parent`'s children the elements for `items`, patching instead of rebuilding: an
+ * item whose key and signature (e.g. its JSON) did not change keeps its element as it is
+ * (focus, open details, selection, scroll); a changed one is built again in its place.
+ */
+export function keyed<T>(parent: Element, items: T[], key: (t: T) => string, sig: (t: T) => string, build: (t: T) => HTMLElement): void {
+  keepFocus(parent, () => {
+    const old = new Map<string, Element>();
+    for (const c of Array.from(parent.children)) {
+      const k = (c as HTMLElement).dataset.key;
+      if (k !== undefined) old.set(k, c);
+    }
+    const next = items.map((t) => {
+      const [k, s] = [key(t), sig(t)];
+      const prev = old.get(k);
+      if (prev && signatures.get(prev) === s) return prev;
+      const el = build(t);
+      el.dataset.key = k;
+      signatures.set(el, s);
+      return el;
+    });
+    // Move only what is out of place: an element taken out of the page loses the focus.
+    let at: ChildNode | null = parent.firstChild;
+    for (const el of next) {
+      if (el === at) {
+        at = at.nextSibling;
+        continue;
+      }
+      parent.insertBefore(el, at);
+    }
+    while (at) {
+      const n: ChildNode | null = at.nextSibling;
+      at.remove();
+      at = n;
+    }
+  });
+}

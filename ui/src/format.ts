@@ -20,6 +20,20 @@ export function time(ns: number | null | undefined): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/**
+ * Two times (nanoseconds) as people read them, with as many fractional digits as it takes
+ * to tell them apart: "newer" next to two equal-looking seconds would look like a lie.
+ */
+export function timesApart(a: number | null | undefined, b: number | null | undefined): [string, string] {
+  const [ta, tb] = [time(a), time(b)];
+  if (!a || !b || a === b || ta !== tb) return [ta, tb];
+  const frac = (ns: number) => String(ns % 1e9).padStart(9, '0');
+  const [fa, fb] = [frac(a), frac(b)];
+  let digits = 3;
+  while (digits < 9 && fa.slice(0, digits) === fb.slice(0, digits)) digits += 3;
+  return [`${ta}.${fa.slice(0, digits)}`, `${tb}.${fb.slice(0, digits)}`];
+}
+
 export function ago(ns: number | null | undefined, now = Date.now()): string {
   if (!ns) return 'never';
   const s = Math.round((now - ns / 1e6) / 1000);
@@ -42,4 +56,22 @@ export function ms(n: number | null | undefined): string {
 
 export function plural(n: number, one: string, many = one + 's'): string {
   return `${n} ${n === 1 ? one : many}`;
+}
+
+/** Milliseconds as the settings file writes them ("300ms", "2s", "6h"): the largest unit that is exact. */
+export function durationText(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) return '';
+  for (const [unit, n] of [['d', 86400000], ['h', 3600000], ['m', 60000], ['s', 1000]] as const) {
+    if (ms >= n && ms % n === 0) return `${ms / n}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Bytes as the settings file writes them ("64 MB", KB/MB/GB being powers of 1024): the largest unit that is exact. */
+export function sizeText(n: number | null | undefined): string {
+  if (n === null || n === undefined) return '';
+  for (const [unit, k] of [['TB', 2 ** 40], ['GB', 2 ** 30], ['MB', 2 ** 20], ['KB', 2 ** 10]] as const) {
+    if (n >= k && n % k === 0) return `${n / k} ${unit}`;
+  }
+  return `${n} B`;
 }

@@ -68,7 +68,8 @@ function renderNav(): void {
 
 let linkUp = false;
 function renderGlobal(s: Status | null): void {
-  const paused = s?.paused_all ?? false;
+  // Every pair paused, one by one or all at once: the button offers the way back.
+  const paused = s != null && (s.paused_all || (s.pairs.length > 0 && s.pairs.every((p) => p.paused)));
   fill(
     global,
     h('span', { class: `link ${linkUp ? 'up' : 'down'}`, title: linkUp ? 'Live updates on' : 'Reconnecting…' }, linkUp ? 'live' : 'offline'),
@@ -138,8 +139,11 @@ function start(): void {
   void store.refresh();
 }
 
+// A login link opened a second time lands here with `?login=expired` (issue 19).
+const EXPIRED_LINK = new URLSearchParams(location.search).get('login') === 'expired';
+if (EXPIRED_LINK) window.history.replaceState(null, '', location.pathname + location.hash);
 whenUnauthorized(() => {
-  if (!signedOut) signIn();
+  if (!signedOut) signIn(EXPIRED_LINK ? 'That sign-in link was used already or has expired: get a new one with tandem login-link, or paste the token.' : undefined);
 });
 store.listen((s) => {
   renderNav();

@@ -400,11 +400,7 @@ fn notify_test_cmd(config: &Path) -> anyhow::Result<i32> {
     let Some(email) = &c.email else {
         anyhow::bail!("{}: no [email] table configured", config.display());
     };
-    match tandem::mail::send(
-        email,
-        "test mail",
-        "This is a test mail from Tandem. If you can read it, mail notifications work.\n",
-    ) {
+    match tandem::mail::send_test(email) {
         Ok(()) => {
             println!("sent a test mail to {} through {}:{}", email.to.join(", "), email.host, email.port);
             Ok(0)

@@ -16,6 +16,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tandem::api::ApiError;
 use tandem::service::events::Event;
+use tandem::side::win::wide;
 use windows_service::service::{
     ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
     ServiceFailureActions, ServiceFailureResetPeriod, ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
@@ -140,25 +141,7 @@ fn install(cli: &Cli, config: &Path, listen: Option<std::net::SocketAddr>, manua
 /// Give `dir` a protected DACL: full control for SYSTEM and the administrators, inherited
 /// by what is created below; nobody else.
 fn admins_only(dir: &Path) -> std::io::Result<()> {
-    use std::os::windows::ffi::OsStrExt;
-    use windows_sys::Win32::Security::Authorization::{ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1};
-    use windows_sys::Win32::Security::{SetFileSecurityW, DACL_SECURITY_INFORMATION, PROTECTED_DACL_SECURITY_INFORMATION};
-    let sddl = wide("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)");
-    let path: Vec<u16> = dir.as_os_str().encode_wide().chain(std::iter::once(0)).collect();
-    let mut sd = std::ptr::null_mut();
-    // SAFETY: a valid wide SDDL string; the descriptor it allocates is freed below.
-    if unsafe { ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.as_ptr(), SDDL_REVISION_1, &mut sd, std::ptr::null_mut()) } == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a valid path and the descriptor just made.
-    let ok = unsafe { SetFileSecurityW(path.as_ptr(), DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, sd) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: allocated by the conversion above with LocalAlloc.
-    unsafe { windows_sys::Win32::Foundation::LocalFree(sd) };
-    if ok == 0 {
-        return Err(err);
-    }
-    Ok(())
+    tandem::side::win::set_dacl(dir, "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)")
 }
 
 fn wait_for(svc: &windows_service::service::Service, want: ServiceState, timeout: Duration) -> anyhow::Result<bool> {
@@ -425,10 +408,6 @@ enum EventKind {
     Info,
     Warning,
     Error,
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 const EVENT_SOURCE_KEY: &str = r"SYSTEM\CurrentControlSet\Services\EventLog\Application\Tandem";

@@ -5,7 +5,7 @@
 
 import { BacklogItem, EngineEvent, FinishedItem, Status, enc, get } from '../api';
 import { View } from '../app';
-import { fill, h, throttle } from '../dom';
+import { fill, h, keepFocus, throttle } from '../dom';
 import { ago, bytes, plural, span } from '../format';
 
 const arrow = (side: string) => (side === 'right' ? 'left → right' : 'right → left');
@@ -18,7 +18,24 @@ interface Live {
 
 export function backlog(): View {
   const body = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  const el = h('div', null, h('h1', null, 'Backlog'), h('p', { class: 'help' }, 'Copies run smallest first; files above the large-file size run in their own lane beside them.'), body);
+  let query = '';
+  const search: HTMLInputElement = h('input', {
+    type: 'search',
+    id: 'backlog-search',
+    placeholder: 'Filter by path',
+    'aria-label': 'Filter the backlog by path',
+    oninput: () => ((query = search.value.trim().toLowerCase()), render()),
+  });
+  const el = h(
+    'div',
+    null,
+    h('h1', null, 'Backlog'),
+    h('p', { class: 'help' }, 'Copies run smallest first; files above the large-file size run in their own lane beside them.'),
+    h('div', { class: 'filters' }, search),
+    body,
+  );
+  // The bytes of the work seen since the pair was last idle: the overall bar's 100%.
+  const seenTotal = new Map<string, number>();
   let status: Status | null = null;
   const queues = new Map<string, BacklogItem[]>();
   const recent = new Map<string, FinishedItem[]>();
@@ -28,7 +45,7 @@ export function backlog(): View {
     const l = live.get(`${pair}\0${it.side}\0${it.path}`);
     const done = l?.done ?? it.done;
     const pct = it.size ? Math.min(100, Math.floor((done / it.size) * 100)) : it.copying ? 100 : 0;
-    const eta = l && l.rate > 0 ? span(Math.ceil((it.size - done) / l.rate)) : '–';
+    const eta = l && l.rate > 0 && done < it.size ? span(Math.ceil((it.size - done) / l.rate)) : '–';
     return h(
       'tr',
       { class: it.copying ? 'copying' : '', 'data-path': it.path },
@@ -83,16 +100,38 @@ export function backlog(): View {
         )
       : null;
 
+  /** The pair's whole backlog as one bar: bytes left against the work seen, and the time left at the current speed. */
+  const overall = (pair: string, items: BacklogItem[]): HTMLElement | null => {
+    const left = items.reduce((n, it) => n + Math.max(0, it.size - (live.get(`${pair}\0${it.side}\0${it.path}`)?.done ?? it.done)), 0);
+    if (!items.length) {
+      seenTotal.delete(pair);
+      return null;
+    }
+    const total = Math.max(seenTotal.get(pair) ?? 0, left);
+    seenTotal.set(pair, total);
+    const rate = items.reduce((n, it) => n + (it.copying ? live.get(`${pair}\0${it.side}\0${it.path}`)?.rate ?? 0 : 0), 0);
+    const pct = total ? Math.min(100, Math.floor(((total - left) / total) * 100)) : 0;
+    return h(
+      'div',
+      { class: 'overall' },
+      h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pct), 'aria-label': `${pair}: ${pct}% of the backlog done` }, h('div', { class: 'bar', 'data-pct': String(pct) })),
+      h('p', { class: 'help', 'data-overall': pair }, `${pct}% done · ${bytes(left)} left${rate > 0 ? ` · about ${span(Math.ceil(left / rate))} at ${bytes(rate)}/s` : ''}`),
+    );
+  };
+
   const render = () => {
     if (!status) return;
-    fill(
+    const match = (path: string) => !query || path.toLowerCase().includes(query);
+    keepFocus(body, () => fill(
       body,
-      status.pairs.map((p) => {
-        const items = queues.get(p.pair) ?? [];
+      status!.pairs.map((p) => {
+        const all = queues.get(p.pair) ?? [];
+        const items = all.filter((it) => match(it.path));
         return h(
           'section',
           { class: 'card', 'data-pair': p.pair },
-          h('h2', null, p.pair, h('span', { class: 'muted' }, ` · ${items.length ? `${items.length} queued or copying, ${bytes(items.reduce((n, i) => n + i.size, 0))}` : 'nothing to copy'}`)),
+          h('h2', null, p.pair, h('span', { class: 'muted' }, ` · ${all.length ? `${all.length} queued or copying, ${bytes(all.reduce((n, i) => n + i.size, 0))}` : 'nothing to copy'}${query ? ` · ${items.length} match` : ''}`)),
+          overall(p.pair, all),
           p.backlog.waiting_paths ? h('p', { class: 'help' }, `${plural(p.backlog.waiting_paths, 'changed path')} waiting to be planned${p.paused ? ' (paused)' : ''}.`) : null,
           items.length
             ? h(
@@ -106,16 +145,21 @@ export function backlog(): View {
                 ),
               )
             : null,
-          finishedTable(recent.get(p.pair) ?? []),
+          finishedTable((recent.get(p.pair) ?? []).filter((f) => match(f.path))),
         );
       }),
-    );
+    ));
     // Widths through the CSSOM (the page's CSP allows no inline style attributes).
     body.querySelectorAll<HTMLElement>('.bar').forEach((b) => (b.style.width = `${b.dataset.pct}%`));
   };
 
+  // Answers can come back out of order: only the newest request's answer is shown (an
+  // older one listed copies that had finished meanwhile).
+  let asked = 0;
   const load = throttle(async () => {
     if (!status) return;
+    const mine = ++asked;
+    const answers = new Map<string, [BacklogItem[], FinishedItem[] | null]>();
     await Promise.all(
       status.pairs.map(async (p) => {
         try {
@@ -123,16 +167,21 @@ export function backlog(): View {
             get<BacklogItem[]>(`/api/pairs/${enc(p.pair)}/backlog`),
             get<FinishedItem[]>(`/api/pairs/${enc(p.pair)}/recent`),
           ]);
-          queues.set(p.pair, items);
-          recent.set(p.pair, done);
+          answers.set(p.pair, [items, done]);
         } catch {
-          queues.set(p.pair, []);
+          answers.set(p.pair, [[], null]);
         }
       }),
     );
+    if (mine !== asked) return;
+    for (const [pair, [items, done]] of answers) {
+      queues.set(pair, items);
+      if (done) recent.set(pair, done);
+    }
     render();
   }, 300);
-  const timer = window.setInterval(load, 2000);
+  // Events bring the changes; this only catches what a dropped event missed.
+  const timer = window.setInterval(load, 10000);
 
   return {
     el,
@@ -148,6 +197,8 @@ export function backlog(): View {
         live.set(`${e.pair}\0${e.side}\0${e.path}`, { done: e.done as number, total: e.total as number, rate: e.bytes_per_s as number });
         render();
       } else if (['plan_ready', 'action_started', 'action_finished', 'run_finished'].includes(e.type)) {
+        // A finished copy's speed is not shown again if the same path is copied later.
+        if (e.type === 'action_finished') live.delete(`${e.pair}\0${e.side}\0${e.path}`);
         load();
       }
     },

@@ -6,9 +6,9 @@
 
 import { Conflict, ConflictDetail, EngineEvent, Keep, Resolution, Side, SideNow, blob, enc, get, post } from '../api';
 import { act, actionButton, isError, View } from '../app';
-import { fill, h, throttle, toast } from '../dom';
+import { fill, h, keepFocus, throttle, toast } from '../dom';
 import { diffLines } from '../diff';
-import { bytes, time } from '../format';
+import { bytes, time, timesApart } from '../format';
 
 const RULES: Record<string, string> = {
   R1: 'Changed on both sides, and the contents differ',
@@ -71,18 +71,57 @@ export function conflicts(): View {
   const selected = new Set<string>();
   let items: Item[] = [];
   const keyOf = (i: Item) => `${i.pair}\0${i.conflict.path}`;
+  // Filters and order (issue 19): by pair, rule and kind; newest, oldest, path or pair first.
+  const view = { pair: onlyPair ?? '', rule: '', kind: '', sort: 'newest' };
+  const kindOf = (c: Conflict) => (!c.left || !c.right ? 'deleted on one side' : c.rule === 'R16' ? 'file and folder' : c.rule === 'R13' ? 'properties' : 'contents');
+  const ORDER: Record<string, (a: Item, b: Item) => number> = {
+    newest: (a, b) => b.conflict.created_at - a.conflict.created_at,
+    oldest: (a, b) => a.conflict.created_at - b.conflict.created_at,
+    path: (a, b) => a.conflict.path.localeCompare(b.conflict.path),
+    pair: (a, b) => a.pair.localeCompare(b.pair) || a.conflict.path.localeCompare(b.conflict.path),
+  };
+  const choice = (id: string, label: string, key: keyof typeof view, options: [string, string][]) => {
+    const sel: HTMLSelectElement = h(
+      'select',
+      { id, onchange: () => ((view[key] = sel.value), keepFocus(body, render)) },
+      options.map(([v, text]) => h('option', { value: v, selected: view[key] === v }, text)),
+    );
+    return [h('label', { for: id }, label), sel];
+  };
 
   const render = () => {
-    const shown = items.filter((i) => !onlyPair || i.pair === onlyPair);
+    const shown = items
+      .filter((i) => (!view.pair || i.pair === view.pair) && (!view.rule || i.conflict.rule === view.rule) && (!view.kind || kindOf(i.conflict) === view.kind))
+      .sort(ORDER[view.sort]);
+    const pairs = [...new Set(items.map((i) => i.pair))].sort();
+    const rules = [...new Set(items.map((i) => i.conflict.rule))].sort();
+    const kinds = [...new Set(items.map((i) => kindOf(i.conflict)))].sort();
+    const filters = h(
+      'div',
+      { class: 'filters', role: 'group', 'aria-label': 'Filter and sort' },
+      pairs.length > 1 || view.pair ? choice('c-pair', 'Pair', 'pair', [['', 'All pairs'], ...pairs.map((p): [string, string] => [p, p])]) : null,
+      choice('c-rule', 'Rule', 'rule', [['', 'All rules'], ...rules.map((r): [string, string] => [r, RULES[r] ?? r])]),
+      choice('c-kind', 'Kind', 'kind', [['', 'All kinds'], ...kinds.map((k): [string, string] => [k, k])]),
+      choice('c-sort', 'Sort', 'sort', [
+        ['newest', 'Newest first'],
+        ['oldest', 'Oldest first'],
+        ['path', 'By path'],
+        ['pair', 'By pair'],
+      ]),
+    );
     for (const k of [...selected]) if (!shown.some((i) => keyOf(i) === k)) selected.delete(k);
-    if (!shown.length) {
+    if (!items.length) {
       fill(body, h('section', { class: 'card empty' }, h('p', null, 'No open conflicts.')));
+      return;
+    }
+    if (!shown.length) {
+      fill(body, filters, h('p', { class: 'muted' }, 'No open conflict matches these filters.'));
       return;
     }
     const chosen = () => shown.filter((i) => selected.has(keyOf(i)));
     // One choice for the selected conflicts; the list is fetched again even after a partial failure.
     const bulk = (keep: Keep | 'suggested', label: string) =>
-      actionButton(label, { 'data-bulk': keep }, async () => {
+      actionButton(label, { 'data-bulk': keep, disabled: selected.size === 0 }, async () => {
         const list = chosen();
         if (!list.length) throw new Error('Select conflicts first');
         try {
@@ -99,11 +138,12 @@ export function conflicts(): View {
       onchange: (e: Event) => {
         const on = (e.currentTarget as HTMLInputElement).checked;
         for (const i of shown) on ? selected.add(keyOf(i)) : selected.delete(keyOf(i));
-        render();
+        keepFocus(body, render);
       },
     });
     fill(
       body,
+      filters,
       h(
         'div',
         { class: 'bulk', role: 'group', 'aria-label': 'Apply to the selected conflicts' },
@@ -129,7 +169,8 @@ export function conflicts(): View {
             null,
             shown.map((i) => {
               const c = i.conflict;
-              const side = (e: Conflict['left']) => (e ? `${bytes(e.size)}, ${time(e.mtime)}` : 'absent');
+              const [lt, rt] = timesApart(c.left?.mtime, c.right?.mtime);
+              const side = (e: Conflict['left'], t: string) => (e ? `${bytes(e.size)}, ${t}` : 'absent');
               return h(
                 'tr',
                 { 'data-path': c.path, 'data-pair': i.pair },
@@ -142,15 +183,15 @@ export function conflicts(): View {
                     checked: selected.has(keyOf(i)),
                     onchange: (e: Event) => {
                       (e.currentTarget as HTMLInputElement).checked ? selected.add(keyOf(i)) : selected.delete(keyOf(i));
-                      render();
+                      keepFocus(body, render);
                     },
                   }),
                 ),
                 h('td', null, i.pair),
                 h('td', { class: 'path' }, h('a', { href: detailHash(i.pair, c.path) }, c.path)),
-                h('td', { title: ruleText(c.rule) }, c.rule),
-                h('td', null, side(c.left)),
-                h('td', null, side(c.right)),
+                h('td', { title: c.rule }, RULES[c.rule] ?? c.rule),
+                h('td', null, side(c.left, lt)),
+                h('td', null, side(c.right, rt)),
                 h('td', null, c.newer ?? '–'),
                 h('td', null, keepLabel(suggestion(c.newer))),
                 h('td', null, time(c.created_at)),
@@ -162,10 +203,16 @@ export function conflicts(): View {
     );
   };
 
+  let shownJson = '';
   const load = async () => {
     try {
-      items = await openConflicts();
-      render();
+      const next = await openConflicts();
+      // Unchanged (a run ended elsewhere): the list stays as it is, focus and all.
+      const json = JSON.stringify(next);
+      if (json === shownJson) return;
+      shownJson = json;
+      items = next;
+      keepFocus(body, render);
     } catch (e) {
       if (!isError(e, 'unauthorized')) fill(body, h('p', { class: 'error' }, (e as Error).message));
     }
@@ -181,7 +228,7 @@ export function conflicts(): View {
   };
 }
 
-function sideFacts(label: string, s: SideNow, newer: boolean): HTMLElement {
+function sideFacts(label: string, s: SideNow, newer: boolean, modified: string): HTMLElement {
   return h(
     'div',
     { class: `side ${newer ? 'newer' : ''}`, 'data-side': label.toLowerCase() },
@@ -195,7 +242,7 @@ function sideFacts(label: string, s: SideNow, newer: boolean): HTMLElement {
           h('dt', null, 'Size'),
           h('dd', null, s.size !== undefined ? `${bytes(s.size)} (${s.size} bytes)` : '–'),
           h('dt', null, 'Modified'),
-          h('dd', null, time(s.mtime)),
+          h('dd', { 'data-mtime': '' }, modified),
           h('dt', null, 'Hash'),
           h('dd', { class: 'hash', title: s.hash ?? '' }, s.hash ? `${s.hash.slice(0, 16)}…` : '–'),
         )
@@ -317,6 +364,7 @@ export function conflictDetail(pair: string, path: string): View {
     }
     const newer = d.newer ?? c.newer;
     const sug = suggestion(newer);
+    const [lt, rt] = timesApart(d.left.mtime, d.right.mtime);
     const button = (keep: Keep, label: string, key: string, cls = '') =>
       h('button', { type: 'button', class: cls, 'data-keep': keep, 'aria-keyshortcuts': key, onclick: (e: Event) => decide(keep, e.currentTarget as HTMLButtonElement) }, label, h('kbd', null, key));
     fill(
@@ -328,7 +376,7 @@ export function conflictDetail(pair: string, path: string): View {
         h('p', null, h('strong', null, 'Recorded: '), c.action, ' · ', time(c.created_at)),
         h('p', { class: 'suggest' }, h('strong', null, 'Suggested: '), sug === 'both' ? 'keep both (neither is newer)' : `keep the newer version (${sug})`),
       ),
-      h('div', { class: 'two' }, sideFacts('Left', d.left, newer === 'left'), sideFacts('Right', d.right, newer === 'right')),
+      h('div', { class: 'two' }, sideFacts('Left', d.left, newer === 'left', lt), sideFacts('Right', d.right, newer === 'right', rt)),
       h(
         'div',
         { class: 'buttons decide', role: 'group', 'aria-label': 'Decision' },

@@ -3,7 +3,7 @@
 
 import { PairStatus, Schedule, Status, enc, get, post } from '../api';
 import { actionButton, View } from '../app';
-import { fill, h } from '../dom';
+import { fill, h, keyed } from '../dom';
 import { ago, bytes, plural, time } from '../format';
 
 const STATE_LABEL: Record<string, string> = {
@@ -15,6 +15,12 @@ const STATE_LABEL: Record<string, string> = {
   polling: 'Polling',
 };
 
+/** The badge: what the pair is doing, or what went wrong (never "Up to date" while paths fail). */
+export function stateLabel(p: PairStatus): string {
+  if (p.state === 'failing') return `${plural(p.failing, 'item')} failed`;
+  return STATE_LABEL[p.state] ?? p.state;
+}
+
 export function pairCard(p: PairStatus): HTMLElement {
   const guard = p.needs_consent;
   const btn = (label: string, id: string, run: () => Promise<unknown>, done: string, cls = '') => actionButton(label, { class: cls, 'data-action': id }, run, done);
@@ -23,7 +29,7 @@ export function pairCard(p: PairStatus): HTMLElement {
   return h(
     'section',
     { class: 'card pair', 'data-pair': p.pair, 'aria-label': `Pair ${p.pair}` },
-    h('div', { class: 'pair-head' }, h('h2', null, p.pair), h('span', { class: `badge state-${p.state}`, 'data-state': p.state }, STATE_LABEL[p.state] ?? p.state)),
+    h('div', { class: 'pair-head' }, h('h2', null, p.pair), h('span', { class: `badge state-${p.state}`, 'data-state': p.state }, stateLabel(p))),
     h('p', { class: 'paths' }, h('span', { class: 'path', title: p.left }, p.left), h('span', { 'aria-hidden': 'true' }, ' ⇄ '), h('span', { class: 'path', title: p.right }, p.right)),
     p.reason ? h('p', { class: `reason ${p.state === 'error' ? 'error' : ''}` }, p.reason) : null,
     h(
@@ -33,6 +39,8 @@ export function pairCard(p: PairStatus): HTMLElement {
       h('dd', null, last ? `${ago(last.finished_at ?? last.started_at)} (${last.trigger}, ${last.status})` : 'never', last ? h('span', { class: 'muted' }, ` ${time(last.started_at)}`) : null),
       h('dt', null, 'Backlog'),
       h('dd', null, p.backlog.items ? `${plural(p.backlog.items, 'copy', 'copies')}, ${bytes(p.backlog.bytes)}` : 'empty', p.backlog.waiting_paths ? ` · ${plural(p.backlog.waiting_paths, 'path')} waiting` : ''),
+      p.failing ? h('dt', null, 'Failed') : null,
+      p.failing ? h('dd', null, h('a', { href: '#/backlog' }, `${plural(p.failing, 'item')} waiting for a retry`)) : null,
       h('dt', null, 'Conflicts'),
       h('dd', null, p.open_conflicts ? h('a', { href: `#/conflicts?pair=${enc(p.pair)}` }, `${p.open_conflicts} open`) : 'none'),
       h('dt', null, 'Last 24 h'),
@@ -112,7 +120,11 @@ export function dashboard(): View {
     el,
     title: 'Dashboard',
     onStatus(s: Status) {
-      fill(pairs, s.pairs.length ? s.pairs.map(pairCard) : h('p', null, 'No pairs yet: add one under ', h('a', { href: '#/settings' }, 'Settings'), '.'));
+      // Patched card by card: a card that did not change keeps its element (and the focus);
+      // "3 min ago" changes once a minute, not at every refresh.
+      if (!s.pairs.length) return fill(pairs, h('p', null, 'No pairs yet: add one under ', h('a', { href: '#/settings' }, 'Settings'), '.'));
+      const minute = Math.floor(Date.now() / 60000);
+      keyed(pairs, s.pairs, (p) => p.pair, (p) => `${minute}${JSON.stringify(p)}`, pairCard);
     },
     onEvent(e) {
       if (e.type === 'run_finished' && e.trigger === 'schedule') void loadSchedules();

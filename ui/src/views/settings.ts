@@ -7,6 +7,7 @@
 import { ApiError, post, send, get, SideReport, describeCaps } from '../api';
 import { View, isError } from '../app';
 import { debounce, fill, h, toast } from '../dom';
+import { durationText, sizeText } from '../format';
 
 type Kind = 'int' | 'text' | 'duration' | 'size' | 'rate' | 'bool' | 'select' | 'list' | 'path' | 'multi';
 interface Field {
@@ -22,6 +23,8 @@ interface Settings {
   text: string;
   raw: Record<string, any>;
   config: any;
+  /** Hosted by the tray app (tandem-desktop), not a headless service. */
+  desktop_app: boolean;
 }
 
 const OPTION_FIELDS: Field[] = [
@@ -61,27 +64,30 @@ function effective(opts: any, key: string): string {
   if (!opts) return '';
   const show = (v: any) => (v === null || v === undefined ? '' : String(v));
   switch (key) {
+    // In the units a person writes (not "21600s" or "67108864").
     case 'debounce':
-      return `${opts.debounce_ms}ms`;
+      return durationText(opts.debounce_ms);
     case 'max_wait':
-      return `${opts.max_wait_ms}ms`;
+      return durationText(opts.max_wait_ms);
     case 'poll_interval':
-      return `${opts.poll_interval_s}s`;
+      return durationText(opts.poll_interval_s * 1000);
     case 'watch_left':
       return show(opts.watch_sides?.[0] ?? opts.watch);
     case 'watch_right':
       return show(opts.watch_sides?.[1] ?? opts.watch);
     case 'reconcile_every':
-      return `${opts.reconcile_every_s}s`;
+      return durationText(opts.reconcile_every_s * 1000);
     case 'large_file':
-      return `${opts.large_file_bytes}`;
+      return sizeText(opts.large_file_bytes);
+    case 'soft_delete_max_bytes':
+      return sizeText(opts.soft_delete_max_bytes);
     case 'conflicts.r1':
     case 'conflicts.r2':
     case 'conflicts.r13':
       return show(opts.rules?.[key.split('.')[1]]);
     case 'bandwidth.left_to_right':
     case 'bandwidth.right_to_left':
-      return show(opts.bandwidth?.[key.split('.')[1]]) || 'unlimited';
+      return sizeText(opts.bandwidth?.[key.split('.')[1]]) || 'unlimited';
     case 'ignore':
       return (opts.ignore ?? []).join('\n');
     default:
@@ -132,7 +138,9 @@ async function load(body: HTMLElement): Promise<void> {
     } else if (!isError(e, 'unauthorized')) fill(body, h('p', { class: 'error' }, (e as Error).message));
     return;
   }
-  new SettingsForm(body, s).render();
+  const form = new SettingsForm(body, s);
+  form.render();
+  void form.validate();
 }
 
 class SettingsForm {
@@ -141,6 +149,7 @@ class SettingsForm {
   private status = h('p', { class: 'form-status', role: 'status', 'aria-live': 'polite' });
   private globalError = h('p', { class: 'error', role: 'alert' });
   private saveBtn = h('button', { type: 'submit', class: 'primary', id: 'save', disabled: true }, 'Save');
+  private form: HTMLFormElement | null = null;
   private pairNames: string[];
 
   constructor(
@@ -171,36 +180,51 @@ class SettingsForm {
   private clearErrors(): void {
     for (const f of this.fields.values()) {
       f.error.textContent = '';
+      f.error.classList.remove('warning');
       f.input.removeAttribute('aria-invalid');
     }
     this.globalError.textContent = '';
+    this.globalError.classList.remove('warning');
   }
 
-  /** Put the server's message next to the field its key names (`pair[0].x` → pair NAME). */
-  private showError(e: { message: string; key?: string }): void {
-    this.clearErrors();
-    let key = e.key ?? '';
-    key = key.replace(/^pair\[(\d+)\]/, (_, i) => `pair.${this.pairNames[Number(i)] ?? i}`);
+  /** The field a key of the file names (`pair[0].x` → pair NAME's x; the pair after the last is the new one). */
+  private fieldFor(fileKey: string): { input: HTMLElement; error: HTMLElement } | undefined {
+    const key = fileKey.replace(/^pair\[(\d+)\]/, (_, i) => `pair.${this.pairNames[Number(i)] ?? (Number(i) === this.pairNames.length ? '@new' : i)}`);
     let best = '';
     for (const k of this.fields.keys()) {
       if ((key === k || key.startsWith(k + '.') || key.startsWith(k + '[')) && k.length > best.length) best = k;
     }
-    const f = best ? this.fields.get(best) : undefined;
+    return best ? this.fields.get(best) : undefined;
+  }
+
+  /** Put the server's message next to the field its key names. */
+  private showError(e: { message: string; key?: string }): void {
+    this.clearErrors();
+    const f = this.fieldFor(e.key ?? '');
     if (f) {
       f.error.textContent = e.message;
       f.input.setAttribute('aria-invalid', 'true');
     } else this.globalError.textContent = e.message;
   }
 
-  private async validate(): Promise<boolean> {
-    if (!this.edits.size) {
-      this.clearErrors();
-      return true;
+  /** Warnings (a missing, relative or overlapping folder) beside their fields; saving stays possible. */
+  private showWarnings(ws: { key: string; message: string }[]): void {
+    for (const w of ws) {
+      const f = this.fieldFor(w.key);
+      const box = f?.error ?? this.globalError;
+      box.classList.add('warning');
+      box.textContent = box.textContent ? `${box.textContent} ${w.message}` : `Warning: ${w.message}`;
     }
+  }
+
+  /** Check the settings with the edits (without edits: the saved ones, for their warnings). */
+  async validate(): Promise<boolean> {
     try {
-      const r = await post<{ ok: boolean; error?: { code: string; message: string; key?: string } }>('/api/settings/validate', this.payload());
+      const r = await post<{ ok: boolean; warnings?: { key: string; message: string }[]; error?: { code: string; message: string; key?: string } }>('/api/settings/validate', this.payload());
       if (r.ok) {
         this.clearErrors();
+        this.showWarnings(r.warnings ?? []);
+        if (!this.edits.size) return true;
         this.status.textContent = `${this.edits.size} unsaved change${this.edits.size === 1 ? '' : 's'}; valid`;
         this.saveBtn.disabled = false;
         return true;
@@ -219,13 +243,23 @@ class SettingsForm {
     e.preventDefault();
     if (!this.edits.size) return;
     this.saveBtn.disabled = true;
+    // While saving, the form takes no typing (inert): nothing typed meanwhile can be lost
+    // when the saved settings come back. The focus returns to the same field afterwards.
+    const focused = (document.activeElement as HTMLElement | null)?.id;
+    this.status.textContent = 'Saving…';
+    if (this.form) this.form.inert = true;
+    this.form?.setAttribute('aria-busy', 'true');
     try {
       await send('PATCH', '/api/settings', this.payload());
       toast(`Saved to ${this.s.file} and applied`);
       await load(this.body);
+      if (focused) document.getElementById(focused)?.focus();
     } catch (x) {
+      if (this.form) this.form.inert = false;
+      this.form?.removeAttribute('aria-busy');
       if (x instanceof ApiError) this.showError(x);
       else this.globalError.textContent = String(x);
+      this.status.textContent = 'Not saved.';
       this.saveBtn.disabled = false;
     }
   }
@@ -389,9 +423,17 @@ class SettingsForm {
       accountBox.hidden = v.kind.left === 'folder' && v.kind.right === 'folder';
       this.changed();
     };
-    const text = (id: string, label: string, help: string, set: (x: string) => void, type = 'text') => {
+    // The new pair's fields answer to the keys of the pair after the last one (`pair.@new.name`):
+    // its errors and warnings show beside them, not in the save bar.
+    const register = (key: string, input: HTMLElement, id: string) => {
+      const error = h('p', { class: 'field-error', id: `${id}-err`, role: 'alert' });
+      input.setAttribute('aria-describedby', `${id}-err`);
+      this.fields.set(`pair.@new.${key}`, { input, error });
+      return error;
+    };
+    const text = (id: string, label: string, help: string, set: (x: string) => void, type = 'text', key?: string) => {
       const inp: HTMLInputElement = h('input', { id, type, spellcheck: 'false', autocomplete: 'off', oninput: () => (set(inp.value), update()) });
-      return h('div', { class: 'field' }, h('label', { for: id }, label), inp, h('p', { class: 'help' }, help));
+      return h('div', { class: 'field' }, h('label', { for: id }, label), inp, h('p', { class: 'help' }, help), key ? register(key, inp, id) : null);
     };
     const sideBox = (side: 'left' | 'right', title: string) => {
       const id = `new-pair-${side}`;
@@ -450,7 +492,7 @@ class SettingsForm {
         h('legend', null, title),
         h('div', { class: 'field' }, h('label', { for: `${id}-kind` }, 'Kind'), kindSel),
         bucketField,
-        h('div', { class: 'field' }, whereLabel, whereInp, whereHelp),
+        h('div', { class: 'field' }, whereLabel, whereInp, whereHelp, register(side, whereInp, id)),
         h('div', { class: 'field' }, testBtn, result),
       );
     };
@@ -471,7 +513,7 @@ class SettingsForm {
       'details',
       { class: 'card' },
       h('summary', null, h('h2', null, 'Add a pair')),
-      h('div', { class: 'fields' }, text('new-pair-name', 'Name', 'short, without "/"', (x) => (v.name = x))),
+      h('div', { class: 'fields' }, text('new-pair-name', 'Name', 'short, without "/"', (x) => (v.name = x), 'text', 'name')),
       sideBox('left', 'Left'),
       sideBox('right', 'Right'),
       accountBox,
@@ -542,10 +584,12 @@ class SettingsForm {
       }),
       this.newPair(),
       this.email(raw, config),
-      this.desktop(raw, config),
+      // The tray app's settings mean nothing to a headless service: shown only in the app.
+      this.s.desktop_app ? this.desktop(raw, config) : null,
       this.rawText(),
       h('div', { class: 'savebar' }, this.saveBtn, h('button', { type: 'button', onclick: () => void load(this.body) }, 'Discard changes'), this.status, this.globalError),
     );
+    this.form = form;
     fill(this.body, form);
   }
 
@@ -581,7 +625,36 @@ class SettingsForm {
         f('subject_prefix', 'Subject prefix', 'text'),
         group,
       ),
+      this.testMail(),
     );
+  }
+
+  /** "Send a test mail" with the mail settings as the form has them (saved or not). */
+  private testMail(): HTMLElement {
+    const result = h('p', { class: 'help', id: 'test-mail-result', role: 'status' });
+    const btn: HTMLButtonElement = h(
+      'button',
+      {
+        type: 'button',
+        id: 'test-mail',
+        onclick: async () => {
+          btn.disabled = true;
+          result.classList.remove('error');
+          result.textContent = 'Sending…';
+          try {
+            const r = await post<{ to: string[] }>('/api/test-mail', this.payload());
+            result.textContent = `Sent to ${r.to.join(', ')}: check the inbox (and the spam folder).`;
+          } catch (e) {
+            result.classList.add('error');
+            result.textContent = `Not sent: ${e instanceof Error ? e.message : String(e)}`;
+          } finally {
+            btn.disabled = false;
+          }
+        },
+      },
+      'Send a test mail',
+    );
+    return h('div', { class: 'buttons' }, btn, result);
   }
 
   /** A set of checkboxes for an array of words. `none` is what saving with nothing ticked
